@@ -1,0 +1,69 @@
+package mover
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Event is one JSON line a mover prints on stdout. A run prints zero or more
+// "progress" events and ends with exactly one "result" or "error" event; the
+// CLI reads them from the mover pod's log to draw progress and collect the
+// outcome.
+type Event struct {
+	Type     string    `json:"type"` // "progress", "result" or "error"
+	Time     time.Time `json:"time"`
+	Progress *Progress `json:"progress,omitempty"`
+	Result   *Result   `json:"result,omitempty"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// Event types.
+const (
+	EventProgress = "progress"
+	EventResult   = "result"
+	EventError    = "error"
+)
+
+// Progress is a running count of one transfer.
+type Progress struct {
+	RawBytes    int64 `json:"rawBytes"`             // file content read (upload) or written (download)
+	StoredBytes int64 `json:"storedBytes"`          // compressed bytes sent to or read from the store
+	Files       int64 `json:"files"`                // entries archived or extracted so far
+	TotalBytes  int64 `json:"totalBytes,omitempty"` // expected raw bytes, 0 when unknown
+}
+
+// Result is the outcome of one transfer. For an upload it is also stored as
+// the volume's result object beside the data (see catalog.Layout).
+type Result struct {
+	Key         string    `json:"key"`
+	RawBytes    int64     `json:"rawBytes"`
+	StoredBytes int64     `json:"storedBytes"`
+	Files       int64     `json:"files"`
+	SHA256      string    `json:"sha256"`      // hex digest of the stored (compressed) object
+	Compression string    `json:"compression"` // e.g. "zstd:1"
+	Started     time.Time `json:"started"`
+	Finished    time.Time `json:"finished"`
+}
+
+// ParseEvent decodes one line of mover output. Lines that are not events
+// (a runtime panic, a shell message) give an error the caller may log and skip.
+func ParseEvent(line []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(line, &e); err != nil {
+		return Event{}, fmt.Errorf("parse mover event %q: %w", truncate(line, 120), err)
+	}
+	switch e.Type {
+	case EventProgress, EventResult, EventError:
+		return e, nil
+	default:
+		return Event{}, fmt.Errorf("parse mover event %q: unknown type %q", truncate(line, 120), e.Type)
+	}
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "…"
+	}
+	return string(b)
+}

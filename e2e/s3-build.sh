@@ -21,7 +21,8 @@ build() { # name package version
   echo "$out"
 }
 
-for name in "${@:-versitygw minio}"; do
+[ $# -gt 0 ] || set -- versitygw minio
+for name in "$@"; do
   case $name in
     versitygw) build versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION" ;;
     minio) build minio github.com/minio/minio "$MINIO_VERSION" ;;

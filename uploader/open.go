@@ -1,0 +1,239 @@
+package uploader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+)
+
+// Options configure Open. Zero values mean "from the URL, else from the
+// standard AWS environment and shared config, else the default".
+type Options struct {
+	Endpoint string // S3 endpoint URL; AWS when empty everywhere
+	Region   string
+	// PathStyle addresses buckets as ENDPOINT/BUCKET rather than
+	// BUCKET.ENDPOINT. nil: from the URL, else true when an endpoint is set
+	// (what self-hosted servers expect), else false.
+	PathStyle       *bool
+	AccessKeyID     string
+	SecretAccessKey Secret
+	// PartSize of multipart uploads; 0 chooses it from each object's
+	// expected size (see PartSize).
+	PartSize int64
+	// Concurrency is the number of parts in flight per Put; 0 means 4.
+	// A Put holds at most PartSize x (Concurrency+1) bytes of buffers.
+	Concurrency int
+	Logger      *slog.Logger
+}
+
+const (
+	defaultConcurrency = 4
+	defaultRegion      = "us-east-1"
+	// maxAttempts per request: transient errors during a long backup are
+	// worth waiting for rather than losing hours of streaming.
+	maxAttempts = 10
+	// openCheckTimeout bounds Open's reachability check.
+	openCheckTimeout = 30 * time.Second
+)
+
+// Open returns the store for a repository URL:
+//
+//	s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path-style=true|false]
+//	file:///ABS/DIR
+//
+// S3 settings come from the URL's query, then Options, then the standard AWS
+// environment and shared config (AWS_REGION, AWS_ENDPOINT_URL_S3,
+// AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_CA_BUNDLE, ...). Open checks that the
+// bucket (or the directory) is reachable and returns one clear error line
+// when it is not, wrapping ErrBadURL, ErrNoBucket, ErrAccessDenied or
+// ErrUnreachable.
+func Open(ctx context.Context, repoURL string, opts Options) (Store, error) {
+	loc, err := ParseURL(repoURL)
+	if err != nil {
+		return nil, err
+	}
+	switch loc.Scheme {
+	case "file":
+		return NewFileStore(loc.Dir)
+	default:
+		return OpenS3(ctx, loc, opts)
+	}
+}
+
+// OpenS3 is Open for a parsed s3:// location.
+func OpenS3(ctx context.Context, loc Location, opts Options) (*S3Store, error) {
+	endpoint := firstNonEmpty(loc.Endpoint, opts.Endpoint, os.Getenv("AWS_ENDPOINT_URL_S3"), os.Getenv("AWS_ENDPOINT_URL"))
+	if endpoint != "" {
+		if err := checkEndpoint(endpoint); err != nil {
+			return nil, badURL("endpoint: %v", err)
+		}
+	}
+	pathStyle := endpoint != ""
+	switch {
+	case loc.PathStyle != nil:
+		pathStyle = *loc.PathStyle
+	case opts.PathStyle != nil:
+		pathStyle = *opts.PathStyle
+	}
+	conc := opts.Concurrency
+	if conc <= 0 {
+		conc = defaultConcurrency
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, conc+2)
+	})
+	load := []func(*config.LoadOptions) error{
+		// A BuildableClient, so that the loader can add AWS_CA_BUNDLE to it.
+		config.WithHTTPClient(httpClient),
+		config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = maxAttempts
+				o.MaxBackoff = 20 * time.Second
+				// The client-wide retry quota would turn a burst of
+				// failures across parallel parts into hard errors.
+				o.RateLimiter = ratelimit.None
+			})
+		}),
+		// Default request checksums (aws-chunked trailers) are not
+		// understood by every S3-compatible server; SigV4 already covers
+		// the payload.
+		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
+		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
+	}
+	if r := firstNonEmpty(loc.Region, opts.Region); r != "" {
+		load = append(load, config.WithRegion(r))
+	}
+	if opts.AccessKeyID != "" {
+		load = append(load, config.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(opts.AccessKeyID, string(opts.SecretAccessKey), "")))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, load...)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = defaultRegion
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+		o.UsePathStyle = pathStyle
+	})
+	where := endpoint
+	if where == "" {
+		where = "AWS S3 (" + cfg.Region + ")"
+	}
+	s := &S3Store{
+		client:      client,
+		bucket:      loc.Bucket,
+		prefix:      loc.Prefix,
+		partSize:    opts.PartSize,
+		concurrency: conc,
+		log:         logger.With("bucket", loc.Bucket, "endpoint", where),
+		where:       where,
+	}
+	if loc.Prefix != "" {
+		s.prefix += "/"
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, openCheckTimeout)
+	defer cancel()
+	_, err = client.HeadBucket(cctx, &s3.HeadBucketInput{Bucket: &loc.Bucket}, func(o *s3.Options) {
+		o.RetryMaxAttempts = 2 // an unreachable endpoint should fail fast
+	})
+	if err != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("check bucket %s at %s: %w", loc.Bucket, where, ctx.Err())
+	}
+	if err != nil {
+		return nil, classifyOpenError(err, where, loc.Bucket, cfg.Region)
+	}
+	return s, nil
+}
+
+// classifyOpenError turns the failure of the bucket check into one line that
+// says what to do.
+func classifyOpenError(err error, where, bucket, region string) error {
+	var se *v4.SigningError
+	if errors.As(err, &se) {
+		return &openError{kind: ErrAccessDenied, cause: err, msg: fmt.Sprintf(
+			"no usable credentials for %s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (%v)", where, errors.Unwrap(se.Err))}
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		code := ""
+		var ae smithy.APIError
+		if errors.As(err, &ae) {
+			code = ae.ErrorCode()
+		}
+		switch status := re.HTTPStatusCode(); {
+		case status == http.StatusNotFound:
+			return &openError{kind: ErrNoBucket, cause: err, msg: fmt.Sprintf(
+				"bucket %s does not exist at %s: create it or fix --repo", bucket, where)}
+		case status == http.StatusForbidden || status == http.StatusUnauthorized:
+			return &openError{kind: ErrAccessDenied, cause: err, msg: fmt.Sprintf(
+				"access denied by %s for bucket %s: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket policy", where, bucket)}
+		case status == http.StatusMovedPermanently || code == "AuthorizationHeaderMalformed" || code == "PermanentRedirect":
+			return &openError{kind: ErrUnreachable, cause: err, msg: fmt.Sprintf(
+				"bucket %s is not in region %s at %s: set the region (?region= in --repo, or AWS_REGION)", bucket, region, where)}
+		default:
+			return &openError{kind: ErrUnreachable, cause: err, msg: fmt.Sprintf(
+				"check bucket %s at %s: HTTP %d %s", bucket, where, status, code)}
+		}
+	}
+	return &openError{kind: ErrUnreachable, cause: err, msg: fmt.Sprintf(
+		"cannot reach %s: %s", where, rootCause(err))}
+}
+
+// rootCause keeps the part of a transport error a person can act on
+// ("connection refused", "no such host", a TLS complaint) instead of the
+// SDK's nested operation and retry wrappers.
+func rootCause(err error) string {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err.Error()
+	}
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		return de.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("no answer within %s", openCheckTimeout)
+	}
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err.Error()
+		}
+		err = u
+	}
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,426 @@
+package catalog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kbak/kbak/uploader"
+)
+
+// Store is the part of uploader.Store the catalog uses.
+type Store interface {
+	Put(ctx context.Context, key string, r io.Reader, size int64) error
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	Stat(ctx context.Context, key string) (uploader.ObjectInfo, error)
+	List(ctx context.Context, prefix string, fn func(uploader.ObjectInfo) error) error
+	Delete(ctx context.Context, key string) error
+}
+
+var _ Store = uploader.Store(nil)
+
+// ErrBackupNotFound is wrapped by errors for backup ids with no manifest.
+var ErrBackupNotFound = errors.New("backup not found")
+
+// ErrIncomplete is wrapped by errors for backups whose objects exist but whose
+// manifest does not: still running, crashed, or half deleted.
+var ErrIncomplete = errors.New("backup is incomplete (no manifest)")
+
+// maxManifestBytes bounds a manifest read: a StatefulSet with thousands of
+// ordinals stays far below it, and a stray huge object cannot exhaust memory.
+const maxManifestBytes = 64 << 20
+
+// readConcurrency bounds the manifests read at once by List.
+const readConcurrency = 8
+
+// Catalog reads and edits the set of backups in a store.
+type Catalog struct {
+	store Store
+}
+
+// New returns a catalog over store.
+func New(store Store) *Catalog {
+	return &Catalog{store: store}
+}
+
+// Filter narrows a listing. Empty fields match everything.
+type Filter struct {
+	Namespace   string
+	StatefulSet string
+}
+
+// Match reports whether a backup of namespace/sts passes the filter.
+func (f Filter) Match(namespace, sts string) bool {
+	return (f.Namespace == "" || f.Namespace == namespace) &&
+		(f.StatefulSet == "" || f.StatefulSet == sts)
+}
+
+func (f Filter) validate() error {
+	if f.Namespace != "" {
+		if err := ValidateNamespace(f.Namespace); err != nil {
+			return err
+		}
+	}
+	if f.StatefulSet != "" {
+		return ValidateStatefulSetName(f.StatefulSet)
+	}
+	return nil
+}
+
+// Summary is one line of a listing.
+type Summary struct {
+	ID          string    `json:"id"`
+	Namespace   string    `json:"namespace"`
+	StatefulSet string    `json:"statefulSet"`
+	Created     time.Time `json:"created"`
+	Status      Status    `json:"status,omitempty"`
+	Volumes     int       `json:"volumes"`
+	RawBytes    int64     `json:"rawBytes"`
+	StoredBytes int64     `json:"storedBytes"`
+	Methods     []Method  `json:"methods,omitempty"` // distinct methods of Completed volumes, sorted
+	// Error is set when the manifest exists but cannot be read (corrupt, or
+	// from a newer kbak); the other fields then come from the key.
+	Error string `json:"error,omitempty"`
+}
+
+func summarize(m *Manifest) Summary {
+	s := Summary{
+		ID: m.ID, Namespace: m.Namespace, StatefulSet: m.StatefulSet,
+		Created: m.Created, Status: m.Status, Volumes: len(m.Volumes),
+	}
+	for _, v := range m.Volumes {
+		s.RawBytes += v.RawBytes
+		s.StoredBytes += v.StoredBytes
+		if v.Status == VolumeCompleted && !slices.Contains(s.Methods, v.Method) {
+			s.Methods = append(s.Methods, v.Method)
+		}
+	}
+	slices.Sort(s.Methods)
+	return s
+}
+
+// WriteManifest stores m as the last object of its backup. It first checks
+// that the archive of every Completed volume exists with the recorded size, so
+// a manifest never names data that is not there.
+func (c *Catalog) WriteManifest(ctx context.Context, m *Manifest) error {
+	m.APIVersion, m.Kind = APIVersion, ManifestKind
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	for _, v := range m.Volumes {
+		if v.Status != VolumeCompleted {
+			continue
+		}
+		info, err := c.store.Stat(ctx, v.Key)
+		if err != nil {
+			return fmt.Errorf("write manifest %s: check volume %s: %w", m.ID, v.PVC, err)
+		}
+		if info.Size != v.StoredBytes {
+			return fmt.Errorf("write manifest %s: volume %s: object %s holds %d bytes, the mover reported %d",
+				m.ID, v.PVC, v.Key, info.Size, v.StoredBytes)
+		}
+	}
+	data, err := EncodeManifest(m)
+	if err != nil {
+		return err
+	}
+	key := m.Layout().ManifestKey()
+	if err := c.store.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+		return fmt.Errorf("write manifest %s: %w", key, err)
+	}
+	return nil
+}
+
+// ReadManifest reads the manifest of a backup whose layout is known.
+func (c *Catalog) ReadManifest(ctx context.Context, l Layout) (*Manifest, error) {
+	return c.readManifest(ctx, l.ManifestKey())
+}
+
+func (c *Catalog) readManifest(ctx context.Context, key string) (*Manifest, error) {
+	rc, err := c.store.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", key, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxManifestBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", key, err)
+	}
+	if len(data) > maxManifestBytes {
+		return nil, corrupt(key, fmt.Sprintf("larger than %d bytes", maxManifestBytes))
+	}
+	return DecodeManifest(key, data)
+}
+
+// List returns the backups that have a manifest, newest first. It lists the
+// store once and reads the manifests concurrently. A manifest that cannot be
+// read gives a Summary with Error set rather than failing the listing, so one
+// bad object does not hide the rest of a repository.
+func (c *Catalog) List(ctx context.Context, f Filter) ([]Summary, error) {
+	if err := f.validate(); err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	var keys []Key
+	err := c.store.List(ctx, ListPrefix(f), func(o uploader.ObjectInfo) error {
+		if !strings.HasSuffix(o.Key, manifestEnd) {
+			return nil
+		}
+		k, err := ParseKey(o.Key)
+		if err != nil || k.Kind != KindManifest || !f.Match(k.Namespace, k.StatefulSet) {
+			return nil // not kbak's, or another backup's: not part of this listing
+		}
+		keys = append(keys, k)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list backups under %s: %w", ListPrefix(f), err)
+	}
+
+	out := make([]Summary, len(keys))
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, readConcurrency)
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			m, err := c.readManifest(ctx, k.ManifestKey())
+			if err == nil {
+				out[i] = summarize(m)
+				return
+			}
+			if !errors.Is(err, ErrCorruptManifest) && !errors.Is(err, ErrManifestTooNew) {
+				cancel(err) // the store failed: the listing would be wrong
+				return
+			}
+			_, created, _ := ParseID(k.ID) // valid: ParseKey checked it
+			out[i] = Summary{ID: k.ID, Namespace: k.Namespace, StatefulSet: k.StatefulSet, Created: created, Error: err.Error()}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	sortNewestFirst(out)
+	return out, nil
+}
+
+func sortNewestFirst(s []Summary) {
+	slices.SortStableFunc(s, func(a, b Summary) int {
+		if c := b.Created.Compare(a.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+}
+
+// find lists the whole repository for the objects of backup id. The id names
+// its StatefulSet but not its namespace, so no narrower prefix exists.
+func (c *Catalog) find(ctx context.Context, id string) (dirs map[Layout][]uploader.ObjectInfo, err error) {
+	if _, _, err := ParseID(id); err != nil {
+		return nil, err
+	}
+	dirs = make(map[Layout][]uploader.ObjectInfo)
+	marker := "/" + id + "/"
+	err = c.store.List(ctx, Root, func(o uploader.ObjectInfo) error {
+		if !strings.Contains(o.Key, marker) {
+			return nil
+		}
+		k, err := ParseKey(o.Key)
+		if err != nil || k.ID != id {
+			return nil
+		}
+		dirs[k.Layout] = append(dirs[k.Layout], o)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find backup %s: %w", id, err)
+	}
+	if len(dirs) > 1 {
+		var where []string
+		for l := range dirs {
+			where = append(where, l.Dir())
+		}
+		slices.Sort(where)
+		return nil, fmt.Errorf("find backup %s: the id is in several namespaces (%s): delete the extra copy with `kbak gc` or by hand",
+			id, strings.Join(where, ", "))
+	}
+	return dirs, nil
+}
+
+func notFound(id string) error {
+	return fmt.Errorf("backup %s: %w: run `kbak list` to see backup ids", id, ErrBackupNotFound)
+}
+
+func hasManifest(l Layout, objs []uploader.ObjectInfo) bool {
+	key := l.ManifestKey()
+	return slices.ContainsFunc(objs, func(o uploader.ObjectInfo) bool { return o.Key == key })
+}
+
+// Get returns the manifest of backup id. An unknown id gives an error
+// wrapping ErrBackupNotFound; a backup without a manifest one wrapping
+// ErrIncomplete.
+func (c *Catalog) Get(ctx context.Context, id string) (*Manifest, error) {
+	dirs, err := c.find(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for l, objs := range dirs {
+		if !hasManifest(l, objs) {
+			return nil, fmt.Errorf("backup %s: %w: it is still running, crashed or was half deleted; `kbak gc` removes it once it is old enough", id, ErrIncomplete)
+		}
+		return c.ReadManifest(ctx, l)
+	}
+	return nil, notFound(id)
+}
+
+// Latest returns the manifest of the newest Completed backup matching f.
+func (c *Catalog) Latest(ctx context.Context, f Filter) (*Manifest, error) {
+	list, err := c.List(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range list {
+		if s.Status == StatusCompleted {
+			return c.ReadManifest(ctx, Layout{Namespace: s.Namespace, StatefulSet: s.StatefulSet, ID: s.ID})
+		}
+	}
+	what := "any StatefulSet"
+	if f.StatefulSet != "" {
+		what = "StatefulSet " + f.StatefulSet
+	}
+	if f.Namespace != "" {
+		what += " in namespace " + f.Namespace
+	}
+	return nil, fmt.Errorf("latest backup of %s: %w: no Completed backup; run `kbak list` to see backup ids", what, ErrBackupNotFound)
+}
+
+// Delete removes backup id: the manifest first, so that an interrupted delete
+// leaves an incomplete backup that gc finds, then every other object of the
+// backup. It returns the manifest so the caller can clean what the backup
+// kept in the cluster (retained snapshots); the manifest is nil when the
+// backup had none or it could not be read. A backup without a manifest is
+// deleted too: naming its id is explicit enough.
+func (c *Catalog) Delete(ctx context.Context, id string) (*Manifest, error) {
+	dirs, err := c.find(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for l, objs := range dirs {
+		var m *Manifest
+		if hasManifest(l, objs) {
+			m, err = c.ReadManifest(ctx, l)
+			if err != nil && !errors.Is(err, ErrCorruptManifest) && !errors.Is(err, ErrManifestTooNew) {
+				return nil, fmt.Errorf("delete backup %s: %w", id, err)
+			}
+			if err := c.store.Delete(ctx, l.ManifestKey()); err != nil {
+				return nil, fmt.Errorf("delete backup %s: %w", id, err)
+			}
+		}
+		if err := c.deleteObjects(ctx, l, objs); err != nil {
+			return m, fmt.Errorf("delete backup %s: %w (`kbak gc` removes what is left)", id, err)
+		}
+		return m, nil
+	}
+	return nil, notFound(id)
+}
+
+// deleteObjects removes the objects of the backup at l, except its manifest.
+func (c *Catalog) deleteObjects(ctx context.Context, l Layout, objs []uploader.ObjectInfo) error {
+	for _, o := range objs {
+		if o.Key == l.ManifestKey() {
+			continue // removed first by the caller
+		}
+		if err := c.store.Delete(ctx, o.Key); err != nil {
+			return fmt.Errorf("delete %s: %w", o.Key, err)
+		}
+	}
+	return nil
+}
+
+// Orphan is a backup directory without a manifest.
+type Orphan struct {
+	Namespace   string    `json:"namespace"`
+	StatefulSet string    `json:"statefulSet"`
+	ID          string    `json:"id"`
+	Objects     int       `json:"objects"`
+	Bytes       int64     `json:"bytes"`
+	Newest      time.Time `json:"newest"` // modification time of its newest object
+	Removed     bool      `json:"removed"`
+}
+
+// GC finds backup directories without a manifest whose newest object is
+// older than grace at now, and removes their objects unless dryRun. The grace
+// period keeps a running backup (which writes its manifest last) safe.
+// Objects under Root that are outside any valid backup directory are not
+// kbak's to judge and are left alone. Deletion errors do not stop the sweep;
+// they are joined into the returned error.
+func (c *Catalog) GC(ctx context.Context, grace time.Duration, now time.Time, dryRun bool) ([]Orphan, error) {
+	if grace < 0 {
+		return nil, fmt.Errorf("gc: negative grace period %s", grace)
+	}
+	type dir struct {
+		objs     []uploader.ObjectInfo
+		manifest bool
+	}
+	dirs := make(map[Layout]*dir)
+	var order []Layout
+	err := c.store.List(ctx, Root, func(o uploader.ObjectInfo) error {
+		k, err := ParseKey(o.Key)
+		if err != nil {
+			return nil
+		}
+		d := dirs[k.Layout]
+		if d == nil {
+			d = &dir{}
+			dirs[k.Layout] = d
+			order = append(order, k.Layout)
+		}
+		d.objs = append(d.objs, o)
+		d.manifest = d.manifest || k.Kind == KindManifest
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gc: list %s: %w", Root, err)
+	}
+	var orphans []Orphan
+	var errs []error
+	for _, l := range order {
+		d := dirs[l]
+		if d.manifest {
+			continue
+		}
+		o := Orphan{Namespace: l.Namespace, StatefulSet: l.StatefulSet, ID: l.ID, Objects: len(d.objs)}
+		for _, obj := range d.objs {
+			o.Bytes += obj.Size
+			if obj.ModTime.After(o.Newest) {
+				o.Newest = obj.ModTime
+			}
+		}
+		if now.Sub(o.Newest) < grace {
+			continue
+		}
+		if !dryRun {
+			if err := c.deleteObjects(ctx, l, d.objs); err != nil {
+				errs = append(errs, fmt.Errorf("gc: backup %s: %w", l.ID, err))
+			} else {
+				o.Removed = true
+			}
+		}
+		orphans = append(orphans, o)
+	}
+	return orphans, errors.Join(errs...)
+}

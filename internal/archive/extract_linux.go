@@ -1,0 +1,569 @@
+package archive
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
+)
+
+// maxDecoderWindow bounds the memory a hostile stream can make the decoder
+// allocate; Write never uses windows above 8 MiB.
+const maxDecoderWindow = 64 << 20
+
+// Extract unpacks a stream made by Write into dir, which must exist and may
+// already hold entries (see ExtractOptions.Overwrite). It reads r to its end:
+// after the tar end marker only zero padding may follow, and a stream that
+// stops early is an ErrTruncated error, never a partial success.
+//
+// Nothing is created outside dir: names with ".." or a leading "/" are
+// refused, every parent directory is resolved beneath dir without following
+// symlinks (openat2 RESOLVE_NO_SYMLINKS, or one O_NOFOLLOW openat per
+// component on kernels without it), and hard link targets are resolved the
+// same way.
+//
+// Directories are created mode 0700 and owned by the extracting user; their
+// owner, mode, xattrs and mtime are applied after all entries, so a read-only
+// directory can still be filled and its mtime is not disturbed by its
+// children. That keeps one small record per directory in memory until the end.
+func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) (Stats, error) {
+	rootFd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return Stats{}, fmt.Errorf("open target directory %s: %w", dir, err)
+	}
+	defer unix.Close(rootFd)
+	dec, err := zstd.NewReader(r, zstd.WithDecoderMaxWindow(maxDecoderWindow))
+	if err != nil {
+		return Stats{}, fmt.Errorf("create zstd decoder: %w", err)
+	}
+	defer dec.Close()
+	ex := &extractor{
+		ctx:    ctx,
+		opts:   opts,
+		rootFd: rootFd,
+		parent: -1,
+		buf:    make([]byte, copyBufSize),
+	}
+	defer ex.dropParent()
+
+	tail := &tailReader{r: dec}
+	tr := tar.NewReader(tail)
+	for {
+		if err := ctx.Err(); err != nil {
+			return ex.stats, err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return ex.stats, streamErr(err)
+		}
+		if err := ex.entry(hdr, tr); err != nil {
+			return ex.stats, err
+		}
+		if opts.Progress != nil {
+			opts.Progress.Files.Add(1)
+		}
+	}
+	if !tail.endMarker() {
+		return ex.stats, fmt.Errorf("%w: stream ends without the tar end marker", ErrTruncated)
+	}
+	if err := drain(dec); err != nil {
+		return ex.stats, err
+	}
+	if err := ex.fixDirs(); err != nil {
+		return ex.stats, err
+	}
+	return ex.stats, nil
+}
+
+// streamErr names a short or corrupt stream for what it is.
+func streamErr(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: %w", ErrTruncated, err)
+	}
+	return fmt.Errorf("read archive: %w", err)
+}
+
+// drain reads what follows the tar end marker: zero padding is fine, data is
+// not, and the zstd stream must end cleanly.
+func drain(dec io.Reader) error {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := dec.Read(buf)
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return errors.New("read archive: data after the tar end marker")
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return streamErr(err)
+		}
+	}
+}
+
+// tailReader remembers the last two tar blocks read, so the end of the tar
+// stream can be told apart from a stream cut at a header boundary (which
+// archive/tar also reports as io.EOF).
+type tailReader struct {
+	r    io.Reader
+	n    int64
+	tail [1024]byte
+}
+
+func (t *tailReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n >= len(t.tail) {
+		copy(t.tail[:], p[n-len(t.tail):n])
+	} else if n > 0 {
+		copy(t.tail[:], t.tail[n:])
+		copy(t.tail[len(t.tail)-n:], p[:n])
+	}
+	t.n += int64(n)
+	return n, err
+}
+
+func (t *tailReader) endMarker() bool {
+	return t.n >= int64(len(t.tail)) && t.tail == [1024]byte{}
+}
+
+type dirMeta struct {
+	rel      string
+	mode     uint32
+	uid, gid int
+	mtime    unix.Timespec
+	xattrs   map[string]string
+}
+
+type extractor struct {
+	ctx    context.Context
+	opts   ExtractOptions
+	rootFd int
+	stats  Stats
+	dirs   []dirMeta
+	buf    []byte
+
+	// The parent directory of the last entry stays open: entries arrive in
+	// walk order, so most share it. Directories are never removed or renamed
+	// during Extract, so the descriptor stays beneath the root.
+	parentRel string
+	parent    int
+}
+
+func (ex *extractor) dropParent() {
+	if ex.parent >= 0 {
+		unix.Close(ex.parent)
+		ex.parent = -1
+	}
+}
+
+// parentOf returns an O_PATH descriptor of rel's parent and rel's last name.
+func (ex *extractor) parentOf(rel string) (int, string, error) {
+	dir, base := path.Split(rel)
+	dir = strings.TrimSuffix(dir, "/")
+	if dir == "" {
+		return ex.rootFd, base, nil
+	}
+	if ex.parent >= 0 && ex.parentRel == dir {
+		return ex.parent, base, nil
+	}
+	ex.dropParent()
+	fd, err := resolveDir(ex.rootFd, dir)
+	if err != nil {
+		return -1, "", fmt.Errorf("entry %s: parent directory: %w", rel, err)
+	}
+	ex.parent, ex.parentRel = fd, dir
+	return fd, base, nil
+}
+
+// useOpenat2 turns false once the kernel (or a seccomp filter) refuses openat2.
+var useOpenat2 atomic.Bool
+
+func init() { useOpenat2.Store(true) }
+
+// resolveDir opens rel beneath rootFd as an O_PATH directory without
+// following any symlink.
+func resolveDir(rootFd int, rel string) (int, error) {
+	if useOpenat2.Load() {
+		fd, err := unix.Openat2(rootFd, rel, &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		if err == nil {
+			return fd, nil
+		}
+		if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
+			return -1, fmt.Errorf("resolve %s: %w", rel, err)
+		}
+		useOpenat2.Store(false)
+	}
+	return resolveDirWalk(rootFd, rel)
+}
+
+// resolveDirWalk is resolveDir one component at a time; with O_DIRECTORY,
+// O_NOFOLLOW makes a symlink component fail with ENOTDIR.
+func resolveDirWalk(rootFd int, rel string) (int, error) {
+	fd := rootFd
+	for _, c := range strings.Split(rel, "/") {
+		if c == "" || c == "." {
+			continue
+		}
+		if c == ".." {
+			return -1, fmt.Errorf("resolve %s: contains ..", rel)
+		}
+		next, err := unix.Openat(fd, c, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if fd != rootFd {
+			unix.Close(fd)
+		}
+		if err != nil {
+			return -1, fmt.Errorf("resolve %s: %w", rel, err)
+		}
+		fd = next
+	}
+	if fd == rootFd {
+		return unix.Dup(rootFd)
+	}
+	return fd, nil
+}
+
+func timespec(hdr *tar.Header) unix.Timespec {
+	return unix.NsecToTimespec(hdr.ModTime.UnixNano())
+}
+
+func headerXattrs(hdr *tar.Header) map[string]string {
+	var m map[string]string
+	for k, v := range hdr.PAXRecords {
+		if name, ok := strings.CutPrefix(k, paxXattr); ok && name != "" {
+			if m == nil {
+				m = make(map[string]string)
+			}
+			m[name] = v
+		}
+	}
+	return m
+}
+
+func (ex *extractor) entry(hdr *tar.Header, tr io.Reader) error {
+	rel, err := cleanName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	perm := uint32(hdr.Mode) & 0o7777
+	if rel == "." {
+		if hdr.Typeflag != tar.TypeDir {
+			return fmt.Errorf("entry %q: the root must be a directory", hdr.Name)
+		}
+		ex.dirs = append(ex.dirs, dirMeta{rel: ".", mode: perm, uid: hdr.Uid, gid: hdr.Gid, mtime: timespec(hdr), xattrs: headerXattrs(hdr)})
+		ex.stats.Dirs++
+		return nil
+	}
+	pfd, base, err := ex.parentOf(rel)
+	if err != nil {
+		return err
+	}
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		err = ex.mkdir(pfd, base, rel)
+		if err == nil {
+			ex.dirs = append(ex.dirs, dirMeta{rel: rel, mode: perm, uid: hdr.Uid, gid: hdr.Gid, mtime: timespec(hdr), xattrs: headerXattrs(hdr)})
+			ex.stats.Dirs++
+		}
+		return err
+	case tar.TypeReg:
+		err = ex.file(pfd, base, rel, hdr, tr)
+		ex.stats.Files++
+		return err
+	case tar.TypeSymlink:
+		err = ex.create(pfd, base, rel, func() error { return unix.Symlinkat(hdr.Linkname, pfd, base) })
+		ex.stats.Symlinks++
+	case tar.TypeLink:
+		return ex.hardlink(pfd, base, rel, hdr.Linkname)
+	case tar.TypeFifo, tar.TypeChar, tar.TypeBlock:
+		mode := perm | unix.S_IFIFO
+		switch hdr.Typeflag {
+		case tar.TypeChar:
+			mode = perm | unix.S_IFCHR
+		case tar.TypeBlock:
+			mode = perm | unix.S_IFBLK
+		}
+		dev := int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
+		err = ex.create(pfd, base, rel, func() error { return unix.Mknodat(pfd, base, mode, dev) })
+		ex.stats.Other++
+	case tar.TypeXGlobalHeader:
+		return nil
+	default:
+		return fmt.Errorf("entry %s: unsupported type %q", rel, hdr.Typeflag)
+	}
+	if err != nil {
+		return err
+	}
+	// Symlinks and special files: metadata by name, never following.
+	if !ex.opts.NoSameOwner {
+		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("chown %s: %w", rel, err)
+		}
+	}
+	if hdr.Typeflag != tar.TypeSymlink {
+		// Fchmodat follows symlinks; the name was made just now as a node.
+		if err := unix.Fchmodat(pfd, base, perm, 0); err != nil {
+			return fmt.Errorf("chmod %s: %w", rel, err)
+		}
+	}
+	if xs := headerXattrs(hdr); xs != nil {
+		// The /proc path goes through the parent descriptor, not the name.
+		p := "/proc/self/fd/" + strconv.Itoa(pfd) + "/" + base
+		for k, v := range xs {
+			if err := xattrErr(rel, k, unix.Lsetxattr(p, k, []byte(v), 0)); err != nil {
+				return err
+			}
+		}
+	}
+	ts := timespec(hdr)
+	if err := unix.UtimesNanoAt(pfd, base, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set mtime of %s: %w", rel, err)
+	}
+	return nil
+}
+
+// xattrErr drops errors of file systems that cannot hold an attribute
+// (ENOTSUP) and, outside the user namespace, refusals by security modules
+// (EPERM): a restore onto such a volume must not fail for them.
+func xattrErr(rel, name string, err error) error {
+	if err == nil || errors.Is(err, unix.ENOTSUP) {
+		return nil
+	}
+	if errors.Is(err, unix.EPERM) && !strings.HasPrefix(name, "user.") {
+		return nil
+	}
+	return fmt.Errorf("set xattr %s on %s: %w", name, rel, err)
+}
+
+// create runs mk and, if the name exists, replaces it when allowed.
+func (ex *extractor) create(pfd int, base, rel string, mk func() error) error {
+	err := mk()
+	if errors.Is(err, unix.EEXIST) {
+		if err = ex.replace(pfd, base, rel); err == nil {
+			err = mk()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("create %s: %w", rel, err)
+	}
+	return nil
+}
+
+// replace removes an existing non-directory at base if Overwrite allows it.
+func (ex *extractor) replace(pfd int, base, rel string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("stat existing %s: %w", rel, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return fmt.Errorf("a directory of that name exists; it is never replaced")
+	}
+	if !ex.opts.Overwrite {
+		return fmt.Errorf("it already exists in the target (Overwrite replaces it)")
+	}
+	if err := unix.Unlinkat(pfd, base, 0); err != nil {
+		return fmt.Errorf("remove existing %s: %w", rel, err)
+	}
+	return nil
+}
+
+func (ex *extractor) mkdir(pfd int, base, rel string) error {
+	err := unix.Mkdirat(pfd, base, 0o700)
+	if !errors.Is(err, unix.EEXIST) {
+		if err != nil {
+			return fmt.Errorf("create directory %s: %w", rel, err)
+		}
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("stat existing %s: %w", rel, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return nil
+	}
+	if err := ex.replace(pfd, base, rel); err != nil {
+		return fmt.Errorf("create directory %s: %w", rel, err)
+	}
+	if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+		return fmt.Errorf("create directory %s: %w", rel, err)
+	}
+	return nil
+}
+
+func (ex *extractor) hardlink(pfd int, base, rel, linkname string) error {
+	target, err := cleanName(linkname)
+	if err != nil {
+		return fmt.Errorf("entry %s: link target: %w", rel, err)
+	}
+	if target == "." {
+		return fmt.Errorf("entry %s: hard link to the root", rel)
+	}
+	tdir, tbase := path.Split(target)
+	tfd := ex.rootFd
+	if tdir = strings.TrimSuffix(tdir, "/"); tdir != "" {
+		if tfd, err = resolveDir(ex.rootFd, tdir); err != nil {
+			return fmt.Errorf("entry %s: link target %s: %w", rel, target, err)
+		}
+		defer unix.Close(tfd)
+	}
+	// Flags 0: a link to a symlink links the symlink itself, never its target.
+	if err := ex.create(pfd, base, rel, func() error { return unix.Linkat(tfd, tbase, pfd, base, 0) }); err != nil {
+		return err
+	}
+	ex.stats.HardLinks++
+	return nil
+}
+
+func (ex *extractor) file(pfd int, base, rel string, hdr *tar.Header, tr io.Reader) error {
+	size := hdr.Size
+	regions := []region{{0, hdr.Size}}
+	if m, ok := hdr.PAXRecords[paxSparseMap]; ok {
+		var err error
+		if size, err = strconv.ParseInt(hdr.PAXRecords[paxSparseSize], 10, 64); err != nil || size < 0 {
+			return fmt.Errorf("entry %s: sparse size %q", rel, hdr.PAXRecords[paxSparseSize])
+		}
+		if regions, err = decodeSparse(m, size, hdr.Size); err != nil {
+			return fmt.Errorf("entry %s: %w", rel, err)
+		}
+	}
+	var fd int
+	err := ex.create(pfd, base, rel, func() (err error) {
+		fd, err = unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}()
+	for _, r := range regions {
+		if err := ex.content(fd, rel, r, tr); err != nil {
+			return err
+		}
+	}
+	if size != hdr.Size || len(regions) != 1 {
+		if err := unix.Ftruncate(fd, size); err != nil {
+			return fmt.Errorf("set size of %s: %w", rel, err)
+		}
+	}
+	if !ex.opts.NoSameOwner {
+		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+			return fmt.Errorf("chown %s: %w", rel, err)
+		}
+	}
+	// After chown, which clears setuid and setgid.
+	if err := unix.Fchmod(fd, uint32(hdr.Mode)&0o7777); err != nil {
+		return fmt.Errorf("chmod %s: %w", rel, err)
+	}
+	for k, v := range headerXattrs(hdr) {
+		if err := xattrErr(rel, k, unix.Fsetxattr(fd, k, []byte(v), 0)); err != nil {
+			return err
+		}
+	}
+	err = unix.Close(fd)
+	fd = -1
+	if err != nil {
+		return fmt.Errorf("close %s: %w", rel, err)
+	}
+	ts := timespec(hdr)
+	if err := unix.UtimesNanoAt(pfd, base, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set mtime of %s: %w", rel, err)
+	}
+	return nil
+}
+
+// content writes one region read from the tar entry at its offset.
+func (ex *extractor) content(fd int, rel string, r region, tr io.Reader) error {
+	off, end := r.off, r.off+r.len
+	for off < end {
+		if err := ex.ctx.Err(); err != nil {
+			return err
+		}
+		chunk := ex.buf[:min(int64(len(ex.buf)), end-off)]
+		n, err := io.ReadFull(tr, chunk)
+		if err != nil {
+			return streamErr(err)
+		}
+		for w := 0; w < n; {
+			m, err := unix.Pwrite(fd, chunk[w:n], off+int64(w))
+			if err != nil {
+				if errors.Is(err, unix.EINTR) {
+					continue
+				}
+				return fmt.Errorf("write %s: %w", rel, err)
+			}
+			w += m
+		}
+		off += int64(n)
+		ex.stats.RawBytes += int64(n)
+		if ex.opts.Progress != nil {
+			ex.opts.Progress.RawBytes.Add(int64(n))
+		}
+	}
+	return nil
+}
+
+// fixDirs applies directory metadata, deepest entries first.
+func (ex *extractor) fixDirs() error {
+	for i := len(ex.dirs) - 1; i >= 0; i-- {
+		d := ex.dirs[i]
+		ex.dirs[i] = dirMeta{}
+		pfd, base := ex.rootFd, "."
+		if d.rel != "." {
+			var err error
+			if pfd, base, err = ex.parentOf(d.rel); err != nil {
+				return err
+			}
+		}
+		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open directory %s: %w", d.rel, err)
+		}
+		err = ex.fixDir(fd, d)
+		unix.Close(fd)
+		if err != nil {
+			return err
+		}
+		if err := unix.UtimesNanoAt(pfd, base, []unix.Timespec{d.mtime, d.mtime}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("set mtime of %s: %w", d.rel, err)
+		}
+	}
+	ex.dirs = nil
+	return nil
+}
+
+func (ex *extractor) fixDir(fd int, d dirMeta) error {
+	if !ex.opts.NoSameOwner {
+		if err := unix.Fchown(fd, d.uid, d.gid); err != nil {
+			return fmt.Errorf("chown %s: %w", d.rel, err)
+		}
+	}
+	for k, v := range d.xattrs {
+		if err := xattrErr(d.rel, k, unix.Fsetxattr(fd, k, []byte(v), 0)); err != nil {
+			return err
+		}
+	}
+	if err := unix.Fchmod(fd, d.mode); err != nil {
+		return fmt.Errorf("chmod %s: %w", d.rel, err)
+	}
+	return nil
+}

@@ -1,0 +1,397 @@
+package archive
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
+)
+
+// copyBufSize is the read size for file content: large enough that syscalls
+// and zstd block hand-offs are cheap, small enough to check ctx often.
+const copyBufSize = 1 << 20
+
+// maxSparseMap bounds the sparse map record. archive/tar refuses PAX headers
+// over 1 MiB when reading; a file fragmented beyond this is stored dense.
+const maxSparseMap = 512 << 10
+
+// Write archives the tree at dir into w as a tar (PAX) stream compressed with
+// zstd. It closes the zstd stream, so w holds complete zstd frames, but does
+// not close w.
+//
+// The walk is depth first in lexical order of each directory's names, so the
+// same tree gives the same stream. Memory holds the names of one directory
+// per level of the current path (not the whole tree) plus one record per
+// multiply-linked inode whose other names have not been seen yet.
+//
+// A file that vanishes during the walk (live copies) is left out and counted
+// in Stats.Skipped; a file that shrinks while read is padded with zeros to
+// the size recorded in its header, and one that grows is cut at that size.
+func Write(ctx context.Context, dir string, w io.Writer, opts WriteOptions) (Stats, error) {
+	level, err := encoderLevel(opts.Level)
+	if err != nil {
+		return Stats{}, err
+	}
+	conc := opts.Concurrency
+	if conc < 0 {
+		return Stats{}, fmt.Errorf("zstd concurrency %d: want 0 or more", conc)
+	}
+	enc, err := zstd.NewWriter(w,
+		zstd.WithEncoderLevel(level),
+		zstd.WithEncoderConcurrency(conc),
+		// Without this a stream is compressed one block at a time however
+		// many goroutines are allowed.
+		zstd.WithConcurrentBlocks(conc != 1),
+	)
+	if err != nil {
+		return Stats{}, fmt.Errorf("create zstd encoder: %w", err)
+	}
+	wr := &walker{
+		ctx:   ctx,
+		tw:    tar.NewWriter(enc),
+		prog:  opts.Progress,
+		links: make(map[fileID]*linkRecord),
+		buf:   make([]byte, copyBufSize),
+		xbuf:  make([]byte, 4096),
+	}
+	err = wr.entry(dir, rootName)
+	if err == nil {
+		if err = wr.tw.Close(); err != nil {
+			err = fmt.Errorf("write tar end marker: %w", err)
+		}
+	}
+	if err != nil {
+		// Release the encoder's goroutines without sending more to w.
+		enc.Reset(io.Discard)
+		enc.Close()
+		return wr.stats, err
+	}
+	if err := enc.Close(); err != nil {
+		return wr.stats, fmt.Errorf("finish zstd stream: %w", err)
+	}
+	return wr.stats, nil
+}
+
+type fileID struct{ dev, ino uint64 }
+
+type linkRecord struct {
+	name string
+	left uint64 // names of the inode not yet met; the record goes at 0
+}
+
+type walker struct {
+	ctx   context.Context
+	tw    *tar.Writer
+	prog  *Counters
+	stats Stats
+	links map[fileID]*linkRecord
+	buf   []byte
+	xbuf  []byte
+}
+
+func (wr *walker) entry(full, name string) error {
+	if err := wr.ctx.Err(); err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(full, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) && name != rootName {
+			wr.stats.Skipped++
+			return nil
+		}
+		return fmt.Errorf("stat %s: %w", full, err)
+	}
+	hdr := &tar.Header{
+		Name:    name,
+		Mode:    int64(st.Mode & 0o7777),
+		Uid:     int(st.Uid),
+		Gid:     int(st.Gid),
+		ModTime: time.Unix(st.Mtim.Unix()),
+		Format:  tar.FormatPAX,
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return wr.dir(full, name, hdr)
+	case unix.S_IFREG:
+		return wr.file(full, name, hdr, &st)
+	case unix.S_IFLNK:
+		target, err := os.Readlink(full)
+		if err != nil {
+			return fmt.Errorf("read symlink %s: %w", full, err)
+		}
+		hdr.Typeflag = tar.TypeSymlink
+		hdr.Linkname = target
+		wr.stats.Symlinks++
+	case unix.S_IFIFO:
+		hdr.Typeflag = tar.TypeFifo
+		wr.stats.Other++
+	case unix.S_IFCHR, unix.S_IFBLK:
+		hdr.Typeflag = tar.TypeChar
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			hdr.Typeflag = tar.TypeBlock
+		}
+		hdr.Devmajor = int64(unix.Major(st.Rdev))
+		hdr.Devminor = int64(unix.Minor(st.Rdev))
+		wr.stats.Other++
+	default: // sockets are recreated by their owner, never restored
+		wr.stats.Skipped++
+		return nil
+	}
+	if err := wr.xattrs(full, hdr); err != nil {
+		return err
+	}
+	return wr.header(hdr)
+}
+
+func (wr *walker) header(hdr *tar.Header) error {
+	if err := wr.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("write tar header %s: %w", hdr.Name, err)
+	}
+	if wr.prog != nil {
+		wr.prog.Files.Add(1)
+	}
+	return nil
+}
+
+func (wr *walker) dir(full, name string, hdr *tar.Header) error {
+	hdr.Typeflag = tar.TypeDir
+	prefix := ""
+	if name != rootName {
+		hdr.Name += "/"
+		prefix = hdr.Name
+	}
+	if err := wr.xattrs(full, hdr); err != nil {
+		return err
+	}
+	if err := wr.header(hdr); err != nil {
+		return err
+	}
+	wr.stats.Dirs++
+	// Names only (not DirEntry values) keep a directory of a million files
+	// to its names' bytes; sorting them needs them all at once.
+	f, err := os.Open(full)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) && name != rootName {
+			return nil
+		}
+		return fmt.Errorf("open directory %s: %w", full, err)
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("read directory %s: %w", full, err)
+	}
+	slices.Sort(names)
+	for i, n := range names {
+		if err := wr.entry(full+"/"+n, prefix+n); err != nil {
+			return err
+		}
+		names[i] = "" // let the names already archived go
+	}
+	return nil
+}
+
+func (wr *walker) file(full, name string, hdr *tar.Header, st *unix.Stat_t) error {
+	id := fileID{uint64(st.Dev), st.Ino}
+	if st.Nlink > 1 {
+		if rec, ok := wr.links[id]; ok {
+			hdr.Typeflag = tar.TypeLink
+			hdr.Linkname = rec.name
+			if rec.left--; rec.left == 0 {
+				delete(wr.links, id)
+			}
+			if err := wr.header(hdr); err != nil {
+				return err
+			}
+			wr.stats.HardLinks++
+			return nil
+		}
+	}
+	// O_NONBLOCK: if the name became a fifo since Lstat, do not hang on it.
+	fd, err := unix.Open(full, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOATIME, 0)
+	if errors.Is(err, unix.EPERM) { // O_NOATIME needs ownership or CAP_FOWNER
+		fd, err = unix.Open(full, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	}
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			wr.stats.Skipped++
+			return nil
+		}
+		return fmt.Errorf("open %s: %w", full, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fstat(fd, st); err != nil {
+		return fmt.Errorf("stat %s: %w", full, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("archive %s: changed type during the walk", full)
+	}
+	if st.Nlink > 1 {
+		wr.links[id] = &linkRecord{name: name, left: uint64(st.Nlink) - 1}
+	}
+	hdr.Typeflag = tar.TypeReg
+	hdr.Size = st.Size
+	hdr.ModTime = time.Unix(st.Mtim.Unix())
+	regions := []region{{0, st.Size}}
+	if st.Size > 0 && st.Blocks*512 < st.Size {
+		regions = dataRegions(fd, st.Size)
+		if len(regions) != 1 || regions[0] != (region{0, st.Size}) {
+			if m := encodeSparse(regions); len(m) <= maxSparseMap {
+				hdr.PAXRecords = map[string]string{
+					paxSparseMap:  m,
+					paxSparseSize: fmt.Sprint(st.Size),
+				}
+				hdr.Size = 0
+				for _, r := range regions {
+					hdr.Size += r.len
+				}
+			} else {
+				regions = []region{{0, st.Size}}
+			}
+		}
+	}
+	if err := wr.xattrs(full, hdr); err != nil {
+		return err
+	}
+	if err := wr.header(hdr); err != nil {
+		return err
+	}
+	wr.stats.Files++
+	for _, r := range regions {
+		if err := wr.content(fd, full, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dataRegions lists the data regions of fd with SEEK_DATA/SEEK_HOLE. A file
+// system without them reports the whole file as data.
+func dataRegions(fd int, size int64) []region {
+	var regions []region
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) { // only a hole up to the end
+			break
+		}
+		if err != nil {
+			return []region{{0, size}}
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return []region{{0, size}}
+		}
+		hole = min(hole, size)
+		if hole <= data {
+			break
+		}
+		regions = append(regions, region{data, hole - data})
+		off = hole
+	}
+	return regions
+}
+
+// content copies one region of fd into the tar stream, padding with zeros if
+// the file shrank meanwhile, so the entry always has the size its header says.
+func (wr *walker) content(fd int, full string, r region) error {
+	off, end := r.off, r.off+r.len
+	eof := false
+	for off < end {
+		if err := wr.ctx.Err(); err != nil {
+			return err
+		}
+		chunk := wr.buf[:min(int64(len(wr.buf)), end-off)]
+		n := 0
+		if !eof {
+			var err error
+			n, err = unix.Pread(fd, chunk, off)
+			if err != nil {
+				if errors.Is(err, unix.EINTR) {
+					continue
+				}
+				return fmt.Errorf("read %s: %w", full, err)
+			}
+		}
+		if n == 0 {
+			eof = true
+			clear(chunk)
+			n = len(chunk)
+		}
+		if _, err := wr.tw.Write(chunk[:n]); err != nil {
+			return fmt.Errorf("write %s to archive: %w", full, err)
+		}
+		off += int64(n)
+		wr.stats.RawBytes += int64(n)
+		if wr.prog != nil {
+			wr.prog.RawBytes.Add(int64(n))
+		}
+	}
+	return nil
+}
+
+// xattrs records the extended attributes of full (without following a
+// symlink) as SCHILY.xattr PAX records.
+func (wr *walker) xattrs(full string, hdr *tar.Header) error {
+	n, err := unix.Llistxattr(full, wr.xbuf)
+	for errors.Is(err, unix.ERANGE) {
+		if n, err = unix.Llistxattr(full, nil); err == nil {
+			wr.xbuf = make([]byte, n*2)
+			n, err = unix.Llistxattr(full, wr.xbuf)
+		}
+	}
+	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list xattrs of %s: %w", full, err)
+	}
+	list := wr.xbuf[:n]
+	for len(list) > 0 {
+		i := 0
+		for i < len(list) && list[i] != 0 {
+			i++
+		}
+		attr := string(list[:i])
+		list = list[min(i+1, len(list)):]
+		if attr == "" {
+			continue
+		}
+		val, err := lgetxattr(full, attr)
+		if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("read xattr %s of %s: %w", attr, full, err)
+		}
+		if hdr.PAXRecords == nil {
+			hdr.PAXRecords = make(map[string]string)
+		}
+		hdr.PAXRecords[paxXattr+attr] = string(val)
+	}
+	return nil
+}
+
+func lgetxattr(full, attr string) ([]byte, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Lgetxattr(full, attr, buf)
+		if errors.Is(err, unix.ERANGE) {
+			if n, err = unix.Lgetxattr(full, attr, nil); err != nil {
+				return nil, err
+			}
+			buf = make([]byte, n+64)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}

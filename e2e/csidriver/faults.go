@@ -1,0 +1,69 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Parameters csi-snapshotter adds with --extra-create-metadata.
+const (
+	paramSnapshotName      = "csi.storage.k8s.io/volumesnapshot/name"
+	paramSnapshotNamespace = "csi.storage.k8s.io/volumesnapshot/namespace"
+)
+
+// faults reads fault-injection files at each call, so a test switches a
+// fault on and off by writing and removing a file, without restarting the
+// driver:
+//
+//	<dir>/snapshot-error/<namespace>  CreateSnapshot fails with codes.Internal and the file's content
+//	<dir>/snapshot-slow/<namespace>   containing N: the snapshot is not ready_to_use until N seconds after creation
+type faults struct {
+	dir string // empty: no faults
+}
+
+// snapshotError returns the message of the error fault set for namespace,
+// if any.
+func (f faults) snapshotError(namespace string) (msg string, ok bool, err error) {
+	b, ok, err := f.read("snapshot-error", namespace)
+	if !ok || err != nil {
+		return "", ok, err
+	}
+	msg = strings.TrimSpace(string(b))
+	if msg == "" {
+		msg = "injected snapshot error"
+	}
+	return msg, true, nil
+}
+
+// snapshotDelay returns how long a new snapshot in namespace stays not ready.
+func (f faults) snapshotDelay(namespace string) (time.Duration, error) {
+	b, ok, err := f.read("snapshot-slow", namespace)
+	if !ok || err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("fault file snapshot-slow/%s: want a number of seconds, got %q", namespace, b)
+	}
+	return time.Duration(n * float64(time.Second)), nil
+}
+
+func (f faults) read(kind, namespace string) ([]byte, bool, error) {
+	if f.dir == "" || namespace == "" || !validID(namespace) {
+		return nil, false, nil
+	}
+	b, err := os.ReadFile(filepath.Join(f.dir, kind, namespace))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read fault file %s/%s: %w", kind, namespace, err)
+	}
+	return b, true, nil
+}

@@ -116,6 +116,24 @@ func (wr *walker) entry(full, name string) error {
 		ModTime: time.Unix(st.Mtim.Unix()),
 		Format:  tar.FormatPAX,
 	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1 {
+		id := fileID{uint64(st.Dev), st.Ino}
+		if rec, ok := wr.links[id]; ok {
+			hdr.Typeflag = tar.TypeLink
+			hdr.Linkname = rec.name
+			if rec.left--; rec.left == 0 {
+				delete(wr.links, id)
+			}
+			if err := wr.header(hdr); err != nil {
+				return err
+			}
+			wr.stats.HardLinks++
+			return nil
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG { // files record theirs once opened
+			wr.links[id] = &linkRecord{name: name, left: uint64(st.Nlink) - 1}
+		}
+	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		return wr.dir(full, name, hdr)
@@ -200,20 +218,6 @@ func (wr *walker) dir(full, name string, hdr *tar.Header) error {
 
 func (wr *walker) file(full, name string, hdr *tar.Header, st *unix.Stat_t) error {
 	id := fileID{uint64(st.Dev), st.Ino}
-	if st.Nlink > 1 {
-		if rec, ok := wr.links[id]; ok {
-			hdr.Typeflag = tar.TypeLink
-			hdr.Linkname = rec.name
-			if rec.left--; rec.left == 0 {
-				delete(wr.links, id)
-			}
-			if err := wr.header(hdr); err != nil {
-				return err
-			}
-			wr.stats.HardLinks++
-			return nil
-		}
-	}
 	// O_NONBLOCK: if the name became a fifo since Lstat, do not hang on it.
 	fd, err := unix.Open(full, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOATIME, 0)
 	if errors.Is(err, unix.EPERM) { // O_NOATIME needs ownership or CAP_FOWNER

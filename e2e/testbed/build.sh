@@ -22,7 +22,7 @@ log() { echo "build.sh: $*" >&2; }
 # Debian packages: the container runtime, etcd, networking tools and the
 # busybox the utility image is made of.
 packages="etcd-server containerd runc containernetworking-plugins busybox-static
-  iptables conntrack iproute2 procps util-linux zstd openssl curl ca-certificates"
+  iptables nftables conntrack iproute2 procps util-linux zstd openssl curl ca-certificates"
 missing=()
 for p in $packages; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -1,0 +1,73 @@
+package schedule
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/kbak/kbak/internal/catalog"
+)
+
+// Catalog is what pruning needs of the backup catalog.
+type Catalog interface {
+	List(ctx context.Context, f catalog.Filter) ([]catalog.Summary, error)
+	Delete(ctx context.Context, id string) (*catalog.Manifest, error)
+}
+
+// PruneResult is the verdict on every backup pruning looked at, newest first
+// within each StatefulSet.
+type PruneResult struct {
+	Keep   []Decision `json:"keep"`
+	Remove []Decision `json:"remove"`
+	// Deleted holds the manifests of removed backups (nil when unreadable),
+	// so the caller can clean what they kept in the cluster.
+	Deleted []*catalog.Manifest `json:"-"`
+}
+
+// Prune applies p to the backups matching f, each StatefulSet on its own, and
+// deletes what it removes unless dryRun. Deletion goes on past an error so
+// one bad object does not keep every other expired backup; the errors are
+// joined.
+func Prune(ctx context.Context, cat Catalog, f catalog.Filter, p Policy, dryRun bool) (PruneResult, error) {
+	var res PruneResult
+	if err := p.Validate(); err != nil {
+		return res, err
+	}
+	list, err := cat.List(ctx, f)
+	if err != nil {
+		return res, err
+	}
+	groups := map[[2]string][]Item{}
+	for _, s := range list {
+		if s.Error != "" {
+			continue // an unreadable manifest is not pruning's to judge
+		}
+		k := [2]string{s.Namespace, s.StatefulSet}
+		groups[k] = append(groups[k], Item{ID: s.ID, Time: s.Created, Successful: s.Status == catalog.StatusCompleted})
+	}
+	keys := make([][2]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
+	var errs []error
+	for _, k := range keys {
+		keep, remove := p.Apply(groups[k])
+		res.Keep = append(res.Keep, keep...)
+		res.Remove = append(res.Remove, remove...)
+		if dryRun {
+			continue
+		}
+		for _, d := range remove {
+			m, err := cat.Delete(ctx, d.Item.ID)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("prune %s: %w", d.Item.ID, err))
+				continue
+			}
+			res.Deleted = append(res.Deleted, m)
+		}
+	}
+	return res, errors.Join(errs...)
+}

@@ -1,0 +1,127 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+)
+
+// CleanupOptions tunes DeleteRun.
+type CleanupOptions struct {
+	// Namespace to clean; "" cleans every namespace (for gc).
+	Namespace string
+	// BackupID selects one run; "" selects every object kbak made.
+	BackupID string
+	// PodGoneTimeout bounds the wait for pods to disappear before their
+	// claims are deleted.
+	PodGoneTimeout time.Duration
+	Interval       time.Duration
+}
+
+// DeleteRun deletes what a kbak run left in the cluster, found by label:
+// pods first, then, once the pods are gone, temporary claims (the
+// pvc-protection finalizer would otherwise hold them), then VolumeSnapshots
+// not marked retained, then credential Secrets. Objects without kbak's
+// labels are never touched, so source claims and user Secrets are safe. It
+// carries on past errors and returns them all.
+func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, log *slog.Logger, o CleanupOptions) error {
+	sel := RunSelector(o.BackupID)
+	list := metav1.ListOptions{LabelSelector: sel}
+	var errs []error
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	if o.PodGoneTimeout <= 0 {
+		o.PodGoneTimeout = 2 * time.Minute
+	}
+
+	pods, err := kc.CoreV1().Pods(o.Namespace).List(ctx, list)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list pods %s: %w", sel, err))
+	} else {
+		for _, p := range pods.Items {
+			err := kc.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete pod %s/%s: %w", p.Namespace, p.Name, err))
+				continue
+			}
+			log.Debug("deleted pod", "namespace", p.Namespace, "pod", p.Name)
+		}
+		if len(pods.Items) > 0 {
+			err := wait.PollUntilContextTimeout(ctx, o.Interval, o.PodGoneTimeout, true, func(ctx context.Context) (bool, error) {
+				left, err := kc.CoreV1().Pods(o.Namespace).List(ctx, list)
+				if err != nil {
+					return false, fmt.Errorf("list pods %s: %w", sel, err)
+				}
+				return len(left.Items) == 0, nil
+			})
+			if err != nil {
+				// Deleting the claims anyway is safe: pvc-protection keeps
+				// them until the pods are gone.
+				errs = append(errs, fmt.Errorf("wait for pods %s to go: %w", sel, err))
+			}
+		}
+	}
+
+	pvcs, err := kc.CoreV1().PersistentVolumeClaims(o.Namespace).List(ctx, list)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list persistentvolumeclaims %s: %w", sel, err))
+	} else {
+		for _, p := range pvcs.Items {
+			err := kc.CoreV1().PersistentVolumeClaims(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete persistentvolumeclaim %s/%s: %w", p.Namespace, p.Name, err))
+				continue
+			}
+			log.Debug("deleted temporary claim", "namespace", p.Namespace, "pvc", p.Name)
+		}
+	}
+
+	notRetained, _ := labels.NewRequirement(LabelRetained, selection.DoesNotExist, nil)
+	snapSel, _ := labels.Parse(sel)
+	snapSel = snapSel.Add(*notRetained)
+	snaps, err := sc.SnapshotV1().VolumeSnapshots(o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: snapSel.String()})
+	switch {
+	case apierrors.IsNotFound(err):
+		// No snapshot CRDs: nothing to clean.
+	case err != nil:
+		errs = append(errs, fmt.Errorf("list VolumeSnapshots %s: %w", snapSel, err))
+	default:
+		for _, s := range snaps.Items {
+			if s.Labels[LabelRetained] != "" {
+				continue // fake clientsets ignore the selector's DoesNotExist
+			}
+			err := sc.SnapshotV1().VolumeSnapshots(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete VolumeSnapshot %s/%s: %w", s.Namespace, s.Name, err))
+				continue
+			}
+			log.Debug("deleted snapshot", "namespace", s.Namespace, "snapshot", s.Name)
+		}
+	}
+
+	secrets, err := kc.CoreV1().Secrets(o.Namespace).List(ctx, list)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list secrets %s: %w", sel, err))
+	} else {
+		for _, s := range secrets.Items {
+			err := kc.CoreV1().Secrets(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete secret %s/%s: %w", s.Namespace, s.Name, err))
+				continue
+			}
+			log.Debug("deleted secret", "namespace", s.Namespace, "secret", s.Name)
+		}
+	}
+	return errors.Join(errs...)
+}

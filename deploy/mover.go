@@ -1,0 +1,173 @@
+package deploy
+
+import (
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DefaultMoverImage is the kbak image the mover pods run unless told
+// otherwise.
+const DefaultMoverImage = "kbak.local/kbak:dev"
+
+// Where a mover pod finds its volume and its store's CA bundle.
+const (
+	MoverDataPath  = "/data"
+	moverCADir     = "/etc/kbak/ca"
+	moverContainer = "mover"
+	dataVolume     = "data"
+	caVolume       = "store-ca"
+)
+
+// Keys of a credentials Secret. They are the AWS SDK's environment variable
+// names, so a Secret written by hand for --secret uses the same ones.
+const (
+	KeyAccessKeyID     = "AWS_ACCESS_KEY_ID"
+	KeySecretAccessKey = "AWS_SECRET_ACCESS_KEY"
+	KeySessionToken    = "AWS_SESSION_TOKEN"
+	// KeyCABundle holds a PEM bundle for a store with a private CA; it is
+	// mounted as a file and AWS_CA_BUNDLE points to it.
+	KeyCABundle = "ca.crt"
+)
+
+// UploadArgs are the mover's arguments to archive /data into key.
+func UploadArgs(repo, key, resultKey string, sizeHint int64, compression string) []string {
+	return []string{"mover", "upload", "--repo", repo, "--source", MoverDataPath, "--key", key,
+		"--result-key", resultKey, "--size-hint", strconv.FormatInt(sizeHint, 10), "--compression", compression}
+}
+
+// DownloadArgs are the mover's arguments to extract key into /data after
+// checking its digest.
+func DownloadArgs(repo, key, sha256 string) []string {
+	return []string{"mover", "download", "--repo", repo, "--key", key, "--sha256", sha256, "--target", MoverDataPath}
+}
+
+// MoverPod describes one mover pod.
+type MoverPod struct {
+	Name      string
+	Namespace string
+	Labels    map[string]string
+	Image     string
+	// PullPolicy defaults to IfNotPresent, which suits both a registry image
+	// and one preloaded on the nodes.
+	PullPolicy corev1.PullPolicy
+	Args       []string
+	// Claim is mounted at /data; ReadOnly mounts it read-only both in the pod
+	// volume and in the container (backup never writes to its source).
+	Claim    string
+	ReadOnly bool
+	// NodeName pins the pod next to the application pod that holds a
+	// ReadWriteOnce volume; empty lets the scheduler choose.
+	NodeName string
+	// SecretName holds the store credentials; empty for stores that need
+	// none (file://). HasSessionToken and HasCABundle say which optional
+	// keys it carries.
+	SecretName      string
+	HasSessionToken bool
+	HasCABundle     bool
+	// Restore movers must restore owners and modes, so they get the
+	// capabilities for that; backup movers only need to read everything.
+	Restore bool
+	// ServiceAccount defaults to the namespace's default; the mover calls no
+	// Kubernetes API, so its token is not mounted.
+	ServiceAccount string
+	Resources      corev1.ResourceRequirements
+}
+
+// Pod renders the mover pod.
+func (m MoverPod) Pod() *corev1.Pod {
+	pull := m.PullPolicy
+	if pull == "" {
+		pull = corev1.PullIfNotPresent
+	}
+	image := m.Image
+	if image == "" {
+		image = DefaultMoverImage
+	}
+	caps := []corev1.Capability{"DAC_READ_SEARCH"}
+	if m.Restore {
+		caps = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETFCAP", "MKNOD"}
+	}
+	root := int64(0)
+	no := false
+	grace := int64(10)
+	c := corev1.Container{
+		Name:            moverContainer,
+		Image:           image,
+		ImagePullPolicy: pull,
+		Args:            m.Args,
+		VolumeMounts:    []corev1.VolumeMount{{Name: dataVolume, MountPath: MoverDataPath, ReadOnly: m.ReadOnly}},
+		Resources:       m.Resources,
+		// Reading every file whatever its owner needs root with
+		// DAC_READ_SEARCH; nothing else is granted.
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                &root,
+			RunAsNonRoot:             &no,
+			AllowPrivilegeEscalation: &no,
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: caps},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
+	volumes := []corev1.Volume{{
+		Name: dataVolume,
+		VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{
+			ClaimName: m.Claim,
+			ReadOnly:  m.ReadOnly,
+		}},
+	}}
+	if m.SecretName != "" {
+		c.Env = append(c.Env, secretEnv(KeyAccessKeyID, m.SecretName, false), secretEnv(KeySecretAccessKey, m.SecretName, false))
+		if m.HasSessionToken {
+			c.Env = append(c.Env, secretEnv(KeySessionToken, m.SecretName, true))
+		}
+		if m.HasCABundle {
+			c.Env = append(c.Env, corev1.EnvVar{Name: "AWS_CA_BUNDLE", Value: moverCADir + "/" + KeyCABundle})
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: caVolume, MountPath: moverCADir, ReadOnly: true})
+			volumes = append(volumes, corev1.Volume{
+				Name: caVolume,
+				VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+					SecretName: m.SecretName,
+					Items:      []corev1.KeyToPath{{Key: KeyCABundle, Path: KeyCABundle}},
+				}},
+			})
+		}
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, Labels: m.Labels},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			NodeName:                      m.NodeName,
+			ServiceAccountName:            m.ServiceAccount,
+			AutomountServiceAccountToken:  &no,
+			TerminationGracePeriodSeconds: &grace,
+			Containers:                    []corev1.Container{c},
+			Volumes:                       volumes,
+		},
+	}
+	return pod
+}
+
+func secretEnv(key, secret string, optional bool) corev1.EnvVar {
+	ref := &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}
+	if optional {
+		ref.Optional = &optional
+	}
+	return corev1.EnvVar{Name: key, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ref}}
+}
+
+// DefaultMoverResources keep a mover schedulable on a small node while
+// leaving room for zstd and the upload buffers.
+func DefaultMoverResources() corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("100m"),
+			corev1.ResourceMemory: resource.MustParse("64Mi"),
+		},
+		Limits: corev1.ResourceList{
+			corev1.ResourceMemory: resource.MustParse("512Mi"),
+		},
+	}
+}

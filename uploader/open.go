@@ -159,7 +159,13 @@ func OpenS3(ctx context.Context, loc Location, opts Options) (*S3Store, error) {
 
 	cctx, cancel := context.WithTimeout(ctx, openCheckTimeout)
 	defer cancel()
-	_, err = client.HeadBucket(cctx, &s3.HeadBucketInput{Bucket: &loc.Bucket}, func(o *s3.Options) {
+	// A one-key listing rather than HeadBucket: its error responses have a
+	// body with a code (NoSuchBucket, InvalidAccessKeyId, ...), where HEAD
+	// leaves some servers answering 404 for bad credentials. Listing is
+	// needed by every command anyway.
+	_, err = client.ListObjectsV2(cctx, &s3.ListObjectsV2Input{
+		Bucket: &loc.Bucket, Prefix: aws.String(s.prefix), MaxKeys: aws.Int32(1),
+	}, func(o *s3.Options) {
 		o.RetryMaxAttempts = 2 // an unreachable endpoint should fail fast
 	})
 	if err != nil && ctx.Err() != nil {
@@ -180,29 +186,42 @@ func classifyOpenError(err error, where, bucket, region string) error {
 			"no usable credentials for %s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (%v)", where, errors.Unwrap(se.Err))}
 	}
 	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
+	if errors.As(err, &re) && re.Response != nil && re.HTTPStatusCode() != 0 {
 		code := ""
 		var ae smithy.APIError
 		if errors.As(err, &ae) {
 			code = ae.ErrorCode()
 		}
 		switch status := re.HTTPStatusCode(); {
-		case status == http.StatusNotFound:
+		case credentialCodes[code] || status == http.StatusForbidden || status == http.StatusUnauthorized:
+			return &openError{kind: ErrAccessDenied, cause: err, msg: fmt.Sprintf(
+				"access denied by %s for bucket %s: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket policy%s", where, bucket, paren(code))}
+		case code == "NoSuchBucket" || status == http.StatusNotFound:
 			return &openError{kind: ErrNoBucket, cause: err, msg: fmt.Sprintf(
 				"bucket %s does not exist at %s: create it or fix --repo", bucket, where)}
-		case status == http.StatusForbidden || status == http.StatusUnauthorized:
-			return &openError{kind: ErrAccessDenied, cause: err, msg: fmt.Sprintf(
-				"access denied by %s for bucket %s: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket policy", where, bucket)}
 		case status == http.StatusMovedPermanently || code == "AuthorizationHeaderMalformed" || code == "PermanentRedirect":
 			return &openError{kind: ErrUnreachable, cause: err, msg: fmt.Sprintf(
 				"bucket %s is not in region %s at %s: set the region (?region= in --repo, or AWS_REGION)", bucket, region, where)}
 		default:
 			return &openError{kind: ErrUnreachable, cause: err, msg: fmt.Sprintf(
-				"check bucket %s at %s: HTTP %d %s", bucket, where, status, code)}
+				"check bucket %s at %s: HTTP %d%s", bucket, where, status, paren(code))}
 		}
 	}
 	return &openError{kind: ErrUnreachable, cause: err, msg: fmt.Sprintf(
 		"cannot reach %s: %s", where, rootCause(err))}
+}
+
+// credentialCodes are the S3 error codes that mean "these credentials will
+// not do" whatever the HTTP status (versitygw answers 404 for an unknown
+// access key).
+var credentialCodes = map[string]bool{
+	"AccessDenied":          true,
+	"InvalidAccessKeyId":    true,
+	"SignatureDoesNotMatch": true,
+	"ExpiredToken":          true,
+	"InvalidToken":          true,
+	"AllAccessDisabled":     true,
+	"XAdminUserNotFound":    true,
 }
 
 // rootCause keeps the part of a transport error a person can act on
@@ -227,6 +246,13 @@ func rootCause(err error) string {
 		}
 		err = u
 	}
+}
+
+func paren(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " (" + s + ")"
 }
 
 func firstNonEmpty(vs ...string) string {

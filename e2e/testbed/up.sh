@@ -26,6 +26,7 @@ if [ -e "$D" ]; then
 fi
 
 eval "$("$here/build.sh")"
+trap 'rc=$?; [ $rc = 0 ] || log "bring-up failed (logs in $D/logs); down.sh removes what was started"' EXIT
 kubectl() { "$KUBECTL" --kubeconfig "$D/kubeconfig" "$@"; }
 ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 
@@ -97,8 +98,8 @@ chmod 600 "$D/kubeconfig"
 
 # --- network: the pod bridge exists before anything binds to its address;
 # the CNI bridge plugin adopts it (isGateway gives pods a route to the host).
-ip link add "$BRIDGE" type bridge
-ip addr add "$BRIDGE_IP/24" dev "$BRIDGE"
+ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" type bridge
+ip addr replace "$BRIDGE_IP/24" dev "$BRIDGE"
 ip link set "$BRIDGE" up
 cat >"$D/cni/net.d/10-kbak.conflist" <<EOF
 {
@@ -139,6 +140,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   # This machine lacks CAP_SYS_RESOURCE: without it every sandbox fails.
   restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -244,18 +246,25 @@ cgroupDriver: cgroupfs
 failSwapOn: false
 failCgroupV1: false
 podLogsDir: $D/pod-logs
+# Pods get no name server: nothing in the test bed resolves names, and no
+# query may leave the machine.
+resolvConf: $D/kubelet/resolv.conf
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
 serializeImagePulls: false
 maxPods: 110
 EOF
+echo "options ndots:1" >"$D/kubelet/resolv.conf"
 start kubelet "$KUBELET" --config "$D/kubelet/config.yaml" --kubeconfig "$D/kubeconfig" \
   --root-dir "$D/kubelet" --hostname-override "$NODE" --node-ip "$BRIDGE_IP"
 
 # --- the bucket, created through the S3 API.
 wait_for "S3 server" 30 curl -s -o /dev/null "$S3_ENDPOINT/"
+# versitygw wants the payload hash header curl does not send by itself (here
+# the SHA-256 of an empty body).
 curl -fsS -X PUT --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+  -H "x-amz-content-sha256: $(sha256sum </dev/null | cut -d' ' -f1)" \
   "$S3_ENDPOINT/$S3_BUCKET" >/dev/null
 
 # --- snapshots: CRDs and the snapshot controller.

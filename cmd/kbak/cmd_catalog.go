@@ -1,0 +1,427 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/mover"
+	"github.com/kbak/kbak/schedule"
+)
+
+func openCatalog(c *cli.Context) (*catalog.Catalog, error) {
+	store, err := openStore(c.Context, c)
+	if err != nil {
+		return nil, err
+	}
+	return catalog.New(store), nil
+}
+
+func listCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "list",
+		Usage: "list the restorable backups in the repository, newest first",
+		Description: `Works from the repository alone: no cluster needed. Backups still running or
+left by a crash have no manifest yet and are not listed (see kbak gc).
+
+EXAMPLES:
+   kbak list
+   kbak list -n shop --statefulset mariadb -o json`,
+		Flags: flags(repoFlags(), []cli.Flag{
+			&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "only backups of this namespace"},
+			&cli.StringFlag{Name: "statefulset", Usage: "only backups of this StatefulSet"},
+			outputFlag(), verboseFlag(),
+		}),
+		Action: func(c *cli.Context) error {
+			format, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			cat, err := openCatalog(c)
+			if err != nil {
+				return err
+			}
+			list, err := cat.List(c.Context, catalog.Filter{Namespace: c.String("namespace"), StatefulSet: c.String("statefulset")})
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				if list == nil {
+					list = []catalog.Summary{}
+				}
+				return printJSON(c, list)
+			}
+			return printSummaries(stdout(c), list)
+		},
+	}
+}
+
+func printSummaries(w io.Writer, list []catalog.Summary) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAMESPACE\tSTATEFULSET\tCREATED\tSTATUS\tVOLUMES\tSIZE\tSTORED\tMETHOD")
+	for _, s := range list {
+		status := string(s.Status)
+		if s.Error != "" {
+			status = "Unreadable: " + s.Error
+		}
+		methods := make([]string, len(s.Methods))
+		for i, m := range s.Methods {
+			methods[i] = string(m)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.ID, s.Namespace, s.StatefulSet,
+			s.Created.UTC().Format(time.RFC3339), status, s.Volumes, humanBytes(s.RawBytes), humanBytes(s.StoredBytes), strings.Join(methods, ","))
+	}
+	return tw.Flush()
+}
+
+func describeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "describe",
+		Usage:     "show one backup: its StatefulSet, volumes, methods, sizes and errors",
+		ArgsUsage: "ID",
+		Description: `EXAMPLES:
+   kbak describe mariadb-20261122T020000Z-3f2a
+   kbak describe mariadb-20261122T020000Z-3f2a -o json   # the whole manifest`,
+		Flags: flags(repoFlags(), []cli.Flag{outputFlag(), verboseFlag()}),
+		Action: func(c *cli.Context) error {
+			id, err := oneArg(c, "a backup ID")
+			if err != nil {
+				return err
+			}
+			format, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			cat, err := openCatalog(c)
+			if err != nil {
+				return err
+			}
+			m, err := cat.Get(c.Context, id)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				return printJSON(c, m)
+			}
+			return printManifest(stdout(c), m)
+		},
+	}
+}
+
+func printManifest(w io.Writer, m *catalog.Manifest) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "ID:\t%s\n", m.ID)
+	fmt.Fprintf(tw, "StatefulSet:\t%s/%s\n", m.Namespace, m.StatefulSet)
+	fmt.Fprintf(tw, "Status:\t%s\n", m.Status)
+	fmt.Fprintf(tw, "Created:\t%s\n", m.Created.UTC().Format(time.RFC3339))
+	fmt.Fprintf(tw, "Duration:\t%s\n", m.Finished.Sub(m.Started).Round(time.Millisecond))
+	fmt.Fprintf(tw, "Snapshot spread:\t%s\n", m.SnapshotSpread.Duration)
+	fmt.Fprintf(tw, "kbak version:\t%s\n", m.KbakVersion)
+	fmt.Fprintf(tw, "Cluster:\t%s\n", m.ClusterID)
+	for _, h := range m.Hooks {
+		line := fmt.Sprintf("%s-hook %s in %s", h.Phase, h.Name, h.Pod)
+		if h.Error != "" {
+			line += ": " + h.Error
+		}
+		fmt.Fprintf(tw, "Hook:\t%s\n", line)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PVC\tORDINAL\tCLASS\tSIZE\tMETHOD\tCONSISTENCY\tDATA\tSTORED\tFILES\tSTATUS")
+	for _, v := range m.Volumes {
+		status := string(v.Status)
+		if v.Error != "" {
+			status += ": " + v.Error
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", v.PVC, v.Ordinal, v.StorageClass, v.Capacity.String(),
+			v.Method, v.Consistency, humanBytes(v.RawBytes), humanBytes(v.StoredBytes), v.Files, status)
+	}
+	return tw.Flush()
+}
+
+func deleteCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "delete",
+		Usage:     "delete one backup from the repository (and the VolumeSnapshots it kept)",
+		ArgsUsage: "ID",
+		Description: `The manifest goes first, so an interrupted delete leaves an incomplete backup
+that kbak gc finishes. Snapshots kept with --keep-snapshots are deleted from
+the cluster when it is reachable; otherwise kbak names them.
+
+EXAMPLES:
+   kbak delete mariadb-20261122T020000Z-3f2a`,
+		Flags: flags(repoFlags(), kubeFlags(), []cli.Flag{verboseFlag()}),
+		Action: func(c *cli.Context) error {
+			id, err := oneArg(c, "a backup ID")
+			if err != nil {
+				return err
+			}
+			cat, err := openCatalog(c)
+			if err != nil {
+				return err
+			}
+			m, err := cat.Delete(c.Context, id)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout(c), "deleted %s\n", id)
+			return deleteRetainedSnapshots(c, []*catalog.Manifest{m})
+		},
+	}
+}
+
+// deleteRetainedSnapshots removes the VolumeSnapshots that deleted backups
+// kept in the cluster. Only snapshots the manifest marks as retained by kbak
+// are touched.
+func deleteRetainedSnapshots(c *cli.Context, deleted []*catalog.Manifest) error {
+	type ref struct{ ns, name string }
+	var refs []ref
+	for _, m := range deleted {
+		if m == nil {
+			continue
+		}
+		for _, v := range m.Volumes {
+			if v.Snapshot != nil && v.Snapshot.Retained {
+				refs = append(refs, ref{v.Snapshot.Namespace, v.Snapshot.Name})
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	cl, err := connect(c)
+	if err != nil {
+		names := make([]string, len(refs))
+		for i, r := range refs {
+			names[i] = r.ns + "/" + r.name
+		}
+		return fmt.Errorf("the deleted backups kept VolumeSnapshots %s, but the cluster is not reachable (%v): delete them with kubectl", strings.Join(names, ", "), err)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context), time.Minute)
+	defer cancel()
+	for _, r := range refs {
+		err := cl.snapshots.SnapshotV1().VolumeSnapshots(r.ns).Delete(ctx, r.name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete VolumeSnapshot %s/%s: %w", r.ns, r.name, err)
+		}
+		fmt.Fprintf(stdout(c), "deleted VolumeSnapshot %s/%s\n", r.ns, r.name)
+	}
+	return nil
+}
+
+func retentionFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "keep-last", Usage: "keep the last N successful backups", Category: "Retention"},
+		&cli.IntFlag{Name: "keep-hourly", Usage: "keep the newest backup of each of the last N hours", Category: "Retention"},
+		&cli.IntFlag{Name: "keep-daily", Usage: "keep the newest backup of each of the last N days", Category: "Retention"},
+		&cli.IntFlag{Name: "keep-weekly", Usage: "keep the newest backup of each of the last N ISO weeks", Category: "Retention"},
+		&cli.IntFlag{Name: "keep-monthly", Usage: "keep the newest backup of each of the last N months", Category: "Retention"},
+	}
+}
+
+func retentionPolicy(c *cli.Context) schedule.Policy {
+	return schedule.Policy{KeepLast: c.Int("keep-last"), Hourly: c.Int("keep-hourly"), Daily: c.Int("keep-daily"),
+		Weekly: c.Int("keep-weekly"), Monthly: c.Int("keep-monthly")}
+}
+
+func pruneCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "prune",
+		Usage: "delete the backups a retention policy no longer keeps",
+		Description: `Each StatefulSet is pruned on its own. Only Completed backups count for the
+rules; the newest Completed backup is never removed, whatever the policy.
+
+EXAMPLES:
+   kbak prune --keep-last 3 --keep-daily 7 --keep-weekly 4 --dry-run
+   kbak prune -n shop --statefulset mariadb --keep-daily 14`,
+		Flags: flags(repoFlags(), kubeFlags(), retentionFlags(), []cli.Flag{
+			&cli.StringFlag{Name: "statefulset", Usage: "only backups of this StatefulSet"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "print what would be removed and remove nothing"},
+			outputFlag(), verboseFlag(),
+		}),
+		Action: func(c *cli.Context) error {
+			format, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			policy := retentionPolicy(c)
+			if err := policy.Validate(); err != nil {
+				return usageError{err}
+			}
+			cat, err := openCatalog(c)
+			if err != nil {
+				return err
+			}
+			res, pruneErr := schedule.Prune(c.Context, cat, catalog.Filter{Namespace: c.String("namespace"), StatefulSet: c.String("statefulset")}, policy, c.Bool("dry-run"))
+			if format == "json" {
+				if err := printJSON(c, res); err != nil {
+					return err
+				}
+			} else {
+				printDecisions(stdout(c), res, c.Bool("dry-run"))
+			}
+			if pruneErr != nil {
+				return pruneErr
+			}
+			return deleteRetainedSnapshots(c, res.Deleted)
+		},
+	}
+}
+
+func printDecisions(w io.Writer, res schedule.PruneResult, dryRun bool) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tCREATED\tVERDICT\tWHY")
+	removed := "removed"
+	if dryRun {
+		removed = "would remove"
+	}
+	for _, set := range []struct {
+		verdict string
+		ds      []schedule.Decision
+	}{{"keep", res.Keep}, {removed, res.Remove}} {
+		for _, d := range set.ds {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Item.ID, d.Item.Time.UTC().Format(time.RFC3339), set.verdict, strings.Join(d.Reasons, ", "))
+		}
+	}
+	_ = tw.Flush()
+}
+
+func gcCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "gc",
+		Usage: "remove leftovers of crashed runs: objects of backups that never got a manifest",
+		Description: `A backup writes its manifest last. Objects of a backup without one, whose
+newest object is older than --grace, are removed (a running backup is younger).
+
+EXAMPLES:
+   kbak gc --dry-run
+   kbak gc --grace 6h`,
+		Flags: flags(repoFlags(), []cli.Flag{
+			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "leave incomplete backups younger than this alone"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be removed and remove nothing"},
+			outputFlag(), verboseFlag(),
+		}),
+		Action: func(c *cli.Context) error {
+			format, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			cat, err := openCatalog(c)
+			if err != nil {
+				return err
+			}
+			orphans, gcErr := cat.GC(c.Context, c.Duration("grace"), time.Now(), c.Bool("dry-run"))
+			if format == "json" {
+				if orphans == nil {
+					orphans = []catalog.Orphan{}
+				}
+				if err := printJSON(c, orphans); err != nil {
+					return err
+				}
+			} else {
+				tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tNAMESPACE\tSTATEFULSET\tOBJECTS\tSIZE\tNEWEST\tREMOVED")
+				for _, o := range orphans {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%v\n", o.ID, o.Namespace, o.StatefulSet, o.Objects, humanBytes(o.Bytes), o.Newest.UTC().Format(time.RFC3339), o.Removed)
+				}
+				_ = tw.Flush()
+			}
+			return gcErr
+		},
+	}
+}
+
+// verifyAction reads every archive of a backup back and checks it.
+func verifyAction(c *cli.Context) error {
+	id, err := oneArg(c, "a backup ID")
+	if err != nil {
+		return err
+	}
+	format, err := outputFormat(c)
+	if err != nil {
+		return err
+	}
+	store, err := openStore(c.Context, c)
+	if err != nil {
+		return err
+	}
+	m, err := catalog.New(store).Get(c.Context, id)
+	if err != nil {
+		return err
+	}
+	type check struct {
+		PVC   string `json:"pvc"`
+		Files int64  `json:"files"`
+		Bytes int64  `json:"bytes"`
+		OK    bool   `json:"ok"`
+		Error string `json:"error,omitempty"`
+	}
+	var checks []check
+	var failed int
+	for _, v := range m.Volumes {
+		if v.Status != catalog.VolumeCompleted {
+			continue
+		}
+		ck := check{PVC: v.PVC}
+		res, err := mover.Download(c.Context, store, mover.DownloadOptions{Key: v.Key, SHA256: v.SHA256}, nil)
+		switch {
+		case err != nil:
+			ck.Error = err.Error()
+		case res.Files != v.Files || res.RawBytes != v.RawBytes:
+			ck.Error = fmt.Sprintf("archive holds %d entries and %d bytes, the manifest recorded %d and %d", res.Files, res.RawBytes, v.Files, v.RawBytes)
+		default:
+			ck.OK, ck.Files, ck.Bytes = true, res.Files, res.RawBytes
+		}
+		if !ck.OK {
+			failed++
+		}
+		checks = append(checks, ck)
+		if c.Context.Err() != nil {
+			return c.Context.Err()
+		}
+	}
+	if format == "json" {
+		if err := printJSON(c, checks); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PVC\tFILES\tDATA\tRESULT")
+		for _, ck := range checks {
+			result := "ok"
+			if !ck.OK {
+				result = ck.Error
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", ck.PVC, ck.Files, humanBytes(ck.Bytes), result)
+		}
+		_ = tw.Flush()
+	}
+	if failed > 0 {
+		return fmt.Errorf("verify %s: %d of %d volumes failed the check: restore from another backup", id, failed, len(checks))
+	}
+	return nil
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for v := n / unit; v >= unit; v /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

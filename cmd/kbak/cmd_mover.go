@@ -1,0 +1,86 @@
+package main
+
+import (
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kbak/kbak/internal/mover"
+)
+
+// moverCommand is what mover pods run. It is hidden: operators use backup and
+// restore, which start mover pods with exactly these arguments.
+func moverCommand() *cli.Command {
+	progress := &cli.DurationFlag{Name: "progress-interval", Value: time.Second, Usage: "how often to print a progress line (0: never)"}
+	return &cli.Command{
+		Name:   "mover",
+		Usage:  "stream one directory to the repository, or one archive back (runs in mover pods)",
+		Hidden: true,
+		Description: `Prints JSON lines on stdout: {"type":"progress",...} while it works and one
+{"type":"result",...} or {"type":"error",...} at the end.
+
+EXAMPLES:
+   kbak mover upload --repo file:///tmp/repo --source /data --key kbak/v1/ns/db/ID/volumes/data-db-0.tar.zst
+   kbak mover download --repo file:///tmp/repo --key KEY --sha256 HEX --target /restore`,
+		Subcommands: []*cli.Command{
+			{
+				Name:  "upload",
+				Usage: "archive --source into --key",
+				Flags: flags(repoFlags(), []cli.Flag{
+					&cli.PathFlag{Name: "source", Required: true, Usage: "directory to archive"},
+					&cli.StringFlag{Name: "key", Required: true, Usage: "object key of the archive"},
+					&cli.StringFlag{Name: "result-key", Usage: "object key for the JSON result (written after the archive)"},
+					&cli.Int64Flag{Name: "size-hint", Usage: "expected bytes; chooses the multipart part size"},
+					&cli.StringFlag{Name: "compression", Value: mover.DefaultCompression, Usage: "zstd:1 (fastest) to zstd:4 (smallest)"},
+					progress,
+				}),
+				Action: func(c *cli.Context) error {
+					return runMover(c, func(ev *mover.Emitter) (mover.Result, error) {
+						store, err := openStore(c.Context, c)
+						if err != nil {
+							return mover.Result{}, err
+						}
+						return mover.Upload(c.Context, store, mover.UploadOptions{
+							Source: c.Path("source"), Key: c.String("key"), ResultKey: c.String("result-key"),
+							SizeHint: c.Int64("size-hint"), Compression: c.String("compression"),
+						}, ev)
+					})
+				},
+			},
+			{
+				Name:  "download",
+				Usage: "check and extract --key into --target (or only check it without --target)",
+				Flags: flags(repoFlags(), []cli.Flag{
+					&cli.StringFlag{Name: "key", Required: true, Usage: "object key of the archive"},
+					&cli.StringFlag{Name: "sha256", Usage: "expected sha256 of the stored object (from the manifest)"},
+					&cli.PathFlag{Name: "target", Usage: "directory to extract into; omit to verify only"},
+					progress,
+				}),
+				Action: func(c *cli.Context) error {
+					return runMover(c, func(ev *mover.Emitter) (mover.Result, error) {
+						store, err := openStore(c.Context, c)
+						if err != nil {
+							return mover.Result{}, err
+						}
+						return mover.Download(c.Context, store, mover.DownloadOptions{
+							Key: c.String("key"), SHA256: c.String("sha256"), Target: c.Path("target"),
+						}, ev)
+					})
+				},
+			},
+		},
+	}
+}
+
+// runMover prints the outcome of a transfer as the last JSON line; the error
+// still goes back to main for the exit code.
+func runMover(c *cli.Context, transfer func(*mover.Emitter) (mover.Result, error)) error {
+	ev := mover.NewEmitter(stdout(c), c.Duration("progress-interval"))
+	res, err := transfer(ev)
+	if err != nil {
+		ev.Emit(mover.Event{Type: mover.EventError, Error: oneLine(err.Error())})
+		return err
+	}
+	ev.Emit(mover.Event{Type: mover.EventResult, Result: &res})
+	return nil
+}

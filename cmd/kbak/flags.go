@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kbak/kbak/uploader"
+)
+
+const (
+	repoUsage = "repository URL: s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path-style=true] or file:///DIR"
+)
+
+func repoFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "repo", EnvVars: []string{"KBAK_REPO"}, Usage: repoUsage, Category: "Repository"},
+		&cli.StringFlag{Name: "s3-endpoint", EnvVars: []string{"KBAK_S3_ENDPOINT"}, Usage: "S3 endpoint URL (overrides the repository URL's endpoint)", Category: "Repository"},
+		&cli.StringFlag{Name: "s3-region", EnvVars: []string{"KBAK_S3_REGION"}, Usage: "S3 region (default: AWS_REGION, the shared config, or us-east-1)", Category: "Repository"},
+		&cli.BoolFlag{Name: "s3-path-style", Usage: "address buckets by path, as MinIO and most self-hosted servers want (default: on when an endpoint is set)", Category: "Repository"},
+		&cli.StringFlag{Name: "s3-access-key-id", Usage: "S3 access key id (default: AWS_ACCESS_KEY_ID, AWS_PROFILE or the shared credentials file)", Category: "Repository"},
+		&cli.PathFlag{Name: "s3-secret-access-key-file", Usage: "file holding the S3 secret access key (default: AWS_SECRET_ACCESS_KEY or the shared credentials file); never pass secrets as flags", Category: "Repository"},
+	}
+}
+
+func kubeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "namespace of the StatefulSet (default: the kubeconfig context's)", Category: "Cluster"},
+		&cli.PathFlag{Name: "kubeconfig", EnvVars: []string{"KUBECONFIG"}, Usage: "kubeconfig file (default: in-cluster config, then ~/.kube/config)", Category: "Cluster"},
+		&cli.StringFlag{Name: "context", Usage: "kubeconfig context to use", Category: "Cluster"},
+	}
+}
+
+func outputFlag() cli.Flag {
+	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output format: table or json"}
+}
+
+func verboseFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log debug details to stderr"}
+}
+
+func flags(groups ...[]cli.Flag) []cli.Flag {
+	var out []cli.Flag
+	for _, g := range groups {
+		out = append(out, g...)
+	}
+	return out
+}
+
+// storeOptions turns the repository flags into uploader options.
+func storeOptions(c *cli.Context) (uploader.Options, error) {
+	opts := uploader.Options{
+		Endpoint:    c.String("s3-endpoint"),
+		Region:      c.String("s3-region"),
+		AccessKeyID: c.String("s3-access-key-id"),
+		Logger:      logger(c),
+	}
+	if c.IsSet("s3-path-style") {
+		v := c.Bool("s3-path-style")
+		opts.PathStyle = &v
+	}
+	if f := c.Path("s3-secret-access-key-file"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return opts, usagef("read --s3-secret-access-key-file: %v", err)
+		}
+		opts.SecretAccessKey = uploader.Secret(strings.TrimSpace(string(b)))
+	}
+	return opts, nil
+}
+
+// repoURL returns --repo, or a usage error saying how to give one.
+func repoURL(c *cli.Context) (string, error) {
+	repo := c.String("repo")
+	if repo == "" {
+		return "", usagef("no repository: pass --repo s3://BUCKET/PREFIX (or file:///DIR), or set KBAK_REPO")
+	}
+	return repo, nil
+}
+
+// openStore opens the repository named by the flags and checks it is
+// reachable, so that a wrong bucket or credentials fail before any work.
+func openStore(ctx context.Context, c *cli.Context) (uploader.Store, error) {
+	repo, err := repoURL(c)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := storeOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	return uploader.Open(ctx, repo, opts)
+}
+
+// outputFormat validates -o.
+func outputFormat(c *cli.Context) (string, error) {
+	switch o := c.String("output"); o {
+	case "table", "json":
+		return o, nil
+	default:
+		return "", usagef("unknown output format %q: use -o table or -o json", o)
+	}
+}
+
+func printJSON(c *cli.Context, v any) error {
+	enc := json.NewEncoder(stdout(c))
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("write json: %w", err)
+	}
+	return nil
+}

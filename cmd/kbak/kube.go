@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	"github.com/urfave/cli/v2"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// cluster is what commands that talk to Kubernetes get from the flags.
+type cluster struct {
+	config    *rest.Config
+	kube      kubernetes.Interface
+	snapshots snapclient.Interface
+	namespace string // -n, else the context's namespace, else "default"
+}
+
+// connect loads the kubeconfig the way kubectl does (--kubeconfig,
+// KUBECONFIG, ~/.kube/config, then the in-cluster ServiceAccount).
+func connect(c *cli.Context) (*cluster, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if p := c.Path("kubeconfig"); p != "" {
+		rules.ExplicitPath = p
+	}
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: c.String("context")}
+	if ns := c.String("namespace"); ns != "" {
+		overrides.Context.Namespace = ns
+	}
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w (pass --kubeconfig or set KUBECONFIG)", err)
+	}
+	ns, _, err := cc.Namespace()
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig namespace: %w", err)
+	}
+	cfg.UserAgent = "kbak/" + version
+	// Backups create many objects in a burst; the client's default 5 qps
+	// would make a 10-ordinal StatefulSet wait on its own rate limiter.
+	cfg.QPS, cfg.Burst = 50, 100
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create Kubernetes client: %w", err)
+	}
+	sc, err := snapclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create VolumeSnapshot client: %w", err)
+	}
+	return &cluster{config: cfg, kube: kc, snapshots: sc, namespace: ns}, nil
+}

@@ -1,0 +1,175 @@
+package mover
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/kbak/kbak/internal/archive"
+)
+
+// Store is what a mover needs of a repository.
+type Store interface {
+	Put(ctx context.Context, key string, r io.Reader, size int64) error
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+}
+
+// UploadOptions say what to archive and where to put it.
+type UploadOptions struct {
+	Source      string // directory to archive
+	Key         string // object key of the archive
+	ResultKey   string // object key of the JSON Result; empty writes none
+	SizeHint    int64  // expected raw bytes, chooses the part size; 0 or less when unknown
+	Compression string // "zstd:LEVEL"; empty means zstd:1
+	Concurrency int    // zstd encoder goroutines; 0 means all cores
+}
+
+// DownloadOptions say which object to extract where.
+type DownloadOptions struct {
+	Key    string // object key of the archive
+	SHA256 string // expected hex digest of the stored object; empty skips the check
+	Target string // directory to extract into; empty only verifies the archive
+}
+
+// DefaultCompression is what kbak writes unless told otherwise: zstd's
+// fastest level keeps a mover at disk speed on one core.
+const DefaultCompression = "zstd:1"
+
+// ParseCompression reads "zstd:LEVEL" (LEVEL 1..4) and returns the level.
+func ParseCompression(s string) (int, error) {
+	if s == "" {
+		s = DefaultCompression
+	}
+	algo, lvl, ok := strings.Cut(s, ":")
+	if !ok {
+		lvl = "1"
+	}
+	n, err := strconv.Atoi(lvl)
+	if algo != "zstd" || err != nil || n < 1 || n > 4 {
+		return 0, fmt.Errorf("compression %q is not supported: use zstd:1 (fastest) to zstd:4 (smallest)", s)
+	}
+	return n, nil
+}
+
+// Upload archives opts.Source into opts.Key, then stores the Result at
+// opts.ResultKey. Progress goes to ev every interval. The archive object is
+// complete or absent: a failed or cancelled upload leaves nothing (the store's
+// Put contract), and the result object is written only after the archive.
+func Upload(ctx context.Context, store Store, opts UploadOptions, ev *Emitter) (Result, error) {
+	level, err := ParseCompression(opts.Compression)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Key: opts.Key, Compression: fmt.Sprintf("zstd:%d", level), Started: time.Now().UTC()}
+
+	var counters archive.Counters
+	stored := &countingWriter{h: sha256.New()}
+	stop := ev.every(func() Progress {
+		return Progress{RawBytes: counters.RawBytes.Load(), Files: counters.Files.Load(),
+			StoredBytes: stored.n.Load(), TotalBytes: max(opts.SizeHint, 0)}
+	})
+	defer stop()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	pr, pw := io.Pipe()
+	var stats archive.Stats
+	archived := make(chan error, 1)
+	go func() {
+		var err error
+		stats, err = archive.Write(ctx, opts.Source, io.MultiWriter(pw, stored), archive.WriteOptions{
+			Level: level, Concurrency: opts.Concurrency, Progress: &counters,
+		})
+		if err != nil {
+			err = fmt.Errorf("archive %s: %w", opts.Source, err)
+			cancel(err) // the store must abort, not complete a short object
+		}
+		pw.CloseWithError(err)
+		archived <- err
+	}()
+	size := opts.SizeHint
+	if size <= 0 {
+		size = -1
+	}
+	putErr := store.Put(ctx, opts.Key, pr, size)
+	pr.CloseWithError(errors.Join(putErr, io.ErrClosedPipe)) // unblock the archiver if Put gave up early
+	if archErr := <-archived; archErr != nil {
+		return Result{}, archErr
+	}
+	if putErr != nil {
+		return Result{}, fmt.Errorf("upload %s: %w", opts.Key, putErr)
+	}
+
+	res.RawBytes, res.Files = stats.RawBytes, stats.Files
+	res.StoredBytes, res.SHA256 = stored.n.Load(), hex.EncodeToString(stored.h.Sum(nil))
+	res.Finished = time.Now().UTC()
+	if opts.ResultKey != "" {
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return Result{}, err
+		}
+		if err := store.Put(ctx, opts.ResultKey, strings.NewReader(string(b)), int64(len(b))); err != nil {
+			return Result{}, fmt.Errorf("write result %s: %w", opts.ResultKey, err)
+		}
+	}
+	return res, nil
+}
+
+// Download reads opts.Key, checks its sha256 and extracts it into
+// opts.Target (or only reads the archive through when Target is empty). A
+// checksum mismatch or a truncated object is an error: the caller must treat
+// whatever was extracted as garbage.
+func Download(ctx context.Context, store Store, opts DownloadOptions, ev *Emitter) (Result, error) {
+	res := Result{Key: opts.Key, Compression: DefaultCompression, Started: time.Now().UTC()}
+	rc, err := store.Get(ctx, opts.Key)
+	if err != nil {
+		return Result{}, fmt.Errorf("download %s: %w", opts.Key, err)
+	}
+	defer rc.Close()
+
+	var counters archive.Counters
+	read := &countingWriter{h: sha256.New()}
+	stop := ev.every(func() Progress {
+		return Progress{RawBytes: counters.RawBytes.Load(), Files: counters.Files.Load(), StoredBytes: read.n.Load()}
+	})
+	defer stop()
+
+	src := io.TeeReader(rc, read)
+	var stats archive.Stats
+	if opts.Target == "" {
+		stats, err = archive.Verify(ctx, src, &counters)
+	} else {
+		stats, err = archive.Extract(ctx, src, opts.Target, archive.ExtractOptions{Progress: &counters})
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("extract %s: %w", opts.Key, err)
+	}
+	res.RawBytes, res.Files = stats.RawBytes, stats.Files
+	res.StoredBytes, res.SHA256 = read.n.Load(), hex.EncodeToString(read.h.Sum(nil))
+	res.Finished = time.Now().UTC()
+	if opts.SHA256 != "" && !strings.EqualFold(opts.SHA256, res.SHA256) {
+		return Result{}, fmt.Errorf("checksum mismatch for %s: stored object has sha256 %s, the backup recorded %s: the object is corrupt, do not use what was extracted", opts.Key, res.SHA256, opts.SHA256)
+	}
+	return res, nil
+}
+
+// countingWriter hashes and counts what passes through it.
+type countingWriter struct {
+	h hash.Hash
+	n atomic.Int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.h.Write(p)
+	c.n.Add(int64(len(p)))
+	return len(p), nil
+}

@@ -326,6 +326,7 @@ type IncompleteUpload struct {
 
 // IncompleteUploads lists the multipart uploads in progress (or left behind
 // by a crashed process) under prefix, so that they can be found and aborted.
+// MinIO lists only the uploads of the exact key given as prefix.
 func (s *S3Store) IncompleteUploads(ctx context.Context, prefix string) ([]IncompleteUpload, error) {
 	full := s.prefix + prefix
 	in := &s3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: &full}

@@ -84,9 +84,9 @@ func scheduleCommand() *cli.Command {
 
 func agentCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "agent",
-		Usage: "run several schedules in one long-running process, with /metrics",
-		Flags: []cli.Flag{&cli.PathFlag{Name: "config", Usage: "agent configuration file"}},
+		Name:   "agent",
+		Usage:  "run several schedules in one long-running process, with /metrics",
+		Flags:  []cli.Flag{&cli.PathFlag{Name: "config", Usage: "agent configuration file"}},
 		Action: notYet,
 	}
 }

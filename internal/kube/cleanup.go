@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -90,8 +91,13 @@ func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 	notRetained, _ := labels.NewRequirement(LabelRetained, selection.DoesNotExist, nil)
 	snapSel, _ := labels.Parse(sel)
 	snapSel = snapSel.Add(*notRetained)
-	snaps, err := sc.SnapshotV1().VolumeSnapshots(o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: snapSel.String()})
+	var snaps *snapv1.VolumeSnapshotList
+	if sc != nil {
+		snaps, err = sc.SnapshotV1().VolumeSnapshots(o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: snapSel.String()})
+	}
 	switch {
+	case sc == nil:
+		// A run without the snapshot client made no snapshots.
 	case apierrors.IsNotFound(err):
 		// No snapshot CRDs: nothing to clean.
 	case err != nil:

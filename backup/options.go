@@ -1,0 +1,188 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/kube"
+	"github.com/kbak/kbak/internal/mover"
+)
+
+// Method chooses how volumes are read.
+type Method string
+
+// Methods. MethodAuto snapshots a volume when its CSI driver has a
+// VolumeSnapshotClass and copies its live files otherwise.
+const (
+	MethodAuto     Method = "auto"
+	MethodSnapshot Method = "snapshot"
+	MethodFiles    Method = "files"
+)
+
+// Options describe one backup run. Zero durations and counts take the
+// defaults documented on each field.
+type Options struct {
+	Namespace   string
+	StatefulSet string
+	// Repo is the repository URL handed to the movers. It holds no secret;
+	// credentials travel in a Secret.
+	Repo string
+
+	Method        Method // default MethodAuto
+	SnapshotClass string // overrides the driver's default class
+	// KeepSnapshots leaves the VolumeSnapshots in the cluster, recorded as
+	// retained in the manifest, for fast in-cluster restores.
+	KeepSnapshots bool
+	// IncludeRetained also backs up claims left by an earlier scale-down;
+	// without it they are listed as skipped.
+	IncludeRetained bool
+
+	// PreHook and PostHook run in every running application pod around the
+	// snapshot cut (snapshot method) or the copy (files method). The post
+	// hook always runs once a pre hook was attempted, even on failure or
+	// cancellation.
+	PreHook       []string
+	PostHook      []string
+	HookContainer string        // default: the pod's first container
+	HookTimeout   time.Duration // per hook and pod; default 1m
+
+	Parallel    int    // mover pods at once; default 2
+	Compression string // default "zstd:1"
+
+	Image      string // mover image; default deploy.DefaultMoverImage
+	PullPolicy corev1.PullPolicy
+	Resources  *corev1.ResourceRequirements // default deploy.DefaultMoverResources
+
+	// Credentials, when set, are put into a Secret kbak creates for this run
+	// and deletes after it. SecretName instead names an existing Secret with
+	// the same keys (see deploy.KeyAccessKeyID...), which kbak never
+	// deletes. With neither, movers get no credentials (IAM roles for pods).
+	Credentials *deploy.Credentials
+	SecretName  string
+
+	// Progress receives every event of every mover, tagged with the source
+	// PVC name. Calls are serialized.
+	Progress func(pvc string, ev mover.Event)
+
+	KbakVersion string
+	// ID fixes the backup id (a retry of a run, tests); default a new one.
+	ID string
+
+	SnapshotTimeout time.Duration // cut and readyToUse, each; default 10m
+	PodStartTimeout time.Duration // scheduling, binding, image pull; default 5m
+	TransferTimeout time.Duration // one mover's whole run; default none
+	CleanupTimeout  time.Duration // deleting what the run made; default 2m
+	PollInterval    time.Duration // default 1s
+}
+
+func (o *Options) setDefaults() {
+	if o.Method == "" {
+		o.Method = MethodAuto
+	}
+	if o.HookTimeout <= 0 {
+		o.HookTimeout = time.Minute
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 2
+	}
+	if o.Compression == "" {
+		o.Compression = "zstd:1"
+	}
+	if o.Image == "" {
+		o.Image = deploy.DefaultMoverImage
+	}
+	if o.SnapshotTimeout <= 0 {
+		o.SnapshotTimeout = 10 * time.Minute
+	}
+	if o.PodStartTimeout <= 0 {
+		o.PodStartTimeout = 5 * time.Minute
+	}
+	if o.CleanupTimeout <= 0 {
+		o.CleanupTimeout = 2 * time.Minute
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
+	}
+}
+
+func (o *Options) validate() error {
+	switch o.Method {
+	case MethodAuto, MethodSnapshot, MethodFiles:
+	default:
+		return fmt.Errorf("%w: unknown method %q: use auto, snapshot or files", ErrUsage, o.Method)
+	}
+	if o.Namespace == "" || o.StatefulSet == "" {
+		return fmt.Errorf("%w: namespace and statefulset are required", ErrUsage)
+	}
+	if o.Repo == "" {
+		return fmt.Errorf("%w: no repository: pass --repo s3://BUCKET/PREFIX", ErrUsage)
+	}
+	if o.Credentials != nil && o.SecretName != "" {
+		return fmt.Errorf("%w: credentials and --secret are exclusive: give one", ErrUsage)
+	}
+	return nil
+}
+
+// Errors Run wraps, for the command line's exit codes.
+var (
+	// ErrUsage: the options are inconsistent.
+	ErrUsage = errors.New("invalid backup options")
+	// ErrPartiallyFailed: some volumes were backed up and the manifest was
+	// written with status PartiallyFailed.
+	ErrPartiallyFailed = errors.New("backup partially failed")
+	// ErrFailed: no volume was backed up; no manifest was written.
+	ErrFailed = errors.New("backup failed")
+)
+
+// Catalog is what a backup run needs from the catalog.
+type Catalog interface {
+	// WriteManifest stores the manifest, the last object of a backup.
+	WriteManifest(ctx context.Context, m *catalog.Manifest) error
+	// Delete removes every object of backup id; used when a run fails or is
+	// interrupted so it leaves nothing in the store.
+	Delete(ctx context.Context, id string) (*catalog.Manifest, error)
+}
+
+var _ Catalog = (*catalog.Catalog)(nil)
+
+// ExecFunc runs cmd in a container and returns its output.
+type ExecFunc func(ctx context.Context, ns, pod, container string, cmd []string) (string, error)
+
+// Deps are the clients and services a run uses.
+type Deps struct {
+	Kube kubernetes.Interface
+	Snap snapclient.Interface
+	// RestConfig is needed for hooks (pod exec) unless Exec is set.
+	RestConfig *rest.Config
+	Catalog    Catalog
+	Log        *slog.Logger
+	Now        func() time.Time // default time.Now
+	Rand       io.Reader        // for the backup id; default crypto/rand
+	Exec       ExecFunc         // default kube.Exec over RestConfig
+}
+
+func (d *Deps) setDefaults() {
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Exec == nil && d.RestConfig != nil {
+		cfg, kc := d.RestConfig, d.Kube
+		d.Exec = func(ctx context.Context, ns, pod, container string, cmd []string) (string, error) {
+			return kube.Exec(ctx, cfg, kc, ns, pod, container, cmd)
+		}
+	}
+}

@@ -1,0 +1,651 @@
+package backup
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/kube"
+	"github.com/kbak/kbak/internal/mover"
+)
+
+// run is the state of one backup run.
+type run struct {
+	deps   Deps
+	opts   Options
+	id     string
+	layout catalog.Layout
+	log    *slog.Logger
+
+	secret       string // credentials Secret the movers use, "" for none
+	sessionToken bool
+	caBundle     bool
+
+	mu         sync.Mutex // guards hooks and progress calls
+	hooks      []catalog.HookRun
+	progressMu sync.Mutex
+}
+
+// volume is one claim's way through a run.
+type volume struct {
+	claim  kube.Claim
+	method catalog.Method
+	class  string // VolumeSnapshotClass, snapshot method only
+	name   string // deterministic name of its snapshot, temp claim and pod
+	cut    time.Time
+	// quiesced is true when the hooks held the application still while the
+	// volume was cut or copied.
+	quiesced bool
+	skipped  string // why the volume is not backed up at all
+	err      error
+	snapshot *catalog.Snapshot
+	result   *mover.Result
+}
+
+// Run backs up StatefulSet opts.Namespace/opts.StatefulSet and returns its
+// manifest.
+//
+// The manifest is written, last, when at least one volume was backed up.
+// Its status is Completed, or PartiallyFailed with the returned error
+// wrapping ErrPartiallyFailed. When no volume was backed up Run writes no
+// manifest, deletes whatever objects the run put in the store, and returns
+// the unwritten manifest (status Failed, per-volume errors) with an error
+// wrapping ErrFailed. When ctx is cancelled it does the same and returns an
+// error wrapping ctx's error. Errors before anything was created (unknown
+// StatefulSet, no snapshot class for a forced snapshot) come with a nil
+// manifest. Every cluster object the run made is deleted before Run
+// returns, except VolumeSnapshots kept by KeepSnapshots.
+func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	deps.setDefaults()
+	if deps.Kube == nil || deps.Catalog == nil {
+		return nil, errors.New("backup: a Kubernetes client and a catalog are required")
+	}
+	if (len(opts.PreHook) > 0 || len(opts.PostHook) > 0) && deps.Exec == nil {
+		return nil, fmt.Errorf("%w: hooks need a REST config to exec in pods", ErrUsage)
+	}
+	started := deps.Now().UTC()
+
+	d, err := kube.Discover(ctx, deps.Kube, opts.Namespace, opts.StatefulSet)
+	if err != nil {
+		return nil, err
+	}
+	id := opts.ID
+	if id == "" {
+		rnd := deps.Rand
+		if rnd == nil {
+			rnd = rand.Reader
+		}
+		if id, err = catalog.NewID(opts.StatefulSet, started, rnd); err != nil {
+			return nil, err
+		}
+	}
+	layout, err := catalog.NewLayout(opts.Namespace, opts.StatefulSet, id)
+	if err != nil {
+		return nil, err
+	}
+	_, created, _ := catalog.ParseID(id)
+	r := &run{
+		deps: deps, opts: opts, id: id, layout: layout,
+		log: deps.Log.With("namespace", opts.Namespace, "statefulset", opts.StatefulSet, "backup_id", id),
+	}
+
+	vols, err := r.plan(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.useSecret(ctx); err != nil {
+		return nil, err
+	}
+	// From here on the run creates objects; they all go, on every path.
+	defer r.cleanup(ctx)
+	if opts.Credentials != nil {
+		if err := r.createSecret(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	m := &catalog.Manifest{
+		ID:          id,
+		KbakVersion: opts.KbakVersion,
+		ClusterID:   r.clusterID(ctx),
+		Namespace:   opts.Namespace,
+		StatefulSet: opts.StatefulSet,
+		Created:     created,
+		Started:     started,
+		Spec:        catalog.StripStatefulSet(d.StatefulSet),
+	}
+	spread := r.execute(ctx, vols)
+	m.SnapshotSpread = metav1.Duration{Duration: spread}
+	m.Hooks = r.hooks
+	for _, v := range vols {
+		m.Volumes = append(m.Volumes, r.entry(v))
+	}
+	m.Finished = deps.Now().UTC()
+	m.Status = catalog.OverallStatus(m.Volumes)
+
+	if err := ctx.Err(); err != nil {
+		m.Status = catalog.StatusFailed
+		r.dropObjects(ctx)
+		return m, fmt.Errorf("backup %s interrupted, nothing kept: %w", id, context.Cause(ctx))
+	}
+	if m.Status == catalog.StatusFailed {
+		r.dropObjects(ctx)
+		return m, fmt.Errorf("%w: %s: no volume was backed up: %s", ErrFailed, id, volumeErrors(m.Volumes))
+	}
+	if err := deps.Catalog.WriteManifest(ctx, m); err != nil {
+		return m, fmt.Errorf("backup %s: %w", id, err)
+	}
+	r.log.Info("wrote manifest", "status", m.Status)
+	if m.Status == catalog.StatusPartiallyFailed {
+		return m, fmt.Errorf("%w: %s: %s", ErrPartiallyFailed, id, volumeErrors(m.Volumes))
+	}
+	return m, nil
+}
+
+func volumeErrors(vols []catalog.Volume) string {
+	var parts []string
+	for _, v := range vols {
+		if v.Status == catalog.VolumeFailed {
+			parts = append(parts, v.PVC+": "+v.Error)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// plan decides, for every claim, whether and how it is backed up. Errors are
+// for requests that cannot be met at all (a forced method that is
+// impossible), before anything is created.
+func (r *run) plan(ctx context.Context, d *kube.Discovery) ([]*volume, error) {
+	claims := append([]kube.Claim(nil), d.Claims...)
+	claims = append(claims, d.Retained...)
+	classes := map[string]classChoice{}
+	var vols []*volume
+	for _, c := range claims {
+		v := &volume{claim: c, name: kube.Name("kbak", r.id, strconv.Itoa(c.Ordinal), c.Template)}
+		vols = append(vols, v)
+		log := r.log.With("pvc", c.Name)
+		switch {
+		case c.Retained && !r.opts.IncludeRetained:
+			v.skipped = fmt.Sprintf("claim of ordinal %d, beyond the current replicas (left by a scale-down): pass --include-retained to back it up", c.Ordinal)
+			log.Warn("skipping retained claim", "reason", v.skipped)
+			continue
+		case !c.OK():
+			v.err = errors.New(c.Problem)
+			log.Warn("cannot back up claim", "reason", c.Problem)
+			continue
+		}
+		choice, ok := classes[c.Driver]
+		if !ok {
+			choice = r.chooseClass(ctx, c.Driver)
+			classes[c.Driver] = choice
+		}
+		method, class, err := chooseMethod(r.opts.Method, c, choice)
+		if err != nil {
+			return nil, err
+		}
+		v.method, v.class = method, class
+		log.Info("planned volume", "method", method, "snapshot_class", class, "driver", c.Driver)
+	}
+	return vols, nil
+}
+
+// classChoice is the outcome of looking up a driver's VolumeSnapshotClass.
+type classChoice struct {
+	class string
+	err   error // why there is none
+}
+
+func (r *run) chooseClass(ctx context.Context, driver string) classChoice {
+	if r.opts.Method == MethodFiles || r.deps.Snap == nil {
+		return classChoice{err: fmt.Errorf("%w: snapshots not used", kube.ErrNoSnapshotClass)}
+	}
+	c, err := kube.FindSnapshotClass(ctx, r.deps.Snap, driver, r.opts.SnapshotClass)
+	if err != nil {
+		if !errors.Is(err, kube.ErrNoSnapshotClass) {
+			r.log.Warn("look up VolumeSnapshotClass", "driver", driver, "err", err)
+		}
+		return classChoice{err: err}
+	}
+	return classChoice{class: c.Name}
+}
+
+// chooseMethod picks how claim c is read. An error means the options ask
+// for something impossible; a claim that auto mode cannot read at all comes
+// back as a files method whose run will fail with advice.
+func chooseMethod(m Method, c kube.Claim, choice classChoice) (catalog.Method, string, error) {
+	liveRWOP := c.HasAccessMode(corev1.ReadWriteOncePod) && c.Pod != nil
+	rwopErr := fmt.Errorf("claim %s is ReadWriteOncePod and mounted by pod %s, so its files cannot be read live: use --method snapshot (needs a VolumeSnapshotClass for driver %q) or scale the StatefulSet down", c.Name, podName(c.Pod), c.Driver)
+	switch m {
+	case MethodSnapshot:
+		if choice.err != nil {
+			return "", "", fmt.Errorf("claim %s: %w", c.Name, choice.err)
+		}
+		return catalog.MethodSnapshot, choice.class, nil
+	case MethodFiles:
+		if liveRWOP {
+			return "", "", rwopErr
+		}
+		return catalog.MethodFiles, "", nil
+	default:
+		if choice.err == nil {
+			return catalog.MethodSnapshot, choice.class, nil
+		}
+		if liveRWOP {
+			return "", "", fmt.Errorf("%w (%v)", rwopErr, choice.err)
+		}
+		return catalog.MethodFiles, "", nil
+	}
+}
+
+func podName(p *corev1.Pod) string {
+	if p == nil {
+		return ""
+	}
+	return p.Name
+}
+
+// useSecret checks the Secret named by SecretName and notes its optional
+// keys, so that a typo fails before anything is created.
+func (r *run) useSecret(ctx context.Context) error {
+	if r.opts.Credentials != nil {
+		r.secret = kube.Name("kbak", r.id, "creds")
+		r.sessionToken = r.opts.Credentials.SessionToken != ""
+		r.caBundle = len(r.opts.Credentials.CABundle) > 0
+		return nil
+	}
+	if r.opts.SecretName == "" {
+		return nil
+	}
+	s, err := r.deps.Kube.CoreV1().Secrets(r.opts.Namespace).Get(ctx, r.opts.SecretName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("secret %s/%s not found: create it with keys %s and %s, or drop --secret", r.opts.Namespace, r.opts.SecretName, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
+	}
+	if err != nil {
+		return fmt.Errorf("get secret %s/%s: %w", r.opts.Namespace, r.opts.SecretName, err)
+	}
+	for _, k := range []string{deploy.KeyAccessKeyID, deploy.KeySecretAccessKey} {
+		if _, ok := s.Data[k]; !ok {
+			if _, ok := s.StringData[k]; !ok {
+				return fmt.Errorf("secret %s/%s has no key %s: the movers read the store credentials from keys %s and %s", r.opts.Namespace, r.opts.SecretName, k, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
+			}
+		}
+	}
+	_, r.sessionToken = s.Data[deploy.KeySessionToken]
+	_, r.caBundle = s.Data[deploy.KeyCABundle]
+	r.secret = s.Name
+	return nil
+}
+
+func (r *run) createSecret(ctx context.Context) error {
+	s := deploy.CredentialsSecret(r.opts.Namespace, r.secret, kube.Labels(r.id, r.opts.StatefulSet, kube.RoleCredentials), *r.opts.Credentials)
+	_, err := r.deps.Kube.CoreV1().Secrets(r.opts.Namespace).Create(ctx, s, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// A retry of this run: the name is derived from the run id. Replace
+		// the data in case the credentials changed between tries.
+		if err := r.deps.Kube.CoreV1().Secrets(r.opts.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("replace secret %s/%s: %w", s.Namespace, s.Name, err)
+		}
+		_, err = r.deps.Kube.CoreV1().Secrets(r.opts.Namespace).Create(ctx, s, metav1.CreateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("create secret %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	return nil
+}
+
+// clusterID is the UID of kube-system, which survives everything but a new
+// cluster. An error only costs the manifest that field.
+func (r *run) clusterID(ctx context.Context) string {
+	ns, err := r.deps.Kube.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+	if err != nil {
+		r.log.Debug("read cluster id", "err", err)
+		return ""
+	}
+	return string(ns.UID)
+}
+
+// execute backs up the planned volumes and returns the spread of the
+// snapshot cuts.
+func (r *run) execute(ctx context.Context, vols []*volume) time.Duration {
+	var snaps, files []*volume
+	for _, v := range vols {
+		if v.skipped != "" || v.err != nil {
+			continue
+		}
+		if v.method == catalog.MethodSnapshot {
+			snaps = append(snaps, v)
+		} else {
+			files = append(files, v)
+		}
+	}
+	sem := make(chan struct{}, r.opts.Parallel)
+	var all sync.WaitGroup
+	spread := r.cut(ctx, snaps)
+	for _, v := range snaps {
+		if v.err == nil {
+			r.start(ctx, &all, sem, v, r.fromSnapshot)
+		}
+	}
+	if len(files) > 0 {
+		thaw, err := r.quiesce(ctx, r.hookTargets(files))
+		if err != nil {
+			for _, v := range files {
+				v.err = err
+			}
+		} else {
+			var group sync.WaitGroup
+			for _, v := range files {
+				v.quiesced = r.hooksEnabled() && v.claim.Pod != nil
+				r.start(ctx, &group, sem, v, r.fromFiles)
+			}
+			group.Wait()
+			thaw()
+		}
+	}
+	all.Wait()
+	return spread
+}
+
+// start runs fn for v once a mover slot is free.
+func (r *run) start(ctx context.Context, wg *sync.WaitGroup, sem chan struct{}, v *volume, fn func(context.Context, *volume) error) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			v.err = context.Cause(ctx)
+			return
+		}
+		defer func() { <-sem }()
+		log := r.log.With("pvc", v.claim.Name)
+		log.Info("backing up volume", "method", v.method)
+		if err := fn(ctx, v); err != nil {
+			v.err = err
+			log.Error("volume failed", "err", err)
+			return
+		}
+		log.Info("volume done", "bytes", v.result.RawBytes, "stored_bytes", v.result.StoredBytes, "files", v.result.Files)
+	}()
+}
+
+// cut quiesces, creates the VolumeSnapshots of vols one right after the
+// other, waits until the storage has cut them all, and thaws at once; it
+// returns the time between the first and the last cut.
+func (r *run) cut(ctx context.Context, vols []*volume) time.Duration {
+	if len(vols) == 0 {
+		return 0
+	}
+	thaw, err := r.quiesce(ctx, r.hookTargets(vols))
+	if err != nil {
+		for _, v := range vols {
+			v.err = err
+		}
+		return 0
+	}
+	defer thaw()
+	for _, v := range vols {
+		vs := kube.NewVolumeSnapshot(r.opts.Namespace, v.name, v.claim.Name, v.class, kube.Labels(r.id, r.opts.StatefulSet, kube.RoleSnapshot))
+		if _, err := kube.CreateVolumeSnapshot(ctx, r.deps.Snap, vs); err != nil {
+			v.err = err
+			continue
+		}
+		v.quiesced = r.hooksEnabled() && v.claim.Pod != nil
+		v.snapshot = &catalog.Snapshot{Name: v.name, Namespace: r.opts.Namespace, Class: v.class}
+		r.log.Info("created snapshot", "pvc", v.claim.Name, "snapshot", v.name)
+	}
+	var wg sync.WaitGroup
+	for _, v := range vols {
+		if v.err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vs, err := kube.WaitSnapshot(ctx, r.deps.Snap, r.opts.Namespace, v.name, kube.SnapshotCut, r.opts.PollInterval, r.opts.SnapshotTimeout)
+			if err != nil {
+				v.err = err
+				return
+			}
+			v.cut = cutTime(vs, r.deps.Now())
+		}()
+	}
+	wg.Wait()
+	thaw()
+	var times []time.Time
+	for _, v := range vols {
+		if v.err == nil {
+			times = append(times, v.cut)
+		}
+	}
+	return spreadOf(times)
+}
+
+func cutTime(vs *snapv1.VolumeSnapshot, now time.Time) time.Time {
+	if vs.Status != nil && vs.Status.CreationTime != nil {
+		return vs.Status.CreationTime.Time
+	}
+	return now
+}
+
+func spreadOf(times []time.Time) time.Duration {
+	if len(times) < 2 {
+		return 0
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	return times[len(times)-1].Sub(times[0])
+}
+
+// fromSnapshot waits for v's snapshot to be ready, restores it into a
+// temporary claim and uploads that claim's files.
+func (r *run) fromSnapshot(ctx context.Context, v *volume) error {
+	ns := r.opts.Namespace
+	vs, err := kube.WaitSnapshot(ctx, r.deps.Snap, ns, v.name, kube.SnapshotReady, r.opts.PollInterval, r.opts.SnapshotTimeout)
+	if err != nil {
+		return err
+	}
+	if h, err := kube.SnapshotHandle(ctx, r.deps.Snap, vs); err != nil {
+		r.log.Warn("read snapshot handle", "snapshot", v.name, "err", err)
+	} else {
+		v.snapshot.Handle = h
+	}
+	tmp := kube.NewClaimFromSnapshot(ns, v.name, v.name, v.claim, kube.Labels(r.id, r.opts.StatefulSet, kube.RoleTempClaim))
+	if _, err := kube.CreateClaim(ctx, r.deps.Kube, tmp); err != nil {
+		return err
+	}
+	// Deferred after runMover, which deletes its pod first: pvc-protection
+	// would hold a claim still mounted.
+	defer r.deleteClaim(ctx, ns, tmp.Name)
+	res, err := r.runMover(ctx, v.claim.Name, r.moverPod(v, tmp.Name, ""))
+	if err != nil {
+		return err
+	}
+	if err := r.accept(v, res); err != nil {
+		return err
+	}
+	if r.opts.KeepSnapshots {
+		r.retain(ctx, v)
+	}
+	return nil
+}
+
+// fromFiles uploads the live claim's files from a pod on the node of the
+// application pod, where a ReadWriteOnce volume is already attached.
+func (r *run) fromFiles(ctx context.Context, v *volume) error {
+	node := ""
+	if v.claim.Pod != nil {
+		node = v.claim.Pod.Spec.NodeName
+	}
+	res, err := r.runMover(ctx, v.claim.Name, r.moverPod(v, v.claim.Name, node))
+	if err != nil {
+		return err
+	}
+	return r.accept(v, res)
+}
+
+func (r *run) accept(v *volume, res *mover.Result) error {
+	if want := r.layout.VolumeKey(v.claim.Name); res.Key != want {
+		return fmt.Errorf("mover for %s wrote %s, not %s", v.claim.Name, res.Key, want)
+	}
+	v.result = res
+	return nil
+}
+
+// retain marks v's snapshot as kept, so cleanup leaves it; when that fails
+// the snapshot goes with the rest and the manifest says so.
+func (r *run) retain(ctx context.Context, v *volume) {
+	patch := []byte(`{"metadata":{"labels":{"` + kube.LabelRetained + `":"true"}}}`)
+	_, err := r.deps.Snap.SnapshotV1().VolumeSnapshots(r.opts.Namespace).Patch(ctx, v.name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		r.log.Warn("keep snapshot", "snapshot", v.name, "err", err)
+		return
+	}
+	v.snapshot.Retained = true
+}
+
+func (r *run) moverPod(v *volume, claim, node string) *corev1.Pod {
+	res := deploy.DefaultMoverResources()
+	if r.opts.Resources != nil {
+		res = *r.opts.Resources
+	}
+	return deploy.MoverPod{
+		Name:            v.name,
+		Namespace:       r.opts.Namespace,
+		Labels:          kube.Labels(r.id, r.opts.StatefulSet, kube.RoleMover),
+		Image:           r.opts.Image,
+		PullPolicy:      r.opts.PullPolicy,
+		Args:            deploy.UploadArgs(r.opts.Repo, r.layout.VolumeKey(v.claim.Name), r.layout.ResultKey(v.claim.Name), v.claim.Size.Value(), r.opts.Compression),
+		Claim:           claim,
+		ReadOnly:        true,
+		NodeName:        node,
+		SecretName:      r.secret,
+		HasSessionToken: r.sessionToken,
+		HasCABundle:     r.caBundle,
+		Resources:       res,
+	}.Pod()
+}
+
+func (r *run) progress(pvc string, ev mover.Event) {
+	if r.opts.Progress == nil {
+		return
+	}
+	r.progressMu.Lock()
+	defer r.progressMu.Unlock()
+	r.opts.Progress(pvc, ev)
+}
+
+// entry renders v for the manifest.
+func (r *run) entry(v *volume) catalog.Volume {
+	c := v.claim
+	e := catalog.Volume{
+		ClaimTemplate: c.Template,
+		Ordinal:       c.Ordinal,
+		PVC:           c.Name,
+		StorageClass:  c.StorageClass,
+		AccessModes:   c.AccessModes,
+		VolumeMode:    c.VolumeMode,
+		CSIDriver:     c.Driver,
+		Method:        v.method,
+		Snapshot:      v.snapshot,
+	}
+	if c.PVC != nil {
+		e.ClaimSpec = catalog.StripClaimSpec(&c.PVC.Spec)
+		if q, ok := c.PVC.Spec.Resources.Requests[corev1.ResourceStorage]; ok {
+			e.RequestedSize = q
+		}
+	}
+	if c.PV != nil {
+		if q, ok := c.PV.Spec.Capacity[corev1.ResourceStorage]; ok {
+			e.Capacity = q
+		}
+	}
+	switch {
+	case v.method == catalog.MethodFiles && v.quiesced:
+		e.Consistency = catalog.ConsistencyQuiesced
+	case v.method == catalog.MethodFiles:
+		e.Consistency = catalog.ConsistencyLive
+	case v.method == catalog.MethodSnapshot && v.quiesced:
+		e.Consistency = catalog.ConsistencyQuiesced
+	case v.method == catalog.MethodSnapshot:
+		e.Consistency = catalog.ConsistencyCrash
+	}
+	switch {
+	case v.skipped != "":
+		e.Status, e.Error = catalog.VolumeSkipped, v.skipped
+	case v.err != nil:
+		e.Status, e.Error = catalog.VolumeFailed, oneLine(v.err.Error())
+	case v.result == nil:
+		e.Status, e.Error = catalog.VolumeFailed, "not backed up (the run was interrupted)"
+	default:
+		e.Status = catalog.VolumeCompleted
+		e.Key = v.result.Key
+		e.RawBytes = v.result.RawBytes
+		e.StoredBytes = v.result.StoredBytes
+		e.Files = v.result.Files
+		e.SHA256 = v.result.SHA256
+		e.Compression = v.result.Compression
+	}
+	if e.Status != catalog.VolumeCompleted && e.Snapshot != nil {
+		// Cleanup deletes the snapshot of a volume that was not backed up.
+		e.Snapshot.Retained = false
+	}
+	return e
+}
+
+// dropObjects deletes whatever this run put in the store, for a run that
+// ends without a manifest.
+func (r *run) dropObjects(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.CleanupTimeout)
+	defer cancel()
+	if _, err := r.deps.Catalog.Delete(ctx, r.id); err != nil && !errors.Is(err, catalog.ErrBackupNotFound) {
+		r.log.Warn("delete objects of the failed backup (kbak gc removes them later)", "err", err)
+	}
+}
+
+// cleanup deletes every cluster object of the run, on a context that
+// survives the run's cancellation.
+func (r *run) cleanup(ctx context.Context) {
+	if err := Cleanup(ctx, r.deps, r.opts.Namespace, r.id, r.opts.CleanupTimeout); err != nil {
+		r.log.Warn("clean up after backup (kbak gc retries)", "err", err)
+	}
+}
+
+// Cleanup deletes what backup run id left in namespace ns, by label: mover
+// pods first, then temporary claims, VolumeSnapshots not kept on purpose,
+// and the credentials Secret kbak made. It runs on a context that is not
+// cancelled with ctx, bounded by timeout (default 2m). An empty ns covers all
+// namespaces; an empty id covers every run, including running ones, which is
+// what `kbak gc` wants only when no backup is running.
+func Cleanup(ctx context.Context, deps Deps, ns, id string, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	log := deps.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	return kube.DeleteRun(ctx, deps.Kube, deps.Snap, log, kube.CleanupOptions{
+		Namespace: ns, BackupID: id, PodGoneTimeout: timeout,
+	})
+}

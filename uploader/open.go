@@ -114,9 +114,11 @@ func OpenS3(ctx context.Context, loc Location, opts Options) (*S3Store, error) {
 				o.RateLimiter = ratelimit.None
 			})
 		}),
-		// Default request checksums (aws-chunked trailers) are not
-		// understood by every S3-compatible server; SigV4 already covers
-		// the payload.
+		// The default request checksums (CRC32 trailers) halve throughput
+		// against versitygw (51 vs 94 MB/s in BenchmarkS3Put) and not every
+		// S3-compatible server understands them. Bodies are covered anyway:
+		// over http SigV4 signs their SHA-256, over https TLS protects them,
+		// and the archive's own sha256 is checked on restore.
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
 	}

@@ -931,3 +931,22 @@ func unionKeys[V any](a, b map[string]V) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// setFault switches on a fault of the test bed's CSI driver for one
+// namespace until the test ends: kind "snapshot-error" (content: the error
+// message CreateSnapshot returns) or "snapshot-slow" (content: seconds a new
+// snapshot stays not ready). See e2e/csidriver/README.md.
+func setFault(t *testing.T, e *env, kind, ns, content string) {
+	t.Helper()
+	if e.Faults == "" {
+		t.Fatal("KBAK_E2E_CSI_FAULTS is not set: the test bed's env.sh names the CSI driver's fault directory")
+	}
+	path := filepath.Join(e.Faults, kind, ns)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatalf("create fault directory: %v", err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatalf("set fault %s/%s: %v", kind, ns, err)
+	}
+	t.Cleanup(func() { os.Remove(path) })
+}

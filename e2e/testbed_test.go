@@ -74,6 +74,46 @@ func TestBedSnapshotDriver(t *testing.T) {
 	})
 }
 
+// TestBedSnapshotFaults: the CSI driver's fault files make a snapshot fail
+// with a given message or stay not ready for a while, per namespace.
+func TestBedSnapshotFaults(t *testing.T) {
+	e := newEnv(t)
+	ns := createNamespace(t, e, "bed-faults")
+	applyStatefulSet(t, e, ns, "db", 1, e.SnapClass)
+
+	t.Run("error", func(t *testing.T) {
+		setFault(t, e, "snapshot-error", ns, "injected: storage backend offline")
+		createSnapshot(t, e, ns, "broken", "data-db-0", e.SnapshotClass)
+		msg := waitSnapshotError(t, e, ns, "broken", time.Minute)
+		if !strings.Contains(msg, "injected: storage backend offline") {
+			t.Errorf("VolumeSnapshot error %q does not carry the injected message", msg)
+		}
+	})
+
+	t.Run("slow", func(t *testing.T) {
+		setFault(t, e, "snapshot-slow", ns, "6")
+		start := time.Now()
+		createSnapshot(t, e, ns, "slow", "data-db-0", e.SnapshotClass)
+		waitFor(t, "VolumeSnapshot "+ns+"/slow bound to a content", time.Minute, func(c context.Context) (string, bool, error) {
+			vs, err := e.Snap.SnapshotV1().VolumeSnapshots(ns).Get(c, "slow", metav1.GetOptions{})
+			if err != nil {
+				return "", false, err
+			}
+			if vs.Status == nil || vs.Status.BoundVolumeSnapshotContentName == nil {
+				return "not bound", false, nil
+			}
+			if vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse && time.Since(start) < 6*time.Second {
+				return "", false, fmt.Errorf("slow snapshot ready after %s", time.Since(start))
+			}
+			return "bound", true, nil
+		})
+		waitSnapshotReady(t, e, ns, "slow")
+		if d := time.Since(start); d < 6*time.Second {
+			t.Errorf("slow snapshot ready after %s, want at least 6s", d)
+		}
+	})
+}
+
 // checkWrittenRecord makes sure writeOrdinalData wrote what the other tests
 // rely on: distinct data per ordinal and the metadata a backup must keep.
 func checkWrittenRecord(t *testing.T, rec dataRecord, sts string, replicas int) {

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"crypto/tls"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -35,6 +37,7 @@ type Server struct {
 	SecretKey string
 	Bucket    string // created at start
 	Client    *s3.Client
+	CAFile    string // PEM of the CA that signed the server's certificate, for https servers
 }
 
 // URL is the repository URL of prefix (may be empty) in the server's bucket.
@@ -77,7 +80,23 @@ func StartVersityGW(t testing.TB) *Server {
 	addr := freeAddr(t)
 	cmd := exec.Command(bin, "--access", testAccessKey, "--secret", testSecretKey,
 		"--region", testRegion, "--port", addr, "--quiet", "posix", dir)
-	return start(t, "versitygw", cmd, addr, "/")
+	return start(t, "versitygw", cmd, addr, "/", nil)
+}
+
+// StartVersityGWTLS is StartVersityGW serving https with a certificate from
+// a CA made for the test; Server.CAFile holds that CA.
+func StartVersityGWTLS(t testing.TB) *Server {
+	t.Helper()
+	bin := serverBinary(t, "versitygw", "KBAK_VERSITYGW")
+	dir := t.TempDir()
+	certDir := t.TempDir()
+	ca := writeTestCA(t, certDir)
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "--access", testAccessKey, "--secret", testSecretKey,
+		"--region", testRegion, "--port", addr, "--quiet",
+		"--cert", filepath.Join(certDir, "server.pem"), "--key", filepath.Join(certDir, "server-key.pem"),
+		"posix", dir)
+	return start(t, "versitygw", cmd, addr, "/", ca)
 }
 
 // StartMinIO starts a single-drive MinIO server in a temporary directory.
@@ -95,10 +114,12 @@ func StartMinIO(t testing.TB) *Server {
 		"MINIO_BROWSER=off",
 		"MINIO_UPDATE=off",
 	)
-	return start(t, "minio", cmd, addr, "/minio/health/ready")
+	return start(t, "minio", cmd, addr, "/minio/health/ready", nil)
 }
 
-func start(t testing.TB, name string, cmd *exec.Cmd, addr, readyPath string) *Server {
+// start runs cmd until the test ends and waits for it to answer on addr;
+// ca, when set, is the CA of an https server.
+func start(t testing.TB, name string, cmd *exec.Cmd, addr, readyPath string, ca *testCA) *Server {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	logf, err := os.Create(logPath)
@@ -123,9 +144,14 @@ func start(t testing.TB, name string, cmd *exec.Cmd, addr, readyPath string) *Se
 	})
 
 	endpoint := "http://" + addr
+	httpClient := &http.Client{Timeout: 5 * time.Second}
+	if ca != nil {
+		endpoint = "https://" + addr
+		httpClient.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}
+	}
 	deadline := time.Now().Add(startTimeout)
 	for {
-		resp, err := http.Get(endpoint + readyPath)
+		resp, err := httpClient.Get(endpoint + readyPath)
 		if err == nil {
 			resp.Body.Close()
 			if readyPath == "/" || resp.StatusCode == http.StatusOK {
@@ -146,7 +172,11 @@ func start(t testing.TB, name string, cmd *exec.Cmd, addr, readyPath string) *Se
 		Name: name, Endpoint: endpoint, Region: testRegion,
 		AccessKey: testAccessKey, SecretKey: testSecretKey, Bucket: testBucket,
 	}
+	if ca != nil {
+		s.CAFile = ca.file
+	}
 	s.Client = s3.New(s3.Options{
+		HTTPClient:                 httpClient,
 		Region:                     testRegion,
 		BaseEndpoint:               aws.String(endpoint),
 		UsePathStyle:               true,

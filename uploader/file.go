@@ -17,7 +17,10 @@ import (
 // and keys may not use it.
 const tmpPrefix = ".kbak-tmp-"
 
-// FileStore keeps objects as files under a directory, one file per key.
+// FileStore keeps objects as files under a directory, one file per key at
+// the path the key names, so that a person can find them. Unlike S3 it
+// cannot hold both "a" and "a/b" (a file and a directory of one name); kbak's
+// layout never needs that, and the Put that would is refused.
 type FileStore struct {
 	dir string
 }

@@ -31,7 +31,12 @@ type openError struct {
 }
 
 func (e *openError) Error() string   { return e.msg }
-func (e *openError) Unwrap() []error { return []error{e.kind, e.cause} }
+func (e *openError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.kind}
+	}
+	return []error{e.kind, e.cause}
+}
 
 func badURL(format string, args ...any) error {
 	return &openError{kind: ErrBadURL, msg: "bad repository URL: " + fmt.Sprintf(format, args...)}

@@ -73,7 +73,7 @@ func (b backup) manifest() *catalog.Manifest {
 }
 
 // write puts the volume objects and then the manifest, as a backup run does.
-func (b backup) write(t *testing.T, ctx context.Context, s catalog.Store, withManifest bool) *catalog.Manifest {
+func (b backup) write(t testing.TB, ctx context.Context, s catalog.Store, withManifest bool) *catalog.Manifest {
 	t.Helper()
 	m := b.manifest()
 	for _, v := range m.Volumes {
@@ -91,7 +91,7 @@ func (b backup) write(t *testing.T, ctx context.Context, s catalog.Store, withMa
 	return m
 }
 
-func put(t *testing.T, ctx context.Context, s catalog.Store, key string, size int) {
+func put(t testing.TB, ctx context.Context, s catalog.Store, key string, size int) {
 	t.Helper()
 	if err := s.Put(ctx, key, bytes.NewReader(make([]byte, size)), int64(size)); err != nil {
 		t.Fatal(err)
@@ -495,5 +495,33 @@ func TestGCJoinsDeleteErrors(t *testing.T) {
 	}
 	if _, err := catalog.New(s).GC(context.Background(), -time.Second, t0, true); err == nil {
 		t.Error("GC with a negative grace succeeded")
+	}
+}
+
+func TestListRejectsBadFilter(t *testing.T) {
+	s, _ := newStore()
+	for _, f := range []catalog.Filter{{Namespace: "Shop"}, {StatefulSet: "a/b"}} {
+		if _, err := catalog.New(s).List(context.Background(), f); err == nil {
+			t.Errorf("List(%+v) succeeded", f)
+		}
+	}
+}
+
+// BenchmarkList lists a repository of 1000 backups of 3 volumes each.
+func BenchmarkList(b *testing.B) {
+	ctx := context.Background()
+	s, _ := newStore()
+	for i := range 1000 {
+		bk := backup{ns: "shop", sts: fmt.Sprintf("db%d", i%10), created: t0.Add(-time.Duration(i) * time.Hour), rnd: "abcd",
+			status: catalog.StatusCompleted, methods: []catalog.Method{catalog.MethodSnapshot, catalog.MethodSnapshot, catalog.MethodFiles}}
+		bk.write(b, ctx, s, true)
+	}
+	cat := catalog.New(s)
+	b.ResetTimer()
+	for b.Loop() {
+		list, err := cat.List(ctx, catalog.Filter{})
+		if err != nil || len(list) != 1000 {
+			b.Fatalf("List = %d backups, %v", len(list), err)
+		}
 	}
 }

@@ -530,3 +530,18 @@ func TestExtractExisting(t *testing.T) {
 		t.Errorf("d/f/keep: %v", err)
 	}
 }
+
+func TestRoundTripBothResolvers(t *testing.T) {
+	src := t.TempDir()
+	tr := tree{t, src}
+	tr.dir("a/b/c/d", 0o751)
+	tr.file("a/b/c/d/f", "deep", 0o640)
+	tr.file("a/x", "x", 0o600)
+	tr.must(os.Link(tr.p("a/b/c/d/f"), tr.p("a/b/g")))
+	tr.must(os.Symlink("b/c", tr.p("a/s")))
+	withResolvers(t, func(t *testing.T) {
+		before := snapshot(t, src)
+		dst, _, _ := roundTrip(t, src, WriteOptions{})
+		compareTrees(t, before, snapshot(t, dst))
+	})
+}

@@ -1,4 +1,42 @@
 // Package archive is the byte path of the pipeline: a directory tree becomes a
 // tar (PAX) stream compressed with zstd, and back. It knows nothing of
 // Kubernetes or of stores; callers hash and upload what it writes.
+//
+// # Stream format
+//
+// One zstd frame holding a PAX tar stream. The first entry, "./", is the
+// archived directory itself (owner, mode, mtime and xattrs of the volume
+// root); every other name is relative, without a "./" prefix, in depth-first
+// lexical order, so the same tree gives the same bytes. Entries keep numeric
+// uid/gid (no user names), the full mode with setuid, setgid and sticky bits,
+// mtimes to the nanosecond, and xattrs of every namespace as
+// SCHILY.xattr.<name> records. The second and later names of an inode are
+// tar hard links to the first. Fifos and device nodes are headers only;
+// sockets are left out and counted in Stats.Skipped.
+//
+// Sparse files (holes found with SEEK_DATA/SEEK_HOLE) are regular entries
+// whose content is only the data regions, back to back, with two PAX records:
+// KBAK.sparse.map = "offset:length,..." and KBAK.sparse.size = apparent size.
+// archive/tar can read GNU sparse entries but not write them; these records
+// are simple to check and leave the entry readable by any tar (which shows
+// the packed data under the entry's name). Extract writes each region at its
+// offset and truncates to the apparent size, so holes stay holes.
+//
+// # Memory
+//
+// Write holds the sorted names of one directory per level of the current
+// path, and one record per multiply-linked inode until its last name is met.
+// Extract holds one small record per directory (path, owner, mode, mtime,
+// xattrs) until the end, because directory metadata is applied after their
+// contents. Neither keeps a list of files.
+//
+// # Extraction safety
+//
+// Names with ".." components or a leading "/" are refused. Parent directories
+// and hard link targets are resolved beneath the target without following any
+// symlink (openat2 with RESOLVE_NO_SYMLINKS|RESOLVE_BENEATH, or a component
+// by component O_NOFOLLOW walk where openat2 is missing); a symlink in the
+// archive is created as a symlink and never written through. An existing
+// non-directory is replaced only with ExtractOptions.Overwrite; an existing
+// directory is reused for a directory entry and never replaced.
 package archive

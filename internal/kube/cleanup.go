@@ -105,7 +105,7 @@ func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 	default:
 		for _, s := range snaps.Items {
 			if s.Labels[LabelRetained] != "" {
-				continue // fake clientsets ignore the selector's DoesNotExist
+				continue // never delete a kept snapshot, whatever the server made of the selector
 			}
 			err := sc.SnapshotV1().VolumeSnapshots(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{})
 			if err != nil && !apierrors.IsNotFound(err) {

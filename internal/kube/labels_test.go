@@ -1,0 +1,55 @@
+package kube
+
+import (
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+func TestName(t *testing.T) {
+	long := strings.Repeat("a", 70)
+	tests := []struct {
+		name  string
+		parts []string
+		want  string
+	}{
+		{"short", []string{"kbak", "db-20261122T061900Z-ab12", "0", "data"}, "kbak-db-20261122t061900z-ab12-0-data"},
+		{"invalid characters", []string{"kbak", "a_b.c"}, "kbak-a-b-c"},
+		{"long keeps a hash", []string{"kbak", long, "0", "data"}, "kbak-" + strings.Repeat("a", 49) + "-"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Name(tt.parts...)
+			if !strings.HasPrefix(got, tt.want) || (len(got) != len(tt.want) && !strings.HasSuffix(tt.want, "-")) {
+				t.Errorf("Name(%q) = %q, want %q…", tt.parts, got, tt.want)
+			}
+			if errs := validation.IsDNS1123Label(got); len(errs) > 0 {
+				t.Errorf("Name(%q) = %q is not a DNS label: %v", tt.parts, got, errs)
+			}
+		})
+	}
+	a, b := Name("kbak", long, "0", "data"), Name("kbak", long, "1", "data")
+	if a == b {
+		t.Errorf("long names of two ordinals collide: %q", a)
+	}
+	if a != Name("kbak", long, "0", "data") {
+		t.Errorf("Name is not deterministic")
+	}
+}
+
+func TestLabelValue(t *testing.T) {
+	long := strings.Repeat("x", 100) + "-20261122T061900Z-ab12"
+	for _, v := range []string{"db-20261122T061900Z-ab12", long} {
+		got := LabelValue(v)
+		if errs := validation.IsValidLabelValue(got); len(errs) > 0 {
+			t.Errorf("LabelValue(%q) = %q: %v", v, got, errs)
+		}
+		if len(v) <= 63 && got != v {
+			t.Errorf("LabelValue(%q) = %q, want it unchanged", v, got)
+		}
+	}
+	if got := RunSelector("x"); got != "app.kubernetes.io/managed-by=kbak,kbak.io/backup-id=x" {
+		t.Errorf("RunSelector = %q", got)
+	}
+}

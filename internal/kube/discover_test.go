@@ -31,9 +31,9 @@ func TestDiscover(t *testing.T) {
 	// ordinal 2 has no claims; ordinals 3 and 10 are left from a scale-down.
 	add(kubetest.Claim(ns, "data-db-3", "fast").Bound("csi.fast"))
 	add(kubetest.Claim(ns, "data-db-10", "fast").Bound("csi.fast"))
-	add(kubetest.Claim(ns, "data-db-03", "fast").Bound("csi.fast"))    // not a controller name
-	add(kubetest.Claim(ns, "data-db-x-0", "fast").Bound("csi.fast"))   // another StatefulSet
-	add(kubetest.Claim(ns, "data-dbx-4", "fast").Bound("csi.fast"))    // another StatefulSet
+	add(kubetest.Claim(ns, "data-db-03", "fast").Bound("csi.fast"))  // not a controller name
+	add(kubetest.Claim(ns, "data-db-x-0", "fast").Bound("csi.fast")) // another StatefulSet
+	add(kubetest.Claim(ns, "data-dbx-4", "fast").Bound("csi.fast"))  // another StatefulSet
 	objs = append(objs, sts,
 		kubetest.Pod(ns, "db", 0, "node-a").Result(),
 		kubetest.Pod(ns, "db", 1, "").Phase(corev1.PodPending).Result(), // not scheduled
@@ -46,7 +46,7 @@ func TestDiscover(t *testing.T) {
 	}
 	type row struct {
 		name, class, driver, size, problem, pod string
-		ordinal                               int
+		ordinal                                 int
 	}
 	var got []row
 	for _, c := range append(d.Claims, d.Retained...) {

@@ -1,0 +1,87 @@
+package deploy
+
+import (
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+func TestUploadArgs(t *testing.T) {
+	got := UploadArgs("s3://b/p?endpoint=http://10.88.0.1:7070", "kbak/v1/ns/db/id/volumes/data-db-0.tar.zst", "kbak/v1/ns/db/id/volumes/data-db-0.json", 1<<30, "zstd:1")
+	want := []string{"mover", "upload", "--repo", "s3://b/p?endpoint=http://10.88.0.1:7070", "--source", "/data",
+		"--key", "kbak/v1/ns/db/id/volumes/data-db-0.tar.zst", "--result-key", "kbak/v1/ns/db/id/volumes/data-db-0.json",
+		"--size-hint", "1073741824", "--compression", "zstd:1"}
+	if !slices.Equal(got, want) {
+		t.Errorf("UploadArgs = %q\nwant %q", got, want)
+	}
+	got = DownloadArgs("s3://b", "k", "abc")
+	want = []string{"mover", "download", "--repo", "s3://b", "--key", "k", "--sha256", "abc", "--target", "/data"}
+	if !slices.Equal(got, want) {
+		t.Errorf("DownloadArgs = %q\nwant %q", got, want)
+	}
+}
+
+func TestMoverPod(t *testing.T) {
+	tests := []struct {
+		name    string
+		m       MoverPod
+		env     []string // names, in order
+		volumes int
+	}{
+		{"no credentials", MoverPod{Name: "p", Claim: "c", ReadOnly: true}, nil, 1},
+		{"keys only", MoverPod{Name: "p", Claim: "c", ReadOnly: true, SecretName: "s"}, []string{KeyAccessKeyID, KeySecretAccessKey}, 1},
+		{"token and CA", MoverPod{Name: "p", Claim: "c", ReadOnly: true, SecretName: "s", HasSessionToken: true, HasCABundle: true},
+			[]string{KeyAccessKeyID, KeySecretAccessKey, KeySessionToken, "AWS_CA_BUNDLE"}, 2},
+		{"pinned to a node", MoverPod{Name: "p", Claim: "c", ReadOnly: true, NodeName: "n1"}, nil, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := tt.m.Pod()
+			spec := pod.Spec
+			if spec.RestartPolicy != corev1.RestartPolicyNever || spec.NodeName != tt.m.NodeName {
+				t.Errorf("restartPolicy %s nodeName %q", spec.RestartPolicy, spec.NodeName)
+			}
+			if len(spec.Volumes) != tt.volumes {
+				t.Fatalf("%d volumes, want %d", len(spec.Volumes), tt.volumes)
+			}
+			pvc := spec.Volumes[0].PersistentVolumeClaim
+			c := spec.Containers[0]
+			if pvc == nil || pvc.ClaimName != "c" || !pvc.ReadOnly || !c.VolumeMounts[0].ReadOnly || c.VolumeMounts[0].MountPath != "/data" {
+				t.Errorf("data volume %+v mount %+v: want claim c read-only at /data", pvc, c.VolumeMounts[0])
+			}
+			if c.Image != DefaultMoverImage || c.ImagePullPolicy != corev1.PullIfNotPresent {
+				t.Errorf("image %s pull %s", c.Image, c.ImagePullPolicy)
+			}
+			var names []string
+			for _, e := range c.Env {
+				names = append(names, e.Name)
+				// Credentials are only ever references to the Secret.
+				if e.Name != "AWS_CA_BUNDLE" && (e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef.Name != "s" || e.ValueFrom.SecretKeyRef.Key != e.Name) {
+					t.Errorf("env %s = %+v, want a secretKeyRef to s/%s", e.Name, e, e.Name)
+				}
+			}
+			if !slices.Equal(names, tt.env) {
+				t.Errorf("env %v, want %v", names, tt.env)
+			}
+			if tt.m.HasCABundle {
+				if ca := spec.Volumes[1].Secret; ca == nil || ca.SecretName != "s" || ca.Items[0].Key != KeyCABundle {
+					t.Errorf("CA volume %+v", spec.Volumes[1])
+				}
+			}
+			if sc := c.SecurityContext; sc == nil || *sc.AllowPrivilegeEscalation || !slices.Equal(sc.Capabilities.Add, []corev1.Capability{"DAC_READ_SEARCH"}) {
+				t.Errorf("security context %+v", sc)
+			}
+		})
+	}
+}
+
+func TestCredentialsSecret(t *testing.T) {
+	s := CredentialsSecret("ns", "creds", map[string]string{"a": "b"}, Credentials{AccessKeyID: "AK", SecretAccessKey: "SK"})
+	if string(s.Data[KeyAccessKeyID]) != "AK" || string(s.Data[KeySecretAccessKey]) != "SK" || len(s.Data) != 2 {
+		t.Errorf("data = %v", s.Data)
+	}
+	if s.Labels["a"] != "b" || s.Namespace != "ns" || s.Name != "creds" {
+		t.Errorf("meta = %+v", s.ObjectMeta)
+	}
+}

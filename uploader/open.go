@@ -13,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -161,6 +160,17 @@ func OpenS3(ctx context.Context, loc Location, opts Options) (*S3Store, error) {
 
 	cctx, cancel := context.WithTimeout(ctx, openCheckTimeout)
 	defer cancel()
+	// Credentials first: a failure deep in the SDK's chain would otherwise
+	// surface as a transport error.
+	if cfg.Credentials != nil {
+		if _, err := cfg.Credentials.Retrieve(cctx); err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("get credentials for %s: %w", where, ctx.Err())
+			}
+			return nil, &openError{kind: ErrAccessDenied, cause: err, msg: fmt.Sprintf(
+				"no usable credentials for %s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE", where)}
+		}
+	}
 	// A one-key listing rather than HeadBucket: its error responses have a
 	// body with a code (NoSuchBucket, InvalidAccessKeyId, ...), where HEAD
 	// leaves some servers answering 404 for bad credentials. Listing is
@@ -182,11 +192,6 @@ func OpenS3(ctx context.Context, loc Location, opts Options) (*S3Store, error) {
 // classifyOpenError turns the failure of the bucket check into one line that
 // says what to do.
 func classifyOpenError(err error, where, bucket, region string) error {
-	var se *v4.SigningError
-	if errors.As(err, &se) {
-		return &openError{kind: ErrAccessDenied, cause: err, msg: fmt.Sprintf(
-			"no usable credentials for %s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (%v)", where, errors.Unwrap(se.Err))}
-	}
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) && re.Response != nil && re.HTTPStatusCode() != 0 {
 		code := ""

@@ -77,3 +77,22 @@ func TestOpenSettingsPrecedence(t *testing.T) {
 		})
 	}
 }
+
+// With no credentials anywhere, Open says where to put them (instead of a
+// signing error from deep inside the SDK).
+func TestOpenNoCredentials(t *testing.T) {
+	srv := uploadertest.StartVersityGW(t)
+	for _, env := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"} {
+		t.Setenv(env, "")
+	}
+	dir := t.TempDir()
+	t.Setenv("AWS_CONFIG_FILE", dir+"/config")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", dir+"/credentials")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true") // no traffic to an instance metadata service
+	_, err := uploader.Open(t.Context(), srv.URL("x"), uploader.Options{})
+	if !errors.Is(err, uploader.ErrAccessDenied) || !strings.Contains(err.Error(), "no usable credentials for "+srv.Endpoint) {
+		t.Fatalf("Open without credentials: err = %v, want ErrAccessDenied saying no usable credentials", err)
+	}
+	t.Logf("without credentials: %v", err)
+}

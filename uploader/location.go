@@ -30,7 +30,7 @@ type openError struct {
 	cause error
 }
 
-func (e *openError) Error() string   { return e.msg }
+func (e *openError) Error() string { return e.msg }
 func (e *openError) Unwrap() []error {
 	if e.cause == nil {
 		return []error{e.kind}

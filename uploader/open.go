@@ -186,6 +186,7 @@ func OpenS3(ctx context.Context, loc Location, opts Options) (*S3Store, error) {
 	if err != nil {
 		return nil, classifyOpenError(err, where, loc.Bucket, cfg.Region)
 	}
+	s.log.Debug("store opened", "prefix", loc.Prefix, "region", cfg.Region, "path_style", pathStyle)
 	return s, nil
 }
 

@@ -349,3 +349,15 @@ func (s *S3Store) IncompleteUploads(ctx context.Context, prefix string) ([]Incom
 		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
 	}
 }
+
+// AbortUpload removes an incomplete upload and its parts. An upload that is
+// already gone is not an error.
+func (s *S3Store) AbortUpload(ctx context.Context, u IncompleteUpload) error {
+	k := s.prefix + u.Key
+	_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &k, UploadId: &u.UploadID})
+	var ae smithy.APIError
+	if err != nil && !(errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload") {
+		return fmt.Errorf("abort upload %s of %s: %w", u.UploadID, u.Key, err)
+	}
+	return nil
+}

@@ -45,6 +45,7 @@ func RunConformance(t *testing.T, newStore func(t *testing.T) uploader.Store) {
 		{"LargeKnownSize", func(t *testing.T, s uploader.Store) { testLarge(t, s, LargeSize, LargeSize) }},
 		{"LargeUnknownSize", func(t *testing.T, s uploader.Store) { testLarge(t, s, LargeSize, -1) }},
 		{"LargeUnderstatedSize", func(t *testing.T, s uploader.Store) { testLarge(t, s, 12*uploader.MiB+5, 1000) }},
+		{"SmallOverstatedSize", func(t *testing.T, s uploader.Store) { testLarge(t, s, 1000, 10*uploader.MiB) }},
 		{"ExactlyOnePart", func(t *testing.T, s uploader.Store) { testLarge(t, s, 5*uploader.MiB, -1) }},
 		{"ConcurrentPuts", testConcurrent},
 		{"CancelledPutSmall", func(t *testing.T, s uploader.Store) { testCancelled(t, s, 1000) }},

@@ -163,7 +163,6 @@ func stripMeta(m *metav1.ObjectMeta) {
 	m.UID = ""
 	m.ResourceVersion = ""
 	m.Generation = 0
-	m.SelfLink = ""
 	m.CreationTimestamp = metav1.Time{}
 	m.DeletionTimestamp = nil
 	m.DeletionGracePeriodSeconds = nil

@@ -136,21 +136,6 @@ func (b *manifestBuilder) clone() *manifestBuilder {
 	return &manifestBuilder{m: m}
 }
 
-// at moves the backup to another StatefulSet, namespace and time, with its
-// keys and id following.
-func (b *manifestBuilder) at(ns, sts string, created time.Time, rnd string) *manifestBuilder {
-	return b.with(func(m *Manifest) {
-		m.Namespace, m.StatefulSet = ns, sts
-		m.ID = sts + "-" + created.UTC().Format(idTimeLayout) + "-" + rnd
-		m.Created, m.Started, m.Finished = created, created, created.Add(time.Minute)
-		for i := range m.Volumes {
-			v := &m.Volumes[i]
-			v.PVC = "data-" + sts + "-" + string(rune('0'+v.Ordinal))
-			v.Key = m.Layout().VolumeKey(v.PVC)
-		}
-	})
-}
-
 func (b *manifestBuilder) build() *Manifest {
 	m := b.clone().m
 	return &m

@@ -55,14 +55,18 @@ func (s *S3Store) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	ps := PartSize(size, s.partSize)
 	r = ctxReader{ctx, r}
 
-	// Read the first part; for a small object with a known size allocate
-	// only what it needs (one byte more, to notice a larger stream).
-	var first []byte
-	if size >= 0 && size < ps {
-		first = make([]byte, size+1)
-	} else {
-		first = make([]byte, ps)
+	// Read the first part. Small objects (manifests, results) are common:
+	// start with a buffer of the expected size plus one byte (to notice a
+	// larger stream), or 1 MiB when the size is unknown, and grow to a whole
+	// part only when the data goes on.
+	initial := ps
+	switch {
+	case size >= 0 && size < ps:
+		initial = size + 1
+	case size < 0:
+		initial = min(ps, MiB)
 	}
+	first := make([]byte, initial)
 	n, err := readFull(r, first)
 	if err == nil && int64(len(first)) < ps {
 		grown := make([]byte, ps)

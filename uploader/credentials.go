@@ -33,7 +33,7 @@ func ResolveCredentials(ctx context.Context, opts Options) (Credentials, error) 
 	if err != nil {
 		// No credentials anywhere is not an error here: the movers may have
 		// an identity of their own.
-		return Credentials{}, nil //nolint:nilerr
+		return Credentials{}, nil
 	}
 	return Credentials{AccessKeyID: Secret(c.AccessKeyID), SecretAccessKey: Secret(c.SecretAccessKey), SessionToken: Secret(c.SessionToken)}, nil
 }

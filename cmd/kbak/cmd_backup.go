@@ -1,22 +1,210 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
 	"github.com/urfave/cli/v2"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kbak/kbak/backup"
+	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/schedule"
+	"github.com/kbak/kbak/uploader"
 )
+
+func moverFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "mover-image", EnvVars: []string{"KBAK_MOVER_IMAGE"}, Value: deploy.DefaultMoverImage, Usage: "image of the mover pods (the kbak image)", Category: "Movers"},
+		&cli.StringFlag{Name: "mover-pull-policy", Value: string(corev1.PullIfNotPresent), Usage: "imagePullPolicy of the mover pods: Always, IfNotPresent or Never", Category: "Movers"},
+		&cli.StringFlag{Name: "secret", Usage: "existing Secret in the namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the movers (default: kbak creates one for the run from your credentials and deletes it after)", Category: "Movers"},
+		&cli.IntFlag{Name: "parallel", Value: 2, Usage: "mover pods at once", Category: "Movers"},
+		&cli.DurationFlag{Name: "pod-start-timeout", Value: 5 * time.Minute, Usage: "how long a mover pod may take to start (scheduling, volume binding, image pull)", Category: "Movers"},
+	}
+}
 
 func backupCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "backup",
 		Usage:     "back up every volume of every ordinal of a StatefulSet",
 		ArgsUsage: "sts/NAME",
-		Action:    notYet,
+		Description: `Finds the claims <template>-<statefulset>-<ordinal> of every claim template and
+ordinal, then per volume either cuts a CSI VolumeSnapshot and reads a
+temporary PVC made from it (method snapshot), or reads the live PVC from a
+pod on the same node (method files, for drivers that cannot snapshot). A
+mover pod streams each volume as tar + zstd to the repository; the manifest
+is written last. Everything kbak creates in the cluster is removed at the
+end, on failure and on Ctrl-C too (VolumeSnapshots stay with --keep-snapshots).
+
+Hooks run in every running pod of the StatefulSet: --pre-hook right before
+the snapshots are cut (or the files copied), --post-hook right after, always,
+even when something failed. A hook is a shell command line run with /bin/sh -c,
+or a JSON array run as it is (for images without a shell).
+
+EXAMPLES:
+   kbak backup sts/mariadb -n shop
+   kbak backup sts/mariadb -n shop --pre-hook 'mariadb -e "FLUSH TABLES WITH READ LOCK; SELECT SLEEP(60)" &' --post-hook 'mariadb -e "UNLOCK TABLES"'
+   kbak backup sts/postgres --method files --parallel 4 -o json
+   kbak backup sts/mariadb --keep-snapshots --prune --keep-daily 7
+
+` + exitCodesHelp,
+		Flags: flags(repoFlags(), kubeFlags(), moverFlags(), []cli.Flag{
+			&cli.StringFlag{Name: "method", Value: "auto", Usage: "auto (snapshot when the driver has a VolumeSnapshotClass, else files), snapshot or files"},
+			&cli.StringFlag{Name: "snapshot-class", Usage: "VolumeSnapshotClass to use (default: the driver's default class)"},
+			&cli.BoolFlag{Name: "keep-snapshots", Usage: "leave the VolumeSnapshots in the cluster for fast restores; deleting or pruning the backup removes them"},
+			&cli.BoolFlag{Name: "include-retained", Usage: "also back up PVCs left by an earlier scale-down (ordinals >= replicas)"},
+			&cli.StringFlag{Name: "pre-hook", Usage: "command run in each app pod before the cut", Category: "Hooks"},
+			&cli.StringFlag{Name: "post-hook", Usage: "command run in each app pod after the cut, always", Category: "Hooks"},
+			&cli.StringFlag{Name: "hook-container", Usage: "container the hooks run in (default: the pod's first)", Category: "Hooks"},
+			&cli.DurationFlag{Name: "hook-timeout", Value: time.Minute, Usage: "time limit of one hook in one pod", Category: "Hooks"},
+			&cli.StringFlag{Name: "compression", Value: "zstd:1", Usage: "zstd:1 (fastest) to zstd:4 (smallest)"},
+			&cli.BoolFlag{Name: "prune", Usage: "after a Completed backup, prune this StatefulSet's backups by the --keep-* policy", Category: "Retention"},
+			outputFlag(), verboseFlag(),
+		}, retentionFlags()),
+		Action: backupAction,
 	}
 }
 
-func doctorCommand() *cli.Command {
-	return &cli.Command{
-		Name:   "doctor",
-		Usage:  "check what this cluster and repository support, with advice per missing piece",
-		Action: notYet,
+// hookCommand reads a hook flag: a JSON array is an argv, anything else a
+// shell command line.
+func hookCommand(s string) ([]string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
 	}
+	if strings.HasPrefix(s, "[") {
+		var argv []string
+		if err := json.Unmarshal([]byte(s), &argv); err != nil || len(argv) == 0 {
+			return nil, usagef("hook %s is not a JSON array of strings: write [\"cmd\",\"arg\"] or a shell command line", s)
+		}
+		return argv, nil
+	}
+	return []string{"/bin/sh", "-c", s}, nil
+}
+
+func backupAction(c *cli.Context) error {
+	arg, err := oneArg(c, "a StatefulSet (sts/NAME)")
+	if err != nil {
+		return err
+	}
+	name, err := parseStatefulSet(arg)
+	if err != nil {
+		return err
+	}
+	format, err := outputFormat(c)
+	if err != nil {
+		return err
+	}
+	pre, err := hookCommand(c.String("pre-hook"))
+	if err != nil {
+		return err
+	}
+	post, err := hookCommand(c.String("post-hook"))
+	if err != nil {
+		return err
+	}
+	policy := retentionPolicy(c)
+	if c.Bool("prune") {
+		if err := policy.Validate(); err != nil {
+			return usageError{err}
+		}
+	}
+	pull := corev1.PullPolicy(c.String("mover-pull-policy"))
+	switch pull {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		return usagef("--mover-pull-policy %q: use Always, IfNotPresent or Never", pull)
+	}
+	repo, err := repoURL(c)
+	if err != nil {
+		return err
+	}
+	store, err := openStore(c.Context, c)
+	if err != nil {
+		return err
+	}
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	opts := backup.Options{
+		Namespace: cl.namespace, StatefulSet: name, Repo: repo,
+		Method: backup.Method(c.String("method")), SnapshotClass: c.String("snapshot-class"),
+		KeepSnapshots: c.Bool("keep-snapshots"), IncludeRetained: c.Bool("include-retained"),
+		PreHook: pre, PostHook: post, HookContainer: c.String("hook-container"), HookTimeout: c.Duration("hook-timeout"),
+		Parallel: c.Int("parallel"), Compression: c.String("compression"),
+		Image: c.String("mover-image"), PullPolicy: pull, SecretName: c.String("secret"),
+		PodStartTimeout: c.Duration("pod-start-timeout"),
+		KbakVersion:     version,
+	}
+	if opts.SecretName == "" {
+		creds, err := moverCredentials(c)
+		if err != nil {
+			return err
+		}
+		opts.Credentials = creds
+	}
+	progress := newProgressPrinter(stderr(c), isTerminal(stderr(c)))
+	opts.Progress = progress.event
+	cat := catalog.New(store)
+	m, runErr := backup.Run(c.Context, backup.Deps{
+		Kube: cl.kube, Snap: cl.snapshots, RestConfig: cl.config, Catalog: cat, Log: logger(c),
+	}, opts)
+	progress.done()
+	if m != nil && (runErr == nil || errors.Is(runErr, backup.ErrPartiallyFailed) || errors.Is(runErr, backup.ErrFailed)) {
+		if format == "json" {
+			if err := printJSON(c, m); err != nil {
+				return err
+			}
+		} else if err := printManifest(stdout(c), m); err != nil {
+			return err
+		}
+	}
+	switch {
+	case errors.Is(runErr, backup.ErrUsage):
+		return usageError{runErr}
+	case errors.Is(runErr, backup.ErrPartiallyFailed):
+		return fmt.Errorf("%w: %w", errPartial, runErr)
+	case runErr != nil:
+		return runErr
+	}
+	if c.Bool("prune") {
+		res, err := schedule.Prune(c.Context, cat, catalog.Filter{Namespace: cl.namespace, StatefulSet: name}, policy, false)
+		for _, d := range res.Remove {
+			fmt.Fprintf(stderr(c), "pruned %s (%s)\n", d.Item.ID, strings.Join(d.Reasons, ", "))
+		}
+		if err != nil {
+			return fmt.Errorf("backup %s completed, but pruning failed: %w", m.ID, err)
+		}
+		return deleteRetainedSnapshots(c, res.Deleted)
+	}
+	return nil
+}
+
+// moverCredentials are the CLI's own store credentials, handed to the mover
+// pods through a Secret the run creates and deletes.
+func moverCredentials(c *cli.Context) (*deploy.Credentials, error) {
+	opts, err := storeOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := uploader.ResolveCredentials(c.Context, opts)
+	if err != nil {
+		return nil, err
+	}
+	if creds.AccessKeyID == "" {
+		return nil, nil // anonymous, or the pods' own identity (IAM roles for service accounts)
+	}
+	out := &deploy.Credentials{AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey, SessionToken: creds.SessionToken}
+	if ca := os.Getenv("AWS_CA_BUNDLE"); ca != "" {
+		if out.CABundle, err = os.ReadFile(ca); err != nil {
+			return nil, fmt.Errorf("read AWS_CA_BUNDLE: %w", err)
+		}
+	}
+	return out, nil
 }

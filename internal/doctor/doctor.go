@@ -1,0 +1,219 @@
+package doctor
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	authv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kbak/kbak/internal/kube"
+)
+
+// Level grades a finding.
+type Level string
+
+// Levels. Only LevelFail makes the doctor's verdict negative.
+const (
+	LevelOK   Level = "ok"
+	LevelWarn Level = "warn"
+	LevelFail Level = "fail"
+)
+
+// Check is one finding.
+type Check struct {
+	Name   string `json:"name"`
+	Level  Level  `json:"level"`
+	Detail string `json:"detail"`
+	Advice string `json:"advice,omitempty"`
+}
+
+// Failed reports whether any check failed.
+func Failed(checks []Check) bool {
+	return slices.ContainsFunc(checks, func(c Check) bool { return c.Level == LevelFail })
+}
+
+// Options say where to look.
+type Options struct {
+	Namespace   string
+	StatefulSet string // optional: also check this StatefulSet's claims
+}
+
+// need is one permission kbak uses, with what it is for.
+type need struct {
+	group, resource, sub, verb string
+	clusterWide                bool
+	why                        string
+}
+
+// needs lists what a backup and a restore do in the cluster.
+var needs = []need{
+	{"apps", "statefulsets", "", "get", false, "read the StatefulSet"},
+	{"", "persistentvolumeclaims", "", "list", false, "find claims"},
+	{"", "persistentvolumeclaims", "", "create", false, "temporary and restored PVCs"},
+	{"", "persistentvolumeclaims", "", "delete", false, "remove temporary PVCs"},
+	{"", "pods", "", "create", false, "start mover pods"},
+	{"", "pods", "", "delete", false, "remove mover pods"},
+	{"", "pods", "log", "get", false, "read mover progress"},
+	{"", "pods", "exec", "create", false, "run hooks"},
+	{"", "secrets", "", "create", false, "hand store credentials to movers"},
+	{"", "secrets", "", "delete", false, "remove the run's credentials"},
+	{"snapshot.storage.k8s.io", "volumesnapshots", "", "create", false, "cut snapshots"},
+	{"snapshot.storage.k8s.io", "volumesnapshots", "", "delete", false, "remove snapshots"},
+	{"", "persistentvolumes", "", "get", true, "find a claim's CSI driver"},
+	{"storage.k8s.io", "storageclasses", "", "list", true, "check storage classes"},
+	{"snapshot.storage.k8s.io", "volumesnapshotclasses", "", "list", true, "choose snapshot classes"},
+	{"snapshot.storage.k8s.io", "volumesnapshotcontents", "", "get", true, "record snapshot handles"},
+}
+
+// Run performs every check. Errors talking to the API server are findings,
+// not failures of Run, except when the server cannot be reached at all.
+func Run(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, opts Options) ([]Check, error) {
+	var out []Check
+	add := func(name string, l Level, detail, advice string) {
+		out = append(out, Check{Name: name, Level: l, Detail: detail, Advice: advice})
+	}
+
+	ver, err := kc.Discovery().ServerVersion()
+	if err != nil {
+		return nil, fmt.Errorf("reach the Kubernetes API server: %w (check --kubeconfig and --context)", err)
+	}
+	add("api server", LevelOK, "Kubernetes "+ver.GitVersion, "")
+
+	snapshotAPI := false
+	if res, err := kc.Discovery().ServerResourcesForGroupVersion("snapshot.storage.k8s.io/v1"); err != nil {
+		add("snapshot API", LevelWarn, "snapshot.storage.k8s.io/v1 is not served",
+			"install the VolumeSnapshot CRDs and the snapshot-controller (external-snapshotter) for the snapshot method; until then kbak copies live files")
+	} else {
+		var names []string
+		for _, r := range res.APIResources {
+			if !strings.Contains(r.Name, "/") {
+				names = append(names, r.Name)
+			}
+		}
+		slices.Sort(names)
+		snapshotAPI = true
+		add("snapshot API", LevelOK, "snapshot.storage.k8s.io/v1: "+strings.Join(names, ", "), "")
+	}
+
+	drivers, err := kc.StorageV1().CSIDrivers().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		add("CSI drivers", LevelWarn, "cannot list CSIDrivers: "+err.Error(), "grant list on csidrivers.storage.k8s.io")
+	}
+	classesByDriver := map[string][]string{}
+	defaultByDriver := map[string]string{}
+	if snapshotAPI {
+		vscs, err := sc.SnapshotV1().VolumeSnapshotClasses().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			add("snapshot classes", LevelWarn, "cannot list VolumeSnapshotClasses: "+err.Error(), "grant list on volumesnapshotclasses")
+		} else {
+			for _, c := range vscs.Items {
+				classesByDriver[c.Driver] = append(classesByDriver[c.Driver], c.Name)
+				if c.Annotations[kube.DefaultSnapshotClassAnnotation] == "true" {
+					defaultByDriver[c.Driver] = c.Name
+				}
+			}
+		}
+	}
+	if drivers != nil {
+		if len(drivers.Items) == 0 {
+			add("CSI drivers", LevelWarn, "no CSIDriver objects", "kbak's snapshot method needs a CSI driver; in-tree and hostPath volumes are copied as files")
+		}
+		for _, d := range drivers.Items {
+			name := "CSI driver " + d.Name
+			switch {
+			case defaultByDriver[d.Name] != "":
+				add(name, LevelOK, "default VolumeSnapshotClass "+defaultByDriver[d.Name]+": method auto snapshots its volumes", "")
+			case len(classesByDriver[d.Name]) > 0:
+				add(name, LevelWarn, "VolumeSnapshotClasses "+strings.Join(classesByDriver[d.Name], ", ")+" but none is the default",
+					"annotate one with "+kube.DefaultSnapshotClassAnnotation+"=true, or pass --snapshot-class")
+			default:
+				add(name, LevelWarn, "no VolumeSnapshotClass: method auto copies its volumes' live files",
+					"create a VolumeSnapshotClass for "+d.Name+" if the driver supports snapshots")
+			}
+		}
+	}
+
+	if scs, err := kc.StorageV1().StorageClasses().List(ctx, metav1.ListOptions{}); err != nil {
+		add("storage classes", LevelWarn, "cannot list StorageClasses: "+err.Error(), "grant list on storageclasses.storage.k8s.io")
+	} else {
+		for _, c := range scs.Items {
+			method := "files"
+			if len(classesByDriver[c.Provisioner]) > 0 {
+				method = "snapshot"
+			}
+			mode := "Immediate"
+			if c.VolumeBindingMode != nil {
+				mode = string(*c.VolumeBindingMode)
+			}
+			add("storage class "+c.Name, LevelOK, fmt.Sprintf("provisioner %s, %s binding: method auto uses %s", c.Provisioner, mode, method), "")
+		}
+	}
+
+	out = append(out, permissions(ctx, kc, opts.Namespace)...)
+
+	if opts.StatefulSet != "" {
+		out = append(out, statefulSet(ctx, kc, opts.Namespace, opts.StatefulSet, classesByDriver)...)
+	}
+	return out, nil
+}
+
+// permissions asks the API server, per need, whether the current user may.
+func permissions(ctx context.Context, kc kubernetes.Interface, ns string) []Check {
+	var missing []string
+	for _, n := range needs {
+		attrs := &authv1.ResourceAttributes{Group: n.group, Resource: n.resource, Subresource: n.sub, Verb: n.verb}
+		if !n.clusterWide {
+			attrs.Namespace = ns
+		}
+		r, err := kc.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx,
+			&authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: attrs}}, metav1.CreateOptions{})
+		if err != nil {
+			return []Check{{Name: "permissions", Level: LevelWarn, Detail: "cannot ask the API server: " + err.Error(), Advice: "grant create on selfsubjectaccessreviews"}}
+		}
+		if !r.Status.Allowed {
+			res := n.resource
+			if n.sub != "" {
+				res += "/" + n.sub
+			}
+			missing = append(missing, fmt.Sprintf("%s %s (%s)", n.verb, res, n.why))
+		}
+	}
+	if len(missing) > 0 {
+		return []Check{{Name: "permissions in " + ns, Level: LevelFail, Detail: "missing: " + strings.Join(missing, "; "),
+			Advice: "bind a Role with these verbs (`kbak schedule create --dry-run=client -o yaml` prints one)"}}
+	}
+	return []Check{{Name: "permissions in " + ns, Level: LevelOK, Detail: fmt.Sprintf("all %d permissions kbak uses are granted", len(needs))}}
+}
+
+// statefulSet reports, per claim, whether and how it would be backed up.
+func statefulSet(ctx context.Context, kc kubernetes.Interface, ns, name string, classesByDriver map[string][]string) []Check {
+	d, err := kube.Discover(ctx, kc, ns, name)
+	if err != nil {
+		return []Check{{Name: "statefulset " + ns + "/" + name, Level: LevelFail, Detail: err.Error()}}
+	}
+	var out []Check
+	for _, c := range d.Claims {
+		check := Check{Name: "claim " + c.Name}
+		switch {
+		case !c.OK():
+			check.Level, check.Detail = LevelFail, c.Problem
+		case len(classesByDriver[c.Driver]) > 0:
+			check.Level, check.Detail = LevelOK, fmt.Sprintf("%s on %s (%s): snapshot", c.Size.String(), c.StorageClass, c.Driver)
+		default:
+			check.Level, check.Detail = LevelOK, fmt.Sprintf("%s on %s (%s): live files", c.Size.String(), c.StorageClass, c.Driver)
+			if c.Pod == nil {
+				check.Level, check.Advice = LevelWarn, "no running pod: the mover will mount the volume wherever it can attach"
+			}
+		}
+		out = append(out, check)
+	}
+	for _, c := range d.Retained {
+		out = append(out, Check{Name: "claim " + c.Name, Level: LevelWarn, Detail: "left by an earlier scale-down", Advice: "backed up only with --include-retained"})
+	}
+	return out
+}

@@ -48,7 +48,8 @@ or a JSON array run as it is (for images without a shell).
 
 EXAMPLES:
    kbak backup sts/mariadb -n shop
-   kbak backup sts/mariadb -n shop --pre-hook 'mariadb -e "FLUSH TABLES WITH READ LOCK; SELECT SLEEP(60)" &' --post-hook 'mariadb -e "UNLOCK TABLES"'
+   kbak backup sts/postgres -n shop --pre-hook 'psql -U postgres -c CHECKPOINT' --post-hook 'echo done'
+   kbak backup sts/mariadb --pre-hook '["fsfreeze","--freeze","/var/lib/mysql"]' --post-hook '["fsfreeze","--unfreeze","/var/lib/mysql"]'
    kbak backup sts/postgres --method files --parallel 4 -o json
    kbak backup sts/mariadb --keep-snapshots --prune --keep-daily 7
 

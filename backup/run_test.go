@@ -1,0 +1,297 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	snapfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/kube"
+	"github.com/kbak/kbak/internal/kube/kubetest"
+)
+
+const (
+	ns     = "shop"
+	id     = "db-20261122T060000Z-abcd"
+	driver = "hostpath.csi.k8s.io"
+)
+
+type fakeCatalog struct {
+	mu      sync.Mutex
+	written []*catalog.Manifest
+	deleted []string
+}
+
+func (c *fakeCatalog) WriteManifest(_ context.Context, m *catalog.Manifest) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.written = append(c.written, m)
+	return nil
+}
+
+func (c *fakeCatalog) Delete(_ context.Context, id string) (*catalog.Manifest, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deleted = append(c.deleted, id)
+	return nil, fmt.Errorf("delete %s: %w", id, catalog.ErrBackupNotFound)
+}
+
+// journal records, in order, what a run did that a test checks the order of.
+type journal struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (j *journal) add(s string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.lines = append(j.lines, s)
+}
+
+func (j *journal) all() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.lines)
+}
+
+type fixture struct {
+	kc  *fake.Clientset
+	sc  *snapfake.Clientset
+	cat *fakeCatalog
+	log *journal
+}
+
+// newFixture makes StatefulSet shop/db with claims data-db-<ordinal>, each
+// bound to a PV of the hostpath CSI driver, and running pods on node-<ordinal>.
+func newFixture(replicas int, claims []int, snapClasses ...runtime.Object) *fixture {
+	objs := []runtime.Object{kubetest.StatefulSet(ns, "db").Replicas(int32(replicas)).Claim("data", "fast", "1Gi").Result()}
+	for _, o := range claims {
+		b := kubetest.Claim(ns, fmt.Sprintf("data-db-%d", o), "fast").Bound(driver)
+		objs = append(objs, b.Result(), b.PV())
+	}
+	for o := 0; o < replicas; o++ {
+		objs = append(objs, kubetest.Pod(ns, "db", o, fmt.Sprintf("node-%d", o)).Result())
+	}
+	return &fixture{kc: fake.NewClientset(objs...), sc: snapfake.NewSimpleClientset(snapClasses...), cat: &fakeCatalog{}, log: &journal{}}
+}
+
+func (f *fixture) deps() Deps {
+	return Deps{
+		Kube: f.kc, Snap: f.sc, Catalog: f.cat, Log: slog.New(slog.DiscardHandler),
+		Now: func() time.Time { return time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC) },
+		Exec: func(_ context.Context, _, pod, _ string, cmd []string) (string, error) {
+			f.log.add(cmd[0] + " " + pod)
+			if cmd[0] == "freeze-fails-on" && cmd[1] == pod {
+				return "", errors.New("exit 1")
+			}
+			return "", nil
+		},
+	}
+}
+
+func opts() Options {
+	return Options{
+		Namespace: ns, StatefulSet: "db", Repo: "s3://bucket/prefix", ID: id,
+		Credentials:     &deploy.Credentials{AccessKeyID: "AK", SecretAccessKey: "SK"},
+		PollInterval:    time.Millisecond,
+		SnapshotTimeout: time.Second, PodStartTimeout: time.Second, CleanupTimeout: time.Second, HookTimeout: time.Second,
+	}
+}
+
+// leftovers lists the objects kbak made that are still there.
+func (f *fixture) leftovers(t *testing.T) []string {
+	t.Helper()
+	ctx := context.Background()
+	sel := metav1.ListOptions{LabelSelector: kube.RunSelector("")}
+	var out []string
+	pods, _ := f.kc.CoreV1().Pods("").List(ctx, sel)
+	for _, p := range pods.Items {
+		out = append(out, "pod/"+p.Name)
+	}
+	pvcs, _ := f.kc.CoreV1().PersistentVolumeClaims("").List(ctx, sel)
+	for _, p := range pvcs.Items {
+		out = append(out, "pvc/"+p.Name)
+	}
+	secrets, _ := f.kc.CoreV1().Secrets("").List(ctx, sel)
+	for _, s := range secrets.Items {
+		out = append(out, "secret/"+s.Name)
+	}
+	snaps, _ := f.sc.SnapshotV1().VolumeSnapshots("").List(ctx, sel)
+	for _, s := range snaps.Items {
+		out = append(out, "volumesnapshot/"+s.Name)
+	}
+	return out
+}
+
+func statuses(m *catalog.Manifest) map[string]string {
+	out := map[string]string{}
+	for _, v := range m.Volumes {
+		out[v.PVC] = string(v.Status) + ": " + v.Error
+	}
+	return out
+}
+
+// A mover whose image cannot start fails its volume at once, the run writes
+// no manifest, drops whatever it uploaded and leaves nothing in the cluster.
+func TestRunMoverCannotStart(t *testing.T) {
+	f := newFixture(2, []int{0, 2}) // ordinal 1 lost its claim; 2 is left from a scale-down
+	var nodes []string
+	f.kc.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		pod := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod)
+		nodes = append(nodes, pod.Spec.NodeName)
+		// What the kubelet reports for an image that is not on the node.
+		pod.Status.Phase = corev1.PodPending
+		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "mover", Image: pod.Spec.Containers[0].Image,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull"}}}}
+		return false, nil, nil
+	})
+	o := opts()
+	o.Method = MethodFiles
+	o.PodStartTimeout = time.Hour // must fail fast, not time out
+
+	m, err := Run(context.Background(), f.deps(), o)
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "ErrImageNeverPull") {
+		t.Fatalf("err = %v, want ErrFailed naming ErrImageNeverPull", err)
+	}
+	if m == nil || m.Status != catalog.StatusFailed {
+		t.Fatalf("manifest %+v, want status Failed", m)
+	}
+	got := statuses(m)
+	want := map[string]string{
+		"data-db-0": "Failed: pod shop/kbak-db-20261122t060000z-abcd-0-data cannot start container mover: ErrImageNeverPull",
+		"data-db-1": "Failed: persistentvolumeclaim data-db-1 does not exist",
+		"data-db-2": "Skipped: claim of ordinal 2, beyond the current replicas",
+	}
+	for pvc, prefix := range want {
+		if !strings.HasPrefix(got[pvc], prefix) {
+			t.Errorf("%s: %q, want %q…", pvc, got[pvc], prefix)
+		}
+	}
+	if !slices.Equal(nodes, []string{"node-0"}) {
+		t.Errorf("mover pods on nodes %q, want next to the app pod on node-0", nodes)
+	}
+	if len(f.cat.written) != 0 || !slices.Equal(f.cat.deleted, []string{id}) {
+		t.Errorf("manifests written %d, deleted %v: want none written and %s dropped", len(f.cat.written), f.cat.deleted, id)
+	}
+	if left := f.leftovers(t); len(left) != 0 {
+		t.Errorf("left in the cluster: %v", left)
+	}
+	if _, err := f.kc.CoreV1().PersistentVolumeClaims(ns).Get(context.Background(), "data-db-0", metav1.GetOptions{}); err != nil {
+		t.Errorf("source claim: %v", err)
+	}
+}
+
+// Hooks wrap the snapshot cut: pre on every pod, all snapshots, post on every
+// pod, and the post hook runs when the cut fails. A snapshot error fails its
+// volume with the driver's message without waiting for the timeout.
+func TestRunSnapshotHooksAndError(t *testing.T) {
+	f := newFixture(2, []int{0, 1}, kubetest.SnapshotClass("snap", driver, true))
+	f.sc.PrependReactor("create", "volumesnapshots", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		vs := a.(k8stesting.CreateAction).GetObject().(*snapv1.VolumeSnapshot)
+		f.log.add("snapshot " + *vs.Spec.Source.PersistentVolumeClaimName + " class " + *vs.Spec.VolumeSnapshotClassName)
+		msg := "out of space"
+		vs.Status = &snapv1.VolumeSnapshotStatus{Error: &snapv1.VolumeSnapshotError{Message: &msg}}
+		return false, nil, nil
+	})
+	o := opts()
+	o.PreHook, o.PostHook = []string{"freeze"}, []string{"thaw"}
+	o.SnapshotTimeout = time.Hour
+
+	m, err := Run(context.Background(), f.deps(), o)
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "out of space") {
+		t.Fatalf("err = %v, want ErrFailed with the snapshot's message", err)
+	}
+	lines := f.log.all()
+	if len(lines) != 6 {
+		t.Fatalf("journal %q, want 2 pre hooks, 2 snapshots, 2 post hooks", lines)
+	}
+	slices.Sort(lines[0:2])
+	slices.Sort(lines[4:6])
+	want := []string{"freeze db-0", "freeze db-1",
+		"snapshot data-db-0 class snap", "snapshot data-db-1 class snap",
+		"thaw db-0", "thaw db-1"}
+	if !slices.Equal(lines, want) {
+		t.Errorf("journal %q\nwant %q", lines, want)
+	}
+	if len(m.Hooks) != 4 {
+		t.Errorf("manifest records %d hook runs, want 4", len(m.Hooks))
+	}
+	for _, v := range m.Volumes {
+		if v.Method != catalog.MethodSnapshot || v.Status != catalog.VolumeFailed {
+			t.Errorf("%s: method %s status %s", v.PVC, v.Method, v.Status)
+		}
+	}
+	if left := f.leftovers(t); len(left) != 0 {
+		t.Errorf("left in the cluster: %v", left)
+	}
+}
+
+// A failing pre hook stops the run before any snapshot, and the post hook
+// still runs everywhere.
+func TestRunPreHookFails(t *testing.T) {
+	f := newFixture(2, []int{0, 1}, kubetest.SnapshotClass("snap", driver, true))
+	o := opts()
+	o.PreHook, o.PostHook = []string{"freeze-fails-on", "db-1"}, []string{"thaw"}
+	_, err := Run(context.Background(), f.deps(), o)
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "pre hook in pod db-1: exit 1") {
+		t.Fatalf("err = %v, want the pre hook's failure", err)
+	}
+	lines := f.log.all()
+	slices.Sort(lines)
+	want := []string{"freeze-fails-on db-0", "freeze-fails-on db-1", "thaw db-0", "thaw db-1"}
+	if !slices.Equal(lines, want) {
+		t.Errorf("journal %q, want %q", lines, want)
+	}
+	snaps, _ := f.sc.SnapshotV1().VolumeSnapshots(ns).List(context.Background(), metav1.ListOptions{})
+	if len(snaps.Items) != 0 {
+		t.Errorf("%d snapshots created after a failed pre hook", len(snaps.Items))
+	}
+}
+
+// Impossible requests fail before anything is created.
+func TestRunRefusesEarly(t *testing.T) {
+	tests := []struct {
+		name    string
+		f       *fixture
+		edit    func(*Options)
+		wantErr string
+	}{
+		{"unknown statefulset", newFixture(1, []int{0}), func(o *Options) { o.StatefulSet = "nope" }, "statefulset shop/nope not found: check the name and -n"},
+		{"forced snapshot without a class", newFixture(1, []int{0}), func(o *Options) { o.Method = MethodSnapshot }, "no VolumeSnapshotClass for driver hostpath.csi.k8s.io: create one or use --method files"},
+		{"missing secret", newFixture(1, []int{0}), func(o *Options) { o.Credentials, o.SecretName = nil, "s3-creds" }, "secret shop/s3-creds not found"},
+		{"bad method", newFixture(1, []int{0}), func(o *Options) { o.Method = "fast" }, "unknown method"},
+		{"hooks without exec", newFixture(1, []int{0}), func(o *Options) { o.PreHook = []string{"x"} }, "hooks need a REST config"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := opts()
+			tt.edit(&o)
+			d := tt.f.deps()
+			if tt.name == "hooks without exec" {
+				d.Exec = nil
+			}
+			m, err := Run(context.Background(), d, o)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || m != nil {
+				t.Fatalf("Run = %v, %v; want no manifest and %q", m, err, tt.wantErr)
+			}
+			if left := tt.f.leftovers(t); len(left) != 0 {
+				t.Errorf("left in the cluster: %v", left)
+			}
+		})
+	}
+}

@@ -425,6 +425,9 @@ func TestWriteProgressAndLevels(t *testing.T) {
 	if _, err := Write(context.Background(), src, io.Discard, WriteOptions{Level: 5}); err == nil {
 		t.Error("level 5 accepted")
 	}
+	if _, err := Write(context.Background(), tr.p("d/f"), io.Discard, WriteOptions{}); err == nil {
+		t.Error("a regular file accepted as the tree root")
+	}
 }
 
 func TestCancel(t *testing.T) {

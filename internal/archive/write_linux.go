@@ -108,6 +108,9 @@ func (wr *walker) entry(full, name string) error {
 		}
 		return fmt.Errorf("stat %s: %w", full, err)
 	}
+	if name == rootName && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("archive %s: not a directory", full)
+	}
 	hdr := &tar.Header{
 		Name:    name,
 		Mode:    int64(st.Mode & 0o7777),

@@ -144,6 +144,7 @@ func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error
 
 	if err := ctx.Err(); err != nil {
 		m.Status = catalog.StatusFailed
+		r.release(ctx, vols)
 		r.dropObjects(ctx)
 		return m, fmt.Errorf("backup %s interrupted, nothing kept: %w", id, context.Cause(ctx))
 	}
@@ -152,6 +153,8 @@ func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error
 		return m, fmt.Errorf("%w: %s: no volume was backed up: %s", ErrFailed, id, volumeErrors(m.Volumes))
 	}
 	if err := deps.Catalog.WriteManifest(ctx, m); err != nil {
+		// Without a manifest nothing refers to kept snapshots any more.
+		r.release(ctx, vols)
 		return m, fmt.Errorf("backup %s: %w", id, err)
 	}
 	r.log.Info("wrote manifest", "status", m.Status)
@@ -520,6 +523,25 @@ func (r *run) retain(ctx context.Context, v *volume) {
 		return
 	}
 	v.snapshot.Retained = true
+}
+
+// release undoes retain for a run that ends without a manifest, so cleanup
+// deletes the snapshots instead of leaving them unreferenced.
+func (r *run) release(ctx context.Context, vols []*volume) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.CleanupTimeout)
+	defer cancel()
+	patch := []byte(`{"metadata":{"labels":{"` + kube.LabelRetained + `":null}}}`)
+	for _, v := range vols {
+		if v.snapshot == nil || !v.snapshot.Retained {
+			continue
+		}
+		_, err := r.deps.Snap.SnapshotV1().VolumeSnapshots(r.opts.Namespace).Patch(ctx, v.name, types.MergePatchType, patch, metav1.PatchOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			r.log.Warn("release kept snapshot: delete it by hand", "snapshot", v.name, "err", err)
+			continue
+		}
+		v.snapshot.Retained = false
+	}
 }
 
 func (r *run) moverPod(v *volume, claim, node string) *corev1.Pod {

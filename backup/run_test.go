@@ -295,3 +295,48 @@ func TestRunRefusesEarly(t *testing.T) {
 		})
 	}
 }
+
+// A kept snapshot is labelled so cleanup spares it, and released again when
+// the run ends without a manifest to refer to it.
+func TestRetainAndRelease(t *testing.T) {
+	f := newFixture(1, []int{0})
+	o := opts()
+	o.setDefaults()
+	d := f.deps()
+	r := &run{deps: d, opts: o, id: id, log: d.Log}
+	name := kube.Name("kbak", id, "0", "data")
+	vs := kube.NewVolumeSnapshot(ns, name, "data-db-0", "snap", kube.Labels(id, "db", kube.RoleSnapshot))
+	if _, err := f.sc.SnapshotV1().VolumeSnapshots(ns).Create(context.Background(), vs, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v := &volume{name: name, snapshot: &catalog.Snapshot{Name: name, Namespace: ns}}
+	label := func() string {
+		got, err := f.sc.SnapshotV1().VolumeSnapshots(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Labels[kube.LabelRetained]
+	}
+
+	r.retain(context.Background(), v)
+	if !v.snapshot.Retained || label() != "true" {
+		t.Fatalf("after retain: recorded %v, label %q", v.snapshot.Retained, label())
+	}
+	if err := Cleanup(context.Background(), d, ns, id, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if label() != "true" {
+		t.Fatalf("cleanup touched the kept snapshot")
+	}
+
+	r.release(context.Background(), []*volume{v})
+	if v.snapshot.Retained || label() != "" {
+		t.Fatalf("after release: recorded %v, label %q", v.snapshot.Retained, label())
+	}
+	if err := Cleanup(context.Background(), d, ns, id, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if left := f.leftovers(t); len(left) != 0 {
+		t.Errorf("left after cleanup: %v", left)
+	}
+}

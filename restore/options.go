@@ -1,0 +1,148 @@
+package restore
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/mover"
+)
+
+// Labels restore puts on what it creates, beside kube.Labels. The run's
+// labels (managed-by, backup-id = the restore run id, role) mark an object
+// as temporary; a restored claim loses them once its data is in place, so
+// that `kbak gc` never takes it for a leftover, and keeps these two.
+const (
+	// LabelRestoreID names the restore run that created a claim, a
+	// namespace or a StatefulSet. Nothing is deleted without it.
+	LabelRestoreID = "kbak.io/restore-id"
+	// LabelRestoredFrom names the backup a restored object came from.
+	LabelRestoredFrom = "kbak.io/restored-from"
+)
+
+// Roles of restore's objects (kube.LabelRole).
+const (
+	RoleRestoreClaim = "restore-claim"
+	RoleBinder       = "binder"
+	RoleVerify       = "verify"
+)
+
+// Options describe one restore. Zero durations and counts take the defaults
+// documented on each field.
+type Options struct {
+	// ToNamespace and ToName map the backup's namespace and StatefulSet
+	// name; empty keeps the backup's.
+	ToNamespace string
+	ToName      string
+	// Ordinals restores only these ordinals; empty restores every ordinal
+	// whose volumes were all backed up.
+	Ordinals []int
+	// StorageClassMap maps the backup's storage class to the target's. The
+	// key "" stands for claims that named no class.
+	StorageClassMap map[string]string
+	// CreateStatefulSet re-creates the StatefulSet from the manifest once the
+	// claims are filled and waits until it is Ready.
+	CreateStatefulSet bool
+	// FromStore ignores kept VolumeSnapshots and always downloads.
+	FromStore bool
+	// A missing target namespace is created (on a new cluster it is always
+	// missing) and the plan says so; NoCreateNamespace makes it a conflict.
+	NoCreateNamespace bool
+
+	// Repo is the repository URL handed to the movers; it holds no secret.
+	Repo string
+
+	Parallel   int    // claims filled at once; default 2
+	Image      string // mover image; default deploy.DefaultMoverImage
+	PullPolicy corev1.PullPolicy
+	Resources  *corev1.ResourceRequirements // default deploy.DefaultMoverResources
+
+	// Credentials, when set, go into a Secret this run creates in the
+	// target namespace and deletes after it. SecretName instead names an
+	// existing Secret with the same keys: in the target namespace, or in the
+	// backup's namespace, from which it is copied into a temporary Secret.
+	// With neither, movers get no credentials (IAM roles for pods).
+	Credentials *deploy.Credentials
+	SecretName  string
+
+	// Progress receives every event of every mover, tagged with the target
+	// PVC name. Calls are serialized.
+	Progress func(pvc string, ev mover.Event)
+
+	// ID fixes the restore run id (a retry, tests); default a new one.
+	ID string
+
+	PodStartTimeout time.Duration // scheduling, binding, provisioning, image pull; default 5m
+	TransferTimeout time.Duration // one mover's whole run; default none
+	ReadyTimeout    time.Duration // the re-created StatefulSet becoming Ready; default 10m
+	CleanupTimeout  time.Duration // deleting what the run made; default 2m
+	PollInterval    time.Duration // default 1s
+}
+
+func (o *Options) setDefaults() {
+	if o.Parallel <= 0 {
+		o.Parallel = 2
+	}
+	if o.Image == "" {
+		o.Image = deploy.DefaultMoverImage
+	}
+	if o.PodStartTimeout <= 0 {
+		o.PodStartTimeout = 5 * time.Minute
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 10 * time.Minute
+	}
+	if o.CleanupTimeout <= 0 {
+		o.CleanupTimeout = 2 * time.Minute
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
+	}
+}
+
+// Errors restore wraps, for the command line's exit codes.
+var (
+	// ErrUsage: the options are inconsistent or ask for what the backup
+	// does not hold.
+	ErrUsage = errors.New("invalid restore options")
+	// ErrConflict: the target is not free; the plan lists why and nothing
+	// was created.
+	ErrConflict = errors.New("restore conflicts with the cluster")
+	// ErrPartiallyFailed: some ordinals were restored and kept, others
+	// failed and their claims were deleted.
+	ErrPartiallyFailed = errors.New("restore partially failed")
+	// ErrFailed: no ordinal was restored; every claim the run made was
+	// deleted.
+	ErrFailed = errors.New("restore failed")
+	// ErrNotReady: the claims were restored and the StatefulSet re-created,
+	// but it did not become Ready in time.
+	ErrNotReady = errors.New("restored StatefulSet not ready")
+	// ErrVerifyMismatch: a test restore gave other file counts or byte
+	// totals than the manifest records.
+	ErrVerifyMismatch = errors.New("test restore does not match the backup")
+)
+
+// Deps are the clients a restore uses.
+type Deps struct {
+	Kube kubernetes.Interface
+	// Snap may be nil: kept VolumeSnapshots are then not used.
+	Snap snapclient.Interface
+	Log  *slog.Logger
+	Now  func() time.Time // default time.Now
+	Rand io.Reader        // for the run id; default crypto/rand
+}
+
+func (d *Deps) setDefaults() {
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+}

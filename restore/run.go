@@ -1,0 +1,662 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/kube"
+	"github.com/kbak/kbak/internal/mover"
+	"github.com/kbak/kbak/uploader"
+)
+
+// Status is the outcome of one ordinal or claim.
+type Status string
+
+// Statuses.
+const (
+	StatusRestored Status = "Restored"
+	// StatusFailed: the claim (or one of the ordinal's claims) could not be
+	// filled; the ordinal's claims this run created were deleted.
+	StatusFailed Status = "Failed"
+)
+
+// Result is what a restore did.
+type Result struct {
+	RunID            string          `json:"runID"`
+	BackupID         string          `json:"backupID"`
+	Namespace        string          `json:"namespace"`
+	StatefulSet      string          `json:"statefulSet"`
+	CreatedNamespace bool            `json:"createdNamespace"`
+	Ordinals         []OrdinalResult `json:"ordinals"`
+	// StatefulSetCreated and StatefulSetReady report --create-statefulset.
+	StatefulSetCreated bool `json:"statefulSetCreated"`
+	StatefulSetReady   bool `json:"statefulSetReady"`
+	// NextStep says what the operator does next, when anything.
+	NextStep string `json:"nextStep,omitempty"`
+	// Warnings are problems that did not fail the restore but need a person.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// OrdinalResult is the outcome of one ordinal: all its claims or none.
+type OrdinalResult struct {
+	Ordinal int           `json:"ordinal"`
+	Status  Status        `json:"status"`
+	Error   string        `json:"error,omitempty"`
+	Claims  []ClaimResult `json:"claims"`
+}
+
+// ClaimResult is the outcome of one claim.
+type ClaimResult struct {
+	PVC      string        `json:"pvc"`
+	Template string        `json:"claimTemplate"`
+	Source   Source        `json:"source"`
+	Status   Status        `json:"status"`
+	Error    string        `json:"error,omitempty"`
+	Files    int64         `json:"files"`
+	RawBytes int64         `json:"rawBytes"`
+	Duration time.Duration `json:"duration"`
+}
+
+// Restored returns the ordinals that were restored.
+func (r *Result) Restored() []int {
+	var out []int
+	for _, o := range r.Ordinals {
+		if o.Status == StatusRestored {
+			out = append(out, o.Ordinal)
+		}
+	}
+	return out
+}
+
+// run is the state of one restore.
+type run struct {
+	deps Deps
+	opts Options
+	plan *Plan
+	log  *slog.Logger
+
+	secret       string
+	ownSecret    bool
+	sessionToken bool
+	caBundle     bool
+
+	mu      sync.Mutex
+	created map[string]types.UID // claims this run created, by name
+
+	progressMu sync.Mutex
+}
+
+// job is one claim's way through a run.
+type job struct {
+	claim  Claim
+	result *mover.Result
+	err    error
+	took   time.Duration
+}
+
+// Run carries out plan p. It refuses a plan with conflicts before creating
+// anything. Each ordinal's claims are created and filled (a kept snapshot
+// is their dataSource, or a mover pod downloads into them, several at once);
+// an ordinal with a failed claim loses every claim this run created for it,
+// the others stay. When no ordinal is restored, or ctx is cancelled, every
+// claim the run created is deleted, and the namespace too when the run made
+// it. Mover pods and the credentials Secret go on every path. A partial
+// restore returns the Result with an error wrapping ErrPartiallyFailed; a
+// failed one wraps ErrFailed or ctx's error.
+func Run(ctx context.Context, deps Deps, p *Plan) (*Result, error) {
+	if p == nil || p.manifest == nil {
+		return nil, errors.New("restore: run needs a plan from NewPlan")
+	}
+	if err := p.Err(); err != nil {
+		return nil, err
+	}
+	deps.setDefaults()
+	r := &run{
+		deps: deps, opts: p.opts, plan: p, created: map[string]types.UID{},
+		log: deps.Log.With("namespace", p.Namespace, "statefulset", p.StatefulSet, "backup_id", p.BackupID, "restore_id", p.RunID),
+	}
+	res := &Result{RunID: p.RunID, BackupID: p.BackupID, Namespace: p.Namespace, StatefulSet: p.StatefulSet}
+
+	if p.CreateNamespace {
+		made, err := r.createNamespace(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res.CreatedNamespace = made
+	}
+	// From here on the run creates objects; the temporary ones go on every
+	// path, the claims when their ordinal fails.
+	defer r.cleanup(ctx)
+	if err := r.setupSecret(ctx); err != nil {
+		r.undo(ctx, res)
+		return res, err
+	}
+
+	jobs := r.fill(ctx)
+	res.Ordinals = r.outcome(jobs)
+
+	restored := res.Restored()
+	if err := ctx.Err(); err != nil {
+		r.undo(ctx, res)
+		return res, fmt.Errorf("restore %s interrupted, every claim it made was deleted: %w", p.RunID, context.Cause(ctx))
+	}
+	for _, o := range res.Ordinals {
+		if o.Status != StatusRestored {
+			r.deleteClaims(ctx, o.Claims)
+		}
+	}
+	if len(restored) == 0 {
+		r.undo(ctx, res)
+		return res, fmt.Errorf("%w: %s: no ordinal was restored, every claim it made was deleted: %s", ErrFailed, p.RunID, ordinalErrors(res))
+	}
+	res.Warnings = append(res.Warnings, r.release(ctx, res)...)
+
+	if len(restored) < len(res.Ordinals) {
+		res.NextStep = fmt.Sprintf("retry the failed ordinals: kbak restore %s --from sts/%s -n %s%s --ordinals %s", p.BackupID, p.FromStatefulSet, p.FromNamespace, targetFlags(p), joinInts(failedOrdinals(res)))
+		return res, fmt.Errorf("%w: %s: restored ordinals %s, failed: %s", ErrPartiallyFailed, p.RunID, joinInts(restored), ordinalErrors(res))
+	}
+	if !p.CreateStatefulSet {
+		res.NextStep = r.nextStep()
+		return res, nil
+	}
+	if err := r.createStatefulSet(ctx, res); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func (r *run) nextStep() string {
+	p := r.plan
+	if p.StatefulSetExists {
+		return fmt.Sprintf("scale the StatefulSet to adopt the claims: kubectl scale statefulset %s -n %s --replicas=%d", p.StatefulSet, p.Namespace, p.Replicas)
+	}
+	return fmt.Sprintf("create the StatefulSet %s/%s with %d replicas; the backup's own spec is re-created by: kbak restore %s --from sts/%s -n %s%s --create-statefulset (after deleting the claims just restored), or apply your own manifest and it adopts them by name", p.Namespace, p.StatefulSet, p.Replicas, p.BackupID, p.FromStatefulSet, p.FromNamespace, targetFlags(p))
+}
+
+func targetFlags(p *Plan) string {
+	var s string
+	if p.Namespace != p.FromNamespace {
+		s += " --to-namespace " + p.Namespace
+	}
+	if p.StatefulSet != p.FromStatefulSet {
+		s += " --to-name " + p.StatefulSet
+	}
+	return s
+}
+
+func failedOrdinals(res *Result) []int {
+	var out []int
+	for _, o := range res.Ordinals {
+		if o.Status != StatusRestored {
+			out = append(out, o.Ordinal)
+		}
+	}
+	return out
+}
+
+func ordinalErrors(res *Result) string {
+	var parts []string
+	for _, o := range res.Ordinals {
+		if o.Status != StatusRestored {
+			parts = append(parts, fmt.Sprintf("ordinal %d: %s", o.Ordinal, o.Error))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// runLabels mark an object of this run as temporary: cleanup and `kbak gc`
+// find it by them.
+func (r *run) runLabels(role string) map[string]string {
+	l := kube.Labels(r.plan.RunID, r.plan.StatefulSet, role)
+	l[LabelRestoreID] = r.plan.RunID
+	return l
+}
+
+func (r *run) createNamespace(ctx context.Context) (bool, error) {
+	p := r.plan
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: p.Namespace, Labels: map[string]string{
+		LabelRestoreID: p.RunID, LabelRestoredFrom: kube.LabelValue(p.BackupID),
+	}}}
+	_, err := r.deps.Kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// Made since the plan was read, by someone else or a retry of this
+		// run: used, but only deleted on failure when it carries this run's
+		// label.
+		got, gerr := r.deps.Kube.CoreV1().Namespaces().Get(ctx, p.Namespace, metav1.GetOptions{})
+		return gerr == nil && got.Labels[LabelRestoreID] == p.RunID, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("create namespace %s: %w", p.Namespace, err)
+	}
+	r.log.Info("created namespace")
+	return true, nil
+}
+
+// setupSecret gives the movers their store credentials in the target
+// namespace, which on a new cluster or under --to-namespace is not where
+// the user's Secret lives.
+func (r *run) setupSecret(ctx context.Context) error {
+	p, o := r.plan, r.opts
+	needed := false
+	for _, c := range p.Claims {
+		if c.Source == SourceStore {
+			needed = true
+		}
+	}
+	if !needed {
+		return nil
+	}
+	var creds deploy.Credentials
+	switch {
+	case o.Credentials != nil:
+		creds = *o.Credentials
+	case o.SecretName != "":
+		s, err := r.deps.Kube.CoreV1().Secrets(p.Namespace).Get(ctx, o.SecretName, metav1.GetOptions{})
+		if err == nil {
+			if err := checkSecret(s); err != nil {
+				return err
+			}
+			r.secret = s.Name
+			_, r.sessionToken = s.Data[deploy.KeySessionToken]
+			_, r.caBundle = s.Data[deploy.KeyCABundle]
+			return nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("get secret %s/%s: %w", p.Namespace, o.SecretName, err)
+		}
+		if p.Namespace == p.FromNamespace {
+			return fmt.Errorf("secret %s/%s not found: create it with keys %s and %s, or drop --secret", p.Namespace, o.SecretName, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
+		}
+		src, err := r.deps.Kube.CoreV1().Secrets(p.FromNamespace).Get(ctx, o.SecretName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("secret %s not found in %s nor %s: create it in %s with keys %s and %s, or pass the credentials instead of --secret", o.SecretName, p.Namespace, p.FromNamespace, p.Namespace, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
+		}
+		if err != nil {
+			return fmt.Errorf("get secret %s/%s: %w", p.FromNamespace, o.SecretName, err)
+		}
+		if err := checkSecret(src); err != nil {
+			return err
+		}
+		creds = deploy.Credentials{CABundle: src.Data[deploy.KeyCABundle]}
+		creds.AccessKeyID = secretValue(src, deploy.KeyAccessKeyID)
+		creds.SecretAccessKey = secretValue(src, deploy.KeySecretAccessKey)
+		creds.SessionToken = secretValue(src, deploy.KeySessionToken)
+	default:
+		return nil
+	}
+	name := kube.Name("kbak", p.RunID, "creds")
+	s := deploy.CredentialsSecret(p.Namespace, name, r.runLabels(kube.RoleCredentials), creds)
+	api := r.deps.Kube.CoreV1().Secrets(p.Namespace)
+	_, err := api.Create(ctx, s, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// A retry of this run: the Secret is immutable, so replace it.
+		if err := r.deleteOwned(ctx, "secret", name); err != nil {
+			return err
+		}
+		_, err = api.Create(ctx, s, metav1.CreateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("create secret %s/%s: %w", p.Namespace, name, err)
+	}
+	r.secret, r.ownSecret = name, true
+	r.sessionToken, r.caBundle = creds.SessionToken != "", len(creds.CABundle) > 0
+	return nil
+}
+
+func checkSecret(s *corev1.Secret) error {
+	for _, k := range []string{deploy.KeyAccessKeyID, deploy.KeySecretAccessKey} {
+		if _, ok := s.Data[k]; !ok {
+			return fmt.Errorf("secret %s/%s has no key %s: the movers read the store credentials from keys %s and %s", s.Namespace, s.Name, k, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
+		}
+	}
+	return nil
+}
+
+func secretValue(s *corev1.Secret, key string) uploader.Secret {
+	return uploader.Secret(s.Data[key])
+}
+
+// fill creates and fills every planned claim, Parallel at a time.
+func (r *run) fill(ctx context.Context) []*job {
+	jobs := make([]*job, len(r.plan.Claims))
+	sem := make(chan struct{}, r.opts.Parallel)
+	var wg sync.WaitGroup
+	for i, c := range r.plan.Claims {
+		j := &job{claim: c}
+		jobs[i] = j
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				j.err = context.Cause(ctx)
+				return
+			}
+			defer func() { <-sem }()
+			start := time.Now()
+			log := r.log.With("pvc", c.Name, "ordinal", c.Ordinal)
+			log.Info("restoring claim", "source", c.Source)
+			j.result, j.err = r.fillClaim(ctx, c)
+			j.took = time.Since(start)
+			if j.err != nil {
+				log.Error("claim failed", "err", j.err)
+				return
+			}
+			log.Info("claim restored", "bytes", j.result.RawBytes, "files", j.result.Files)
+		}()
+	}
+	wg.Wait()
+	return jobs
+}
+
+// fillClaim creates claim c and puts its data in: a pod that only mounts
+// it binds and provisions a claim from a snapshot (a WaitForFirstConsumer
+// class binds nothing before a pod uses it), a mover downloads into an
+// empty one.
+func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
+	p := r.plan
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: c.Name, Namespace: p.Namespace, Labels: r.runLabels(RoleRestoreClaim)},
+		Spec:       *c.spec.DeepCopy(),
+	}
+	pvc.Labels[LabelRestoredFrom] = kube.LabelValue(p.BackupID)
+	got, err := kube.CreateClaim(ctx, r.deps.Kube, pvc)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.created[c.Name] = got.UID
+	r.mu.Unlock()
+
+	name := kube.Name("kbak", p.RunID, fmt.Sprint(c.Ordinal), c.Template)
+	res := deploy.DefaultMoverResources()
+	if r.opts.Resources != nil {
+		res = *r.opts.Resources
+	}
+	spec := deploy.MoverPod{
+		Name: name, Namespace: p.Namespace, Image: r.opts.Image, PullPolicy: r.opts.PullPolicy,
+		Claim: c.Name, Resources: res,
+	}
+	if c.Source == SourceSnapshot {
+		spec.Labels = r.runLabels(RoleBinder)
+		spec.Args = []string{"--version"}
+		spec.ReadOnly = true
+		if _, err := r.runPod(ctx, c.Name, spec.Pod(), false); err != nil {
+			return nil, fmt.Errorf("provision %s from snapshot %s: %w", c.Name, c.Snapshot, err)
+		}
+		return &mover.Result{Files: c.Files, RawBytes: c.RawBytes}, nil
+	}
+	spec.Labels = r.runLabels(kube.RoleMover)
+	spec.Args = deploy.DownloadArgs(r.opts.Repo, c.Key, c.SHA256)
+	spec.Restore = true
+	spec.SecretName, spec.HasSessionToken, spec.HasCABundle = r.secret, r.sessionToken, r.caBundle
+	out, err := r.runPod(ctx, c.Name, spec.Pod(), true)
+	if err != nil {
+		return nil, err
+	}
+	if out.Files != c.Files || out.RawBytes != c.RawBytes {
+		return out, fmt.Errorf("%s: extracted %d files and %d bytes, the backup recorded %d files and %d bytes: the archive does not match its manifest", c.Name, out.Files, out.RawBytes, c.Files, c.RawBytes)
+	}
+	return out, nil
+}
+
+// outcome groups the claims' results by ordinal: an ordinal is restored
+// when all its claims are.
+func (r *run) outcome(jobs []*job) []OrdinalResult {
+	byOrd := map[int]*OrdinalResult{}
+	var ords []int
+	for _, j := range jobs {
+		c := j.claim
+		o := byOrd[c.Ordinal]
+		if o == nil {
+			o = &OrdinalResult{Ordinal: c.Ordinal, Status: StatusRestored}
+			byOrd[c.Ordinal] = o
+			ords = append(ords, c.Ordinal)
+		}
+		cr := ClaimResult{PVC: c.Name, Template: c.Template, Source: c.Source, Status: StatusRestored, Duration: j.took}
+		switch {
+		case j.err != nil:
+			cr.Status, cr.Error = StatusFailed, oneLine(j.err.Error())
+		case j.result == nil:
+			cr.Status, cr.Error = StatusFailed, "not restored (the run was interrupted)"
+		default:
+			cr.Files, cr.RawBytes = j.result.Files, j.result.RawBytes
+		}
+		if cr.Status == StatusFailed {
+			o.Status = StatusFailed
+			if o.Error == "" {
+				o.Error = c.Name + ": " + cr.Error
+			} else {
+				o.Error += "; " + c.Name + ": " + cr.Error
+			}
+		}
+		o.Claims = append(o.Claims, cr)
+	}
+	sort.Ints(ords)
+	out := make([]OrdinalResult, 0, len(ords))
+	for _, o := range ords {
+		out = append(out, *byOrd[o])
+	}
+	return out
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// release turns the restored claims from temporary objects of the run into
+// the user's: without the run's labels `kbak gc` leaves them alone. It
+// returns a warning per claim it could not release.
+func (r *run) release(ctx context.Context, res *Result) []string {
+	var warnings []string
+	patch := fmt.Appendf(nil, `{"metadata":{"labels":{%q:null,%q:null,%q:null,%q:null}}}`,
+		kube.LabelManagedBy, kube.LabelBackupID, kube.LabelStatefulSet, kube.LabelRole)
+	for _, o := range res.Ordinals {
+		if o.Status != StatusRestored {
+			continue
+		}
+		for _, c := range o.Claims {
+			_, err := r.deps.Kube.CoreV1().PersistentVolumeClaims(r.plan.Namespace).Patch(ctx, c.PVC, types.MergePatchType, patch, metav1.PatchOptions{})
+			if err != nil {
+				w := fmt.Sprintf("claim %s/%s still carries kbak's temporary labels (%v), so `kbak gc` would delete it: remove them with kubectl label pvc %s -n %s %s- %s-", r.plan.Namespace, c.PVC, err, c.PVC, r.plan.Namespace, kube.LabelManagedBy, kube.LabelBackupID)
+				r.log.Warn("release restored claim", "pvc", c.PVC, "err", err)
+				warnings = append(warnings, w)
+			}
+		}
+	}
+	return warnings
+}
+
+// undo deletes every claim this run created and the namespace when the run
+// created it.
+func (r *run) undo(ctx context.Context, res *Result) {
+	r.mu.Lock()
+	var names []string
+	for n := range r.created {
+		names = append(names, n)
+	}
+	r.mu.Unlock()
+	sort.Strings(names)
+	var claims []ClaimResult
+	for _, n := range names {
+		claims = append(claims, ClaimResult{PVC: n})
+	}
+	r.deleteClaims(ctx, claims)
+	for i := range res.Ordinals {
+		res.Ordinals[i].Status = StatusFailed
+		if res.Ordinals[i].Error == "" {
+			res.Ordinals[i].Error = "deleted: the restore as a whole failed"
+		}
+	}
+	if res.CreatedNamespace {
+		r.deleteNamespace(ctx, r.plan.Namespace)
+	}
+}
+
+// deleteClaims deletes the given claims that this run created, on a
+// context that survives the run's cancellation. A claim kbak did not
+// create, or one that was replaced since, is never touched.
+func (r *run) deleteClaims(ctx context.Context, claims []ClaimResult) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.CleanupTimeout)
+	defer cancel()
+	api := r.deps.Kube.CoreV1().PersistentVolumeClaims(r.plan.Namespace)
+	for _, c := range claims {
+		r.mu.Lock()
+		uid, ok := r.created[c.PVC]
+		r.mu.Unlock()
+		if !ok {
+			continue
+		}
+		got, err := api.Get(ctx, c.PVC, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			r.log.Warn("get claim to delete", "pvc", c.PVC, "err", err)
+			continue
+		}
+		if got.Labels[LabelRestoreID] != r.plan.RunID || (uid != "" && got.UID != uid) {
+			r.log.Warn("not deleting a claim this run did not create", "pvc", c.PVC)
+			continue
+		}
+		opts := metav1.DeleteOptions{}
+		if got.UID != "" {
+			opts.Preconditions = &metav1.Preconditions{UID: &got.UID}
+		}
+		if err := api.Delete(ctx, c.PVC, opts); err != nil && !apierrors.IsNotFound(err) {
+			r.log.Warn("delete claim of a failed ordinal", "pvc", c.PVC, "err", err)
+			continue
+		}
+		r.log.Info("deleted claim of a failed ordinal", "pvc", c.PVC)
+		r.mu.Lock()
+		delete(r.created, c.PVC)
+		r.mu.Unlock()
+	}
+}
+
+func (r *run) deleteNamespace(ctx context.Context, name string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.CleanupTimeout)
+	defer cancel()
+	deleteNamespace(ctx, r.deps, name, r.plan.RunID, r.log)
+}
+
+// deleteNamespace deletes namespace name when it carries restore run id's
+// label.
+func deleteNamespace(ctx context.Context, deps Deps, name, runID string, log *slog.Logger) {
+	ns, err := deps.Kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return
+	}
+	if err != nil {
+		log.Warn("get namespace to delete", "namespace", name, "err", err)
+		return
+	}
+	if ns.Labels[LabelRestoreID] != runID {
+		log.Warn("not deleting a namespace this run did not create", "namespace", name)
+		return
+	}
+	if err := deps.Kube.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		log.Warn("delete namespace", "namespace", name, "err", err)
+		return
+	}
+	log.Info("deleted namespace", "namespace", name)
+}
+
+// cleanup deletes the run's pods and the Secret it made, on a context that
+// survives the run's cancellation.
+func (r *run) cleanup(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.CleanupTimeout)
+	defer cancel()
+	ns := r.plan.Namespace
+	sel := metav1.ListOptions{LabelSelector: kube.RunSelector(r.plan.RunID)}
+	pods, err := r.deps.Kube.CoreV1().Pods(ns).List(ctx, sel)
+	if err != nil {
+		r.log.Warn("list pods of the restore (kbak gc removes them later)", "err", err)
+	} else {
+		for _, pod := range pods.Items {
+			r.deletePod(ctx, pod.Name)
+		}
+	}
+	if r.ownSecret {
+		if err := r.deleteOwned(ctx, "secret", r.secret); err != nil {
+			r.log.Warn("delete credentials secret (kbak gc removes it later)", "err", err)
+		}
+	}
+}
+
+// deleteOwned deletes an object of this run after checking its labels.
+func (r *run) deleteOwned(ctx context.Context, kind, name string) error {
+	ns := r.plan.Namespace
+	switch kind {
+	case "secret":
+		api := r.deps.Kube.CoreV1().Secrets(ns)
+		s, err := api.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("get secret %s/%s: %w", ns, name, err)
+		}
+		if s.Labels[LabelRestoreID] != r.plan.RunID {
+			return fmt.Errorf("secret %s/%s was not made by restore %s: delete or rename it", ns, name, r.plan.RunID)
+		}
+		if err := api.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete secret %s/%s: %w", ns, name, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("delete %s %s/%s: unknown kind", kind, ns, name)
+}
+
+// createStatefulSet re-creates the StatefulSet and waits until it is Ready.
+func (r *run) createStatefulSet(ctx context.Context, res *Result) error {
+	p := r.plan
+	sts := p.StatefulSetObject()
+	_, err := r.deps.Kube.AppsV1().StatefulSets(p.Namespace).Create(ctx, sts, metav1.CreateOptions{})
+	if err != nil {
+		res.NextStep = fmt.Sprintf("the claims are restored; create the StatefulSet %s/%s with %d replicas to use them", p.Namespace, p.StatefulSet, p.Replicas)
+		return fmt.Errorf("create statefulset %s/%s: %w", p.Namespace, p.StatefulSet, err)
+	}
+	res.StatefulSetCreated = true
+	r.log.Info("created statefulset", "replicas", p.Replicas)
+	err = wait.PollUntilContextTimeout(ctx, r.opts.PollInterval, r.opts.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
+		got, err := r.deps.Kube.AppsV1().StatefulSets(p.Namespace).Get(ctx, p.StatefulSet, metav1.GetOptions{})
+		if err != nil {
+			return false, fmt.Errorf("get statefulset %s/%s: %w", p.Namespace, p.StatefulSet, err)
+		}
+		return statefulSetReady(got), nil
+	})
+	if err != nil {
+		res.NextStep = fmt.Sprintf("the claims are restored and the StatefulSet created; see why its pods are not ready: kubectl describe pods -n %s -l <its selector>", p.Namespace)
+		if wait.Interrupted(err) && ctx.Err() == nil {
+			return fmt.Errorf("%w: statefulset %s/%s not ready after %s", ErrNotReady, p.Namespace, p.StatefulSet, r.opts.ReadyTimeout)
+		}
+		return fmt.Errorf("%w: statefulset %s/%s: %w", ErrNotReady, p.Namespace, p.StatefulSet, err)
+	}
+	res.StatefulSetReady = true
+	r.log.Info("statefulset ready")
+	return nil
+}
+
+// statefulSetReady reports whether the controller has seen the current spec
+// and every replica is ready.
+func statefulSetReady(sts *appsv1.StatefulSet) bool {
+	want := int32(1)
+	if sts.Spec.Replicas != nil {
+		want = *sts.Spec.Replicas
+	}
+	return sts.Status.ObservedGeneration >= sts.Generation && sts.Status.ReadyReplicas >= want && sts.Status.Replicas == want
+}

@@ -75,6 +75,10 @@ type Options struct {
 	// PVC name. Calls are serialized.
 	Progress func(pvc string, ev mover.Event)
 
+	// everyVolume restores every backed-up volume, even of ordinals that
+	// are not whole: a test restore checks data, not an application.
+	everyVolume bool
+
 	// ID fixes the restore run id (a retry, tests); default a new one.
 	ID string
 

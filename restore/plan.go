@@ -197,16 +197,24 @@ func (p *Plan) selectVolumes(m *catalog.Manifest, want []int) ([]catalog.Volume,
 	}
 	sort.Ints(all)
 	notRestorable := func(o int) string {
+		completed, why := 0, ""
 		for _, v := range byOrdinal[o] {
-			if v.Status != catalog.VolumeCompleted {
-				why := strings.ToLower(string(v.Status))
+			if v.Status == catalog.VolumeCompleted {
+				completed++
+				continue
+			}
+			if why == "" {
+				why = strings.ToLower(string(v.Status))
 				if v.Error != "" {
 					why += ": " + v.Error
 				}
-				return fmt.Sprintf("volume %s was not backed up (%s)", v.PVC, why)
+				why = fmt.Sprintf("volume %s was not backed up (%s)", v.PVC, why)
 			}
 		}
-		return ""
+		if p.opts.everyVolume && completed > 0 {
+			return ""
+		}
+		return why
 	}
 
 	var chosen []int
@@ -241,7 +249,11 @@ func (p *Plan) selectVolumes(m *catalog.Manifest, want []int) ([]catalog.Volume,
 	p.Ordinals = chosen
 	var out []catalog.Volume
 	for _, o := range chosen {
-		out = append(out, byOrdinal[o]...)
+		for _, v := range byOrdinal[o] {
+			if v.Status == catalog.VolumeCompleted {
+				out = append(out, v)
+			}
+		}
 	}
 	return out, nil
 }
@@ -582,7 +594,7 @@ func (pl *planner) statefulSet(ctx context.Context) {
 	}
 }
 
-// StatefulSet renders the StatefulSet the restore would re-create: the
+// StatefulSetObject renders the StatefulSet the restore would re-create: the
 // backup's spec under the target name and namespace, with the restored
 // replicas and the claim templates' classes mapped.
 func (p *Plan) StatefulSetObject() *appsv1.StatefulSet {

@@ -117,6 +117,9 @@ func (c *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 		return nil, status.Errorf(codes.Internal, "place volume %s: %v", id, err)
 	}
 	m := &volumeMeta{ID: id, Name: name, CapacityBytes: capacity, SourceSnapshot: fromSnap, Created: c.now().UTC()}
+	if p := req.GetParameters(); p[paramPVCName] != "" {
+		m.PVC = p[paramPVCNamespace] + "/" + p[paramPVCName]
+	}
 	if err := c.st.putVolume(m); err != nil {
 		return nil, status.Errorf(codes.Internal, "record volume %s: %v", id, err)
 	}

@@ -11,10 +11,13 @@ import (
 	"time"
 )
 
-// Parameters csi-snapshotter adds with --extra-create-metadata.
+// Parameters csi-snapshotter and csi-provisioner add with
+// --extra-create-metadata.
 const (
 	paramSnapshotName      = "csi.storage.k8s.io/volumesnapshot/name"
 	paramSnapshotNamespace = "csi.storage.k8s.io/volumesnapshot/namespace"
+	paramPVCName           = "csi.storage.k8s.io/pvc/name"
+	paramPVCNamespace      = "csi.storage.k8s.io/pvc/namespace"
 )
 
 // faults reads fault-injection files at each call, so a test switches a

@@ -22,6 +22,9 @@ type volumeMeta struct {
 	CapacityBytes  int64     `json:"capacityBytes"`
 	SourceSnapshot string    `json:"sourceSnapshot,omitempty"`
 	Created        time.Time `json:"created"`
+	// PVC is namespace/name of the claim, when csi-provisioner passes it
+	// (--extra-create-metadata); for people reading the state directory.
+	PVC string `json:"pvc,omitempty"`
 }
 
 // snapshotMeta is what the driver remembers about a snapshot across restarts.

@@ -138,7 +138,8 @@ func NewPlan(ctx context.Context, deps Deps, m *catalog.Manifest, opts Options) 
 	if err := catalog.ValidateStatefulSetName(p.StatefulSet); err != nil {
 		return nil, fmt.Errorf("%w: --to-name: %w", ErrUsage, err)
 	}
-	p.RunID = opts.ID
+	// The id is a label value on everything the run creates.
+	p.RunID = kube.LabelValue(opts.ID)
 	if p.RunID == "" {
 		id, err := newRunID(p.StatefulSet, deps.Now(), deps.Rand)
 		if err != nil {
@@ -560,7 +561,7 @@ func (pl *planner) statefulSet(ctx context.Context) {
 		}
 	}
 	if len(missing) > 0 {
-		pl.note("ordinals %s are not restored: with %d replicas the StatefulSet creates their claims empty", joinInts(missing), p.Replicas)
+		pl.note("ordinal(s) %s not restored: with %d replicas the StatefulSet creates their claims empty", joinInts(missing), p.Replicas)
 	}
 
 	if !pl.nsExists {

@@ -109,7 +109,7 @@ func TestNewPlan(t *testing.T) {
 		{
 			name: "ordinals selected", m: manifest(vol("data", 0), vol("data", 1), vol("data", 2)), opts: Options{Ordinals: []int{2, 0, 2}}, objects: []runtime.Object{shop, fast},
 			wantClaims: []string{"data-db-0 fast 1Gi store", "data-db-2 fast 1Gi store"}, wantNS: "shop", wantReplicas: 3,
-			wantNote: "ordinals 1 are not restored",
+			wantNote: "ordinal(s) 1 not restored: with 3 replicas",
 		},
 		{
 			name: "ordinal not in the backup", m: twoOrdinals, opts: Options{Ordinals: []int{5}}, objects: []runtime.Object{shop, fast},

@@ -40,7 +40,9 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) 
 		return Stats{}, fmt.Errorf("open target directory %s: %w", dir, err)
 	}
 	defer unix.Close(rootFd)
-	dec, err := zstd.NewReader(r, zstd.WithDecoderMaxWindow(maxDecoderWindow))
+	// Lowmem: without it the decoder keeps about 80 MiB of block buffers
+	// (measured with klauspost/compress 1.20), with it about 5 MiB.
+	dec, err := zstd.NewReader(r, zstd.WithDecoderMaxWindow(maxDecoderWindow), zstd.WithDecoderLowmem(true))
 	if err != nil {
 		return Stats{}, fmt.Errorf("create zstd decoder: %w", err)
 	}

@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -29,7 +30,8 @@ func TestMillionFiles(t *testing.T) {
 	const (
 		dirs     = 4
 		files    = 1_000_000
-		heapCeil = 128 << 20
+		heapCeil = 128 << 20 // zstd encoder with GOMAXPROCS goroutines included
+		walkCeil = 48 << 20
 	)
 	base := t.TempDir()
 	src := filepath.Join(base, "src")
@@ -69,6 +71,17 @@ func TestMillionFiles(t *testing.T) {
 	}
 	if live > heapCeil {
 		t.Errorf("Write peak live heap %d bytes, want under %d", live, heapCeil)
+	}
+	// One encoder goroutine: what is left is the walk's own memory.
+	live, inuse = peakHeap(t, func() {
+		_, err = Write(context.Background(), src, io.Discard, WriteOptions{Concurrency: 1})
+	})
+	if err != nil {
+		t.Fatalf("Write with Concurrency 1: %v", err)
+	}
+	t.Logf("Write with Concurrency 1: peak live heap %.1f MiB, peak heap in use %.1f MiB", float64(live)/(1<<20), float64(inuse)/(1<<20))
+	if live > walkCeil {
+		t.Errorf("Write with Concurrency 1: peak live heap %d bytes, want under %d", live, walkCeil)
 	}
 
 	dst := filepath.Join(base, "dst")

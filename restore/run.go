@@ -156,7 +156,7 @@ func Run(ctx context.Context, deps Deps, p *Plan) (*Result, error) {
 	}
 	for _, o := range res.Ordinals {
 		if o.Status != StatusRestored {
-			r.deleteClaims(ctx, o.Claims)
+			res.Warnings = append(res.Warnings, r.deleteClaims(ctx, o.Claims)...)
 		}
 	}
 	if len(restored) == 0 {
@@ -494,7 +494,7 @@ func (r *run) undo(ctx context.Context, res *Result) {
 	for _, n := range names {
 		claims = append(claims, ClaimResult{PVC: n})
 	}
-	r.deleteClaims(ctx, claims)
+	res.Warnings = append(res.Warnings, r.deleteClaims(ctx, claims)...)
 	for i := range res.Ordinals {
 		res.Ordinals[i].Status = StatusFailed
 		if res.Ordinals[i].Error == "" {
@@ -507,9 +507,15 @@ func (r *run) undo(ctx context.Context, res *Result) {
 }
 
 // deleteClaims deletes the given claims that this run created, on a
-// context that survives the run's cancellation. A claim kbak did not
-// create, or one that was replaced since, is never touched.
-func (r *run) deleteClaims(ctx context.Context, claims []ClaimResult) {
+// context that survives the run's cancellation, and returns a warning for
+// each it could not delete. A claim kbak did not create, or one that was
+// replaced since, is never touched.
+func (r *run) deleteClaims(ctx context.Context, claims []ClaimResult) []string {
+	var warnings []string
+	left := func(pvc string, err error) {
+		r.log.Warn("delete claim of a failed ordinal", "pvc", pvc, "err", err)
+		warnings = append(warnings, fmt.Sprintf("claim %s/%s of a failed ordinal could not be deleted (%v): delete it with kubectl delete pvc %s -n %s", r.plan.Namespace, pvc, err, pvc, r.plan.Namespace))
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.CleanupTimeout)
 	defer cancel()
 	api := r.deps.Kube.CoreV1().PersistentVolumeClaims(r.plan.Namespace)
@@ -525,7 +531,7 @@ func (r *run) deleteClaims(ctx context.Context, claims []ClaimResult) {
 			continue
 		}
 		if err != nil {
-			r.log.Warn("get claim to delete", "pvc", c.PVC, "err", err)
+			left(c.PVC, err)
 			continue
 		}
 		if got.Labels[LabelRestoreID] != r.plan.RunID || (uid != "" && got.UID != uid) {
@@ -537,7 +543,7 @@ func (r *run) deleteClaims(ctx context.Context, claims []ClaimResult) {
 			opts.Preconditions = &metav1.Preconditions{UID: &got.UID}
 		}
 		if err := api.Delete(ctx, c.PVC, opts); err != nil && !apierrors.IsNotFound(err) {
-			r.log.Warn("delete claim of a failed ordinal", "pvc", c.PVC, "err", err)
+			left(c.PVC, err)
 			continue
 		}
 		r.log.Info("deleted claim of a failed ordinal", "pvc", c.PVC)
@@ -545,6 +551,7 @@ func (r *run) deleteClaims(ctx context.Context, claims []ClaimResult) {
 		delete(r.created, c.PVC)
 		r.mu.Unlock()
 	}
+	return warnings
 }
 
 func (r *run) deleteNamespace(ctx context.Context, name string) {
@@ -640,7 +647,7 @@ func (r *run) createStatefulSet(ctx context.Context, res *Result) error {
 		return statefulSetReady(got), nil
 	})
 	if err != nil {
-		res.NextStep = fmt.Sprintf("the claims are restored and the StatefulSet created; see why its pods are not ready: kubectl describe pods -n %s -l <its selector>", p.Namespace)
+		res.NextStep = fmt.Sprintf("the claims are restored and the StatefulSet created; see why its pods are not ready: kubectl describe pods -n %s -l %s", p.Namespace, metav1.FormatLabelSelector(sts.Spec.Selector))
 		if wait.Interrupted(err) && ctx.Err() == nil {
 			return fmt.Errorf("%w: statefulset %s/%s not ready after %s", ErrNotReady, p.Namespace, p.StatefulSet, r.opts.ReadyTimeout)
 		}

@@ -183,7 +183,10 @@ func (s *S3Store) putMultipart(ctx context.Context, key, k string, r io.Reader, 
 				Body:          bytes.NewReader(data), // seekable: the SDK can retry
 				ContentLength: aws.Int64(int64(len(data))),
 			})
-			free <- data[:cap(data)]
+			select {
+			case free <- data[:cap(data)]:
+			default: // never full while getBuf keeps count; never block on it
+			}
 			if err != nil {
 				cancel(fmt.Errorf("upload part %d: %w", part, err))
 				return

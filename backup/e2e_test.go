@@ -1,0 +1,264 @@
+//go:build e2e
+
+package backup
+
+// End-to-end tests of a backup run against the local test bed
+// (e2e/testbed): a real API server, real CSI drivers with and without
+// snapshot support, and a real S3 server. Source the bed's env.sh first;
+// without it these tests fail rather than skip.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/kube"
+	"github.com/kbak/kbak/internal/mover"
+	"github.com/kbak/kbak/uploader"
+)
+
+type bed struct {
+	deps  Deps
+	kc    kubernetes.Interface
+	store uploader.Store
+	repo  string
+	creds *deploy.Credentials
+	ns    string
+}
+
+func mustEnv(t *testing.T, k string) string {
+	t.Helper()
+	v := os.Getenv(k)
+	if v == "" {
+		t.Fatalf("%s is not set: source the test bed's env.sh (e2e/testbed/up.sh)", k)
+	}
+	return v
+}
+
+func newBed(t *testing.T) *bed {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := clientcmd.BuildConfigFromFlags("", mustEnv(t, "KUBECONFIG"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	kc := kubernetes.NewForConfigOrDie(cfg)
+	sc := snapclient.NewForConfigOrDie(cfg)
+	repo := mustEnv(t, "KBAK_REPO")
+	store, err := uploader.Open(ctx, repo, uploader.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	ns := "kbak-backup-e2e-" + hex.EncodeToString(b)
+	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if os.Getenv("KBAK_E2E_KEEP") == "" {
+			_ = kc.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+		}
+	})
+	return &bed{
+		deps: Deps{Kube: kc, Snap: sc, RestConfig: cfg, Catalog: catalog.New(store),
+			Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))},
+		kc: kc, store: store, repo: repo, ns: ns,
+		creds: &deploy.Credentials{
+			AccessKeyID:     uploader.Secret(mustEnv(t, "AWS_ACCESS_KEY_ID")),
+			SecretAccessKey: uploader.Secret(mustEnv(t, "AWS_SECRET_ACCESS_KEY")),
+		},
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// statefulSet starts StatefulSet name with replicas pods that each write a
+// file naming their pod and some random data into claim "data" of class,
+// and waits until every pod is ready (its data written).
+func (b *bed) statefulSet(t *testing.T, name, class string, replicas int32) {
+	t.Helper()
+	ctx := context.Background()
+	labels := map[string]string{"app": name}
+	image := mustEnv(t, "KBAK_E2E_UTIL_IMAGE")
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: b.ns},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "app", Image: image, ImagePullPolicy: corev1.PullIfNotPresent,
+					Command:      []string{"sh", "-c", "echo $HOSTNAME > /data/hello && mkdir -p /data/sub && dd if=/dev/urandom of=/data/sub/blob bs=64k count=16 2>/dev/null && touch /data/done && sleep 36000"},
+					VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+					ReadinessProbe: &corev1.Probe{
+						ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"test", "-f", "/data/done"}}},
+						PeriodSeconds: 1,
+					},
+				}}},
+			},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
+				ObjectMeta: metav1.ObjectMeta{Name: "data"},
+				Spec: corev1.PersistentVolumeClaimSpec{
+					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					StorageClassName: &class,
+					Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("64Mi")}},
+				},
+			}},
+		},
+	}
+	if _, err := b.kc.AppsV1().StatefulSets(b.ns).Create(ctx, sts, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		got, err := b.kc.AppsV1().StatefulSets(b.ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return got.Status.ReadyReplicas == replicas, nil
+	})
+	if err != nil {
+		t.Fatalf("statefulset %s/%s not ready: %v", b.ns, name, err)
+	}
+}
+
+func (b *bed) options(sts string) Options {
+	return Options{
+		Namespace: b.ns, StatefulSet: sts, Repo: b.repo, Credentials: b.creds,
+		Image:           os.Getenv("KBAK_E2E_KBAK_IMAGE"),
+		PreHook:         []string{"sh", "-c", "sync && touch /tmp/frozen"},
+		PostHook:        []string{"rm", "-f", "/tmp/frozen"},
+		PodStartTimeout: 2 * time.Minute, SnapshotTimeout: 2 * time.Minute,
+		PollInterval: 500 * time.Millisecond,
+	}
+}
+
+// leftovers lists what kbak made in the namespace and did not remove.
+func (b *bed) leftovers(t *testing.T) []string {
+	t.Helper()
+	ctx := context.Background()
+	sel := metav1.ListOptions{LabelSelector: kube.RunSelector("")}
+	var out []string
+	pods, _ := b.kc.CoreV1().Pods(b.ns).List(ctx, sel)
+	for _, p := range pods.Items {
+		out = append(out, "pod/"+p.Name)
+	}
+	pvcs, _ := b.kc.CoreV1().PersistentVolumeClaims(b.ns).List(ctx, sel)
+	for _, p := range pvcs.Items {
+		out = append(out, "pvc/"+p.Name)
+	}
+	secrets, _ := b.kc.CoreV1().Secrets(b.ns).List(ctx, sel)
+	for _, s := range secrets.Items {
+		out = append(out, "secret/"+s.Name)
+	}
+	snaps, _ := b.deps.Snap.SnapshotV1().VolumeSnapshots(b.ns).List(ctx, sel)
+	for _, s := range snaps.Items {
+		if s.Labels[kube.LabelRetained] == "" {
+			out = append(out, "volumesnapshot/"+s.Name)
+		}
+	}
+	return out
+}
+
+func TestE2EBackup(t *testing.T) {
+	b := newBed(t)
+	tests := []struct {
+		name        string
+		class       string
+		keep        bool
+		method      catalog.Method
+		consistency catalog.Consistency
+	}{
+		{"snapshot", mustEnv(t, "KBAK_E2E_SNAP_CLASS"), true, catalog.MethodSnapshot, catalog.ConsistencyQuiesced},
+		{"files", mustEnv(t, "KBAK_E2E_NOSNAP_CLASS"), false, catalog.MethodFiles, catalog.ConsistencyQuiesced},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sts := "db-" + tt.name
+			b.statefulSet(t, sts, tt.class, 2)
+			o := b.options(sts)
+			o.KeepSnapshots = tt.keep
+			var events int
+			o.Progress = func(pvc string, ev mover.Event) { events++ }
+			start := time.Now()
+			m, err := Run(context.Background(), b.deps, o)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			t.Logf("backup %s in %s, spread %s, %d events", m.ID, time.Since(start), m.SnapshotSpread.Duration, events)
+			if m.Status != catalog.StatusCompleted || len(m.Volumes) != 2 {
+				t.Fatalf("status %s with %d volumes", m.Status, len(m.Volumes))
+			}
+			for _, v := range m.Volumes {
+				if v.Status != catalog.VolumeCompleted || v.Method != tt.method || v.Consistency != tt.consistency || v.Files < 4 || v.RawBytes < 1<<20 {
+					t.Errorf("%s: %+v", v.PVC, v)
+				}
+				info, err := b.store.Stat(context.Background(), v.Key)
+				if err != nil || info.Size != v.StoredBytes {
+					t.Errorf("%s: stored object %+v, %v; manifest says %d bytes", v.PVC, info, err, v.StoredBytes)
+				}
+				if tt.keep && (v.Snapshot == nil || !v.Snapshot.Retained || v.Snapshot.Handle == "") {
+					t.Errorf("%s: snapshot %+v, want retained with a handle", v.PVC, v.Snapshot)
+				}
+			}
+			if _, err := b.store.Stat(context.Background(), m.Layout().ManifestKey()); err != nil {
+				t.Errorf("manifest: %v", err)
+			}
+			if left := b.leftovers(t); len(left) != 0 {
+				t.Errorf("left in the cluster: %v", left)
+			}
+			if len(m.Hooks) != 4 {
+				t.Errorf("%d hook runs recorded, want 4", len(m.Hooks))
+			}
+			if events == 0 {
+				t.Errorf("no mover events passed on")
+			}
+		})
+	}
+}
+
+// A mover image that is not on the node fails the run within seconds, with
+// the reason, and leaves nothing behind.
+func TestE2EBadImage(t *testing.T) {
+	b := newBed(t)
+	b.statefulSet(t, "db", mustEnv(t, "KBAK_E2E_NOSNAP_CLASS"), 1)
+	o := b.options("db")
+	o.Image, o.PullPolicy = "kbak.local/does-not-exist:dev", corev1.PullNever
+	start := time.Now()
+	_, err := Run(context.Background(), b.deps, o)
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "ErrImageNeverPull") {
+		t.Fatalf("err = %v, want ErrFailed naming ErrImageNeverPull", err)
+	}
+	if d := time.Since(start); d > time.Minute {
+		t.Errorf("took %s to fail", d)
+	}
+	if left := b.leftovers(t); len(left) != 0 {
+		t.Errorf("left in the cluster: %v", left)
+	}
+	fmt.Fprintln(os.Stderr, err)
+}

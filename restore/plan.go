@@ -587,6 +587,12 @@ func (pl *planner) statefulSet(ctx context.Context) {
 			pl.note("statefulset %s/%s exists with 0 replicas: scale it to %d after the restore", p.Namespace, p.StatefulSet, p.Replicas)
 		}
 	}
+	if p.CreateStatefulSet && p.Namespace == p.FromNamespace && p.StatefulSet != p.FromStatefulSet {
+		_, err := pl.deps.Kube.AppsV1().StatefulSets(p.Namespace).Get(ctx, p.FromStatefulSet, metav1.GetOptions{})
+		if err == nil {
+			pl.note("the re-created statefulset keeps the backup's selector (%s), as does statefulset %s/%s: Services that select it reach the pods of both", metav1.FormatLabelSelector(m.Spec.Spec.Selector), p.Namespace, p.FromStatefulSet)
+		}
+	}
 	if svc := m.Spec.Spec.ServiceName; p.CreateStatefulSet && svc != "" {
 		_, err := pl.deps.Kube.CoreV1().Services(p.Namespace).Get(ctx, svc, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {

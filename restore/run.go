@@ -166,7 +166,7 @@ func Run(ctx context.Context, deps Deps, p *Plan) (*Result, error) {
 	res.Warnings = append(res.Warnings, r.release(ctx, res)...)
 
 	if len(restored) < len(res.Ordinals) {
-		res.NextStep = fmt.Sprintf("retry the failed ordinals: kbak restore %s --from sts/%s -n %s%s --ordinals %s", p.BackupID, p.FromStatefulSet, p.FromNamespace, targetFlags(p), joinInts(failedOrdinals(res)))
+		res.NextStep = fmt.Sprintf("retry the failed ordinals: kbak restore %s --from sts/%s -n %s%s --ordinals %s; then run the StatefulSet %s/%s with %d replicas", p.BackupID, p.FromStatefulSet, p.FromNamespace, targetFlags(p), joinInts(failedOrdinals(res)), p.Namespace, p.StatefulSet, p.Replicas)
 		return res, fmt.Errorf("%w: %s: restored ordinals %s, failed: %s", ErrPartiallyFailed, p.RunID, joinInts(restored), ordinalErrors(res))
 	}
 	if !p.CreateStatefulSet {
@@ -184,7 +184,7 @@ func (r *run) nextStep() string {
 	if p.StatefulSetExists {
 		return fmt.Sprintf("scale the StatefulSet to adopt the claims: kubectl scale statefulset %s -n %s --replicas=%d", p.StatefulSet, p.Namespace, p.Replicas)
 	}
-	return fmt.Sprintf("create the StatefulSet %s/%s with %d replicas; the backup's own spec is re-created by: kbak restore %s --from sts/%s -n %s%s --create-statefulset (after deleting the claims just restored), or apply your own manifest and it adopts them by name", p.Namespace, p.StatefulSet, p.Replicas, p.BackupID, p.FromStatefulSet, p.FromNamespace, targetFlags(p))
+	return fmt.Sprintf("create the StatefulSet %s/%s with %d replicas from your own manifest: it adopts the restored claims by name (next time, --create-statefulset re-creates the backup's spec)", p.Namespace, p.StatefulSet, p.Replicas)
 }
 
 func targetFlags(p *Plan) string {
@@ -394,7 +394,7 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 	}
 	if c.Source == SourceSnapshot {
 		spec.Labels = r.runLabels(RoleBinder)
-		spec.Args = []string{"--version"}
+		spec.Args = binderArgs
 		spec.ReadOnly = true
 		if _, err := r.runPod(ctx, c.Name, spec.Pod(), false); err != nil {
 			return nil, fmt.Errorf("provision %s from snapshot %s: %w", c.Name, c.Snapshot, err)
@@ -414,6 +414,10 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 	}
 	return out, nil
 }
+
+// binderArgs make the mover image exit at once: the pod is there only to
+// make the scheduler bind and the driver provision its claim.
+var binderArgs = []string{"--version"}
 
 // outcome groups the claims' results by ordinal: an ordinal is restored
 // when all its claims are.

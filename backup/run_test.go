@@ -340,3 +340,35 @@ func TestRetainAndRelease(t *testing.T) {
 		t.Errorf("left after cleanup: %v", left)
 	}
 }
+
+// Ctrl-C while a mover runs: the post hook still runs, nothing is written,
+// and every object the run made is gone.
+func TestRunInterrupted(t *testing.T) {
+	f := newFixture(1, []int{0})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f.kc.PrependReactor("create", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		f.log.add("mover created")
+		cancel()
+		return false, nil, nil
+	})
+	o := opts()
+	o.Method = MethodFiles
+	o.PreHook, o.PostHook = []string{"freeze"}, []string{"thaw"}
+	o.PodStartTimeout = time.Hour
+
+	_, err := Run(ctx, f.deps(), o)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	want := []string{"freeze db-0", "mover created", "thaw db-0"}
+	if got := f.log.all(); !slices.Equal(got, want) {
+		t.Errorf("journal %q, want %q", got, want)
+	}
+	if len(f.cat.written) != 0 || !slices.Equal(f.cat.deleted, []string{id}) {
+		t.Errorf("manifests written %d, deleted %v", len(f.cat.written), f.cat.deleted)
+	}
+	if left := f.leftovers(t); len(left) != 0 {
+		t.Errorf("left in the cluster: %v", left)
+	}
+}

@@ -148,6 +148,8 @@ func Run(ctx context.Context, deps Deps, p *Plan) (*Result, error) {
 
 	jobs := r.fill(ctx)
 	res.Ordinals = r.outcome(jobs)
+	// The credentials need not wait for the StatefulSet to become ready.
+	r.cleanup(ctx)
 
 	restored := res.Restored()
 	if err := ctx.Err(); err != nil {

@@ -389,6 +389,9 @@ func (pl *planner) claim(ctx context.Context, v catalog.Volume) (Claim, error) {
 	if err := pl.chooseSource(ctx, v, class, &c); err != nil {
 		return Claim{}, err
 	}
+	if c.Source == SourceSnapshot && c.VolumeMode == corev1.PersistentVolumeBlock {
+		pl.note("%s is a raw block volume: it is provisioned from snapshot %s when its pod first starts, and a failure shows only then", c.Name, c.Snapshot)
+	}
 	if c.Source == SourceStore {
 		if c.VolumeMode == corev1.PersistentVolumeBlock {
 			pl.conflict("%s is a raw block volume and only its kept VolumeSnapshot could restore it (%s): restore into namespace %s while the snapshot exists", v.PVC, c.Reason, p.FromNamespace)

@@ -394,6 +394,11 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 		Name: name, Namespace: p.Namespace, Image: r.opts.Image, PullPolicy: r.opts.PullPolicy,
 		Claim: c.Name, Resources: res,
 	}
+	if c.Source == SourceSnapshot && c.VolumeMode == corev1.PersistentVolumeBlock {
+		// A pod mounts a raw block claim as a device, which the mover pod
+		// does not do: the claim is provisioned when its own pod starts.
+		return &mover.Result{Files: c.Files, RawBytes: c.RawBytes}, nil
+	}
 	if c.Source == SourceSnapshot {
 		spec.Labels = r.runLabels(RoleBinder)
 		spec.Args = binderArgs

@@ -1,4 +1,7 @@
 // Package restore orchestrates one restore run: read the manifest, plan the
-// target PVCs per ordinal, create them (from a kept VolumeSnapshot or empty and
-// filled by a mover pod) and optionally re-create the StatefulSet.
+// target PVCs per ordinal (NewPlan: names, classes, sizes, sources and
+// conflicts, creating nothing), create them (from a kept VolumeSnapshot or
+// empty and filled by a mover pod) and optionally re-create the StatefulSet
+// (Run). VerifyRestore runs the same path into a scratch namespace to prove
+// a backup restores.
 package restore

@@ -174,6 +174,11 @@ func TestNewPlan(t *testing.T) {
 			wantClaims: []string{"data-db-0 fast 1Gi store"}, wantNS: "shop", wantReplicas: 1, wantReason: "was not made by this backup",
 		},
 		{
+			name: "block volume from its snapshot", m: manifest(vol("data", 0).block().kept("shop")), objects: []runtime.Object{shop, fast},
+			snapshots:  []runtime.Object{keptSnapshot("shop", 0, true)},
+			wantClaims: []string{"data-db-0 fast 1Gi snapshot"}, wantNS: "shop", wantReplicas: 1, wantNote: "raw block volume",
+		},
+		{
 			name: "block volume needs its snapshot", m: manifest(vol("data", 0).block()), objects: []runtime.Object{shop, fast},
 			wantErr: ErrConflict, wantConflict: "raw block volume",
 		},

@@ -471,7 +471,13 @@ func (r *run) fromSnapshot(ctx context.Context, v *volume) error {
 	} else {
 		v.snapshot.Handle = h
 	}
-	tmp := kube.NewClaimFromSnapshot(ns, v.name, v.name, v.claim, kube.Labels(r.id, r.opts.StatefulSet, kube.RoleTempClaim))
+	src := v.claim
+	if vs.Status != nil && vs.Status.RestoreSize != nil && vs.Status.RestoreSize.Cmp(src.Size) > 0 {
+		// A claim smaller than its snapshot's content is refused by the
+		// provisioner.
+		src.Size = vs.Status.RestoreSize.DeepCopy()
+	}
+	tmp := kube.NewClaimFromSnapshot(ns, v.name, v.name, src, kube.Labels(r.id, r.opts.StatefulSet, kube.RoleTempClaim))
 	if _, err := kube.CreateClaim(ctx, r.deps.Kube, tmp); err != nil {
 		return err
 	}

@@ -3,8 +3,10 @@ package restore
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -259,6 +261,82 @@ func TestStatefulSetReady(t *testing.T) {
 			sts.Status.Replicas = tt.actual
 			if got := statefulSetReady(sts); got != tt.want {
 				t.Errorf("ready = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSetupSecret(t *testing.T) {
+	userSecret := func(ns string, keys ...string) *corev1.Secret {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "s3"}, Data: map[string][]byte{}}
+		for _, k := range keys {
+			s.Data[k] = []byte("v-" + k)
+		}
+		return s
+	}
+	full := []string{deploy.KeyAccessKeyID, deploy.KeySecretAccessKey, deploy.KeySessionToken}
+	tests := []struct {
+		name      string
+		opts      Options
+		to        string // target namespace
+		objects   []runtime.Object
+		fromSnap  bool // every claim comes from a snapshot
+		wantName  string
+		wantOwn   bool
+		wantToken bool
+		wantErr   string
+	}{
+		{name: "credentials make a Secret", opts: Options{Credentials: &deploy.Credentials{AccessKeyID: "a", SecretAccessKey: "b"}}, to: "shop",
+			wantName: "kbak-db-restore-1-creds", wantOwn: true},
+		{name: "a Secret in the target namespace is used as is", opts: Options{SecretName: "s3"}, to: "shop", objects: []runtime.Object{userSecret("shop", full...)},
+			wantName: "s3", wantToken: true},
+		{name: "a Secret of the backup's namespace is copied", opts: Options{SecretName: "s3"}, to: "dr", objects: []runtime.Object{userSecret("shop", full...)},
+			wantName: "kbak-db-restore-1-creds", wantOwn: true, wantToken: true},
+		{name: "a Secret nowhere", opts: Options{SecretName: "s3"}, to: "dr",
+			wantErr: "secret s3 not found in dr nor shop"},
+		{name: "a Secret without the keys", opts: Options{SecretName: "s3"}, to: "shop", objects: []runtime.Object{userSecret("shop", deploy.KeyAccessKeyID)},
+			wantErr: "has no key AWS_SECRET_ACCESS_KEY"},
+		{name: "no download, no Secret", opts: Options{SecretName: "s3"}, to: "shop", fromSnap: true},
+		{name: "no credentials at all", to: "shop"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kc := fake.NewClientset(tt.objects...)
+			src := SourceStore
+			if tt.fromSnap {
+				src = SourceSnapshot
+			}
+			p := &Plan{RunID: "db-restore-1", Namespace: tt.to, FromNamespace: "shop", StatefulSet: "db", Claims: []Claim{{Name: "data-db-0", Source: src}}}
+			r := &run{deps: Deps{Kube: kc}, opts: fastOptions(tt.opts), plan: p, log: slog.New(slog.DiscardHandler)}
+			err := r.setupSecret(context.Background())
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.secret != tt.wantName || r.ownSecret != tt.wantOwn || r.sessionToken != tt.wantToken {
+				t.Errorf("secret %q own %v token %v, want %q %v %v", r.secret, r.ownSecret, r.sessionToken, tt.wantName, tt.wantOwn, tt.wantToken)
+			}
+			if tt.wantOwn {
+				s, err := kc.CoreV1().Secrets(tt.to).Get(context.Background(), r.secret, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.Labels[LabelRestoreID] != p.RunID || s.Labels[kube.LabelManagedBy] != "kbak" {
+					t.Errorf("secret labels %v", s.Labels)
+				}
+				if tt.opts.SecretName != "" && string(s.Data[deploy.KeySecretAccessKey]) != "v-"+deploy.KeySecretAccessKey {
+					t.Errorf("copied secret data %q", s.Data[deploy.KeySecretAccessKey])
+				}
+			}
+			r.cleanup(context.Background())
+			left, _ := kc.CoreV1().Secrets("").List(context.Background(), metav1.ListOptions{})
+			if want := len(tt.objects); len(left.Items) != want {
+				t.Errorf("%d secrets after cleanup, want the user's %d", len(left.Items), want)
 			}
 		})
 	}

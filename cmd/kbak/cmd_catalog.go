@@ -14,6 +14,7 @@ import (
 
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/mover"
+	"github.com/kbak/kbak/restore"
 	"github.com/kbak/kbak/schedule"
 )
 
@@ -410,7 +411,51 @@ func verifyAction(c *cli.Context) error {
 	if failed > 0 {
 		return fmt.Errorf("verify %s: %d of %d volumes failed the check: restore from another backup", id, failed, len(checks))
 	}
-	return nil
+	if !c.Bool("restore-test") {
+		return nil
+	}
+	return restoreTest(c, format, m)
+}
+
+// restoreTest restores m into a scratch namespace and compares what arrived
+// with the manifest; the namespace is removed on every path.
+func restoreTest(c *cli.Context, format string, m *catalog.Manifest) error {
+	repo, err := repoURL(c)
+	if err != nil {
+		return err
+	}
+	opts, err := restoreOptions(c, repo)
+	if err != nil {
+		return err
+	}
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	progress := newProgressPrinter(stderr(c), isTerminal(stderr(c)))
+	opts.Progress = progress.event
+	res, err := restore.VerifyRestore(c.Context, restore.Deps{Kube: cl.kube, Snap: cl.snapshots, Log: logger(c)}, m, opts)
+	progress.done()
+	if res != nil {
+		if format == "json" {
+			if perr := printJSON(c, res); perr != nil {
+				return perr
+			}
+		} else {
+			tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "\nTest restore into %s (removed):\n", res.Namespace)
+			fmt.Fprintln(tw, "PVC\tFILES\tDATA\tRESULT")
+			for _, v := range res.Volumes {
+				result := "ok"
+				if !v.OK {
+					result = v.Error
+				}
+				fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\n", v.PVC, v.GotFiles, v.WantFiles, humanBytes(v.GotBytes), result)
+			}
+			_ = tw.Flush()
+		}
+	}
+	return err
 }
 
 func humanBytes(n int64) string {

@@ -12,47 +12,25 @@ func notYet(c *cli.Context) error {
 	return fmt.Errorf("`%s` is %w: see the README for what this version supports", c.Command.HelpName, errNotYet)
 }
 
-func restoreCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "restore",
-		Usage:     "restore a backup into fresh PVCs that a StatefulSet adopts",
-		ArgsUsage: "ID|latest",
-		Description: `Creates one PVC per backed-up ordinal, named <claimTemplate>-<statefulset>-<ordinal>,
-and fills it from a kept VolumeSnapshot or from the repository. Existing PVCs
-are never touched: a conflict stops the restore before anything is created.
-
-EXAMPLES:
-   kbak restore latest --from sts/mariadb -n shop --create-statefulset
-   kbak restore mariadb-20261122T020000Z-3f2a --from sts/mariadb --to-name mariadb-restored --dry-run
-
-` + exitCodesHelp,
-		Flags: flags(repoFlags(), kubeFlags(), []cli.Flag{
-			&cli.StringFlag{Name: "from", Usage: "the backed-up StatefulSet, sts/NAME (needed with latest)"},
-			&cli.StringFlag{Name: "to-namespace", Usage: "namespace to restore into (default: the backup's)"},
-			&cli.StringFlag{Name: "to-name", Usage: "StatefulSet name the restored PVCs are named for (default: the backup's)"},
-			&cli.StringFlag{Name: "ordinals", Usage: "restore only these ordinals, e.g. 0,2"},
-			&cli.StringSliceFlag{Name: "storage-class-map", Usage: "map a storage class, OLD=NEW (repeatable)"},
-			&cli.BoolFlag{Name: "create-statefulset", Usage: "re-create the StatefulSet from the backup and wait until it is Ready"},
-			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and create nothing"},
-			outputFlag(), verboseFlag(),
-		}),
-		Action: notYet,
-	}
-}
-
 func verifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "verify",
 		Usage:     "download every object of a backup and check it, writing nothing",
 		ArgsUsage: "ID",
 		Description: `Reads every volume archive of the backup, checks its sha256 against the
-manifest and reads the archive through to its end.
+manifest and reads the archive through to its end, writing nothing. With
+--restore-test it also restores the backup into a scratch namespace of the
+cluster through mover pods and compares what arrived with the manifest.
 
 EXAMPLES:
    kbak verify mariadb-20261122T020000Z-3f2a
+   kbak verify mariadb-20261122T020000Z-3f2a --restore-test -n shop
 
 ` + exitCodesHelp,
-		Flags:  flags(repoFlags(), []cli.Flag{outputFlag(), verboseFlag()}),
+		Flags: flags(repoFlags(), kubeFlags(), moverFlags(), []cli.Flag{
+			&cli.BoolFlag{Name: "restore-test", Usage: "also restore into a scratch namespace kbak-verify-ID, compare file counts and sizes with the manifest, and remove the namespace"},
+			outputFlag(), verboseFlag(),
+		}),
 		Action: verifyAction,
 	}
 }

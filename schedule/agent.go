@@ -1,0 +1,201 @@
+package schedule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// RunFunc runs one backup of a schedule. The agent calls it on the
+// schedule's timetable, never twice at once for the same schedule; ctx is
+// cancelled when the agent stops.
+type RunFunc func(ctx context.Context, s ScheduleSpec) (RunResult, error)
+
+// RunResult is what a successful run reports for the metrics.
+type RunResult struct {
+	BackupID string
+	// Bytes is what the backup stored in the repository.
+	Bytes int64
+}
+
+// Agent runs several schedules in one process and serves their metrics.
+type Agent struct {
+	cfg   Config
+	run   RunFunc
+	log   *slog.Logger
+	now   func() time.Time
+	specs map[string]Spec
+
+	mu    sync.Mutex
+	stats map[string]*runStats
+}
+
+// runStats is the agent's memory of one schedule, for /metrics.
+type runStats struct {
+	runs, failures int64
+	lastSuccess    time.Time
+	lastDuration   time.Duration
+	lastBytes      int64
+	running        bool
+}
+
+// NewAgent checks cfg and prepares an agent; now is the clock it reports
+// times with (time.Now outside tests).
+func NewAgent(cfg Config, run RunFunc, log *slog.Logger, now func() time.Time) (*Agent, error) {
+	if run == nil {
+		return nil, errors.New("agent: a run function is required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	a := &Agent{cfg: cfg, run: run, log: log, now: now, specs: map[string]Spec{}, stats: map[string]*runStats{}}
+	for _, s := range cfg.Schedules {
+		spec, err := ParseSpec(s.Cron, s.TimeZone)
+		if err != nil {
+			return nil, fmt.Errorf("schedule %s: %w", s.Name, err)
+		}
+		a.specs[s.Name] = spec
+		a.stats[s.Name] = &runStats{}
+	}
+	return a, nil
+}
+
+// Run starts every schedule and serves /metrics and /healthz on the
+// configured address until ctx is cancelled. Then it stops starting runs,
+// cancels the running ones (their cleanup runs on its own context) and
+// returns once they have ended.
+func (a *Agent) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s for /metrics: %w (set listen: in the agent configuration)", a.cfg.Listen, err)
+	}
+	return a.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened.
+func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
+	logger := cronLogger{a.log}
+	c := cron.New(cron.WithChain(cron.Recover(logger), cron.SkipIfStillRunning(logger)), cron.WithLogger(logger))
+	for _, s := range a.cfg.Schedules {
+		c.Schedule(a.specs[s.Name].sched, cron.FuncJob(func() { a.RunOnce(ctx, s) }))
+		a.log.Info("schedule added", "schedule", s.Name, "namespace", s.Namespace, "statefulset", s.StatefulSet,
+			"cron", s.Cron, "next", a.specs[s.Name].Next(a.now()))
+	}
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	c.Start()
+	a.log.Info("agent started", "listen", ln.Addr().String(), "schedules", len(a.cfg.Schedules))
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("serve /metrics on %s: %w", ln.Addr(), err)
+	}
+	stopped := c.Stop()
+	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdown)
+	<-stopped.Done()
+	a.log.Info("agent stopped")
+	return err
+}
+
+// RunOnce runs schedule s now and records the outcome. A panic in the run
+// function counts as a failure and does not take the agent down.
+func (a *Agent) RunOnce(ctx context.Context, s ScheduleSpec) (err error) {
+	st := a.stats[s.Name]
+	if st == nil {
+		return fmt.Errorf("%w: %s is not in the agent configuration", ErrNotFound, s.Name)
+	}
+	a.mu.Lock()
+	st.running = true
+	a.mu.Unlock()
+	log := a.log.With("schedule", s.Name, "namespace", s.Namespace, "statefulset", s.StatefulSet)
+	log.Info("backup started")
+	start := a.now()
+	var res RunResult
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("backup of schedule %s panicked: %v", s.Name, p)
+		}
+		end := a.now()
+		a.mu.Lock()
+		st.running = false
+		st.runs++
+		st.lastDuration = end.Sub(start)
+		if err != nil {
+			st.failures++
+		} else {
+			st.lastSuccess = end
+			st.lastBytes = res.Bytes
+		}
+		a.mu.Unlock()
+		if err != nil {
+			log.Error("backup failed", "err", err, "duration", end.Sub(start))
+		} else {
+			log.Info("backup completed", "backup_id", res.BackupID, "bytes", res.Bytes, "duration", end.Sub(start))
+		}
+	}()
+	res, err = a.run(ctx, s)
+	return err
+}
+
+// Handler serves /metrics in the Prometheus text format and /healthz.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", metricsContentType)
+		_ = writeMetrics(w, a.snapshot())
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// snapshot copies the stats in configuration order, for rendering without
+// the lock.
+func (a *Agent) snapshot() []scheduleMetrics {
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]scheduleMetrics, 0, len(a.cfg.Schedules))
+	for _, s := range a.cfg.Schedules {
+		st := a.stats[s.Name]
+		out = append(out, scheduleMetrics{
+			Name: s.Name, Namespace: s.Namespace, StatefulSet: s.StatefulSet,
+			Runs: st.runs, Failures: st.failures,
+			LastSuccess: st.lastSuccess, LastDuration: st.lastDuration, LastBytes: st.lastBytes,
+			Running: st.running, NextRun: a.specs[s.Name].Next(now),
+		})
+	}
+	return out
+}
+
+// cronLogger routes robfig/cron's messages (skipped runs, recovered
+// panics) to slog.
+type cronLogger struct{ log *slog.Logger }
+
+func (l cronLogger) Info(msg string, kv ...any) {
+	if msg == "skip" {
+		l.log.Warn("run skipped: the previous run of the schedule is still going")
+		return
+	}
+	l.log.Debug("cron: "+msg, kv...)
+}
+func (l cronLogger) Error(err error, msg string, kv ...any) {
+	l.log.Error("cron: "+msg, append([]any{"err", err}, kv...)...)
+}

@@ -1,0 +1,133 @@
+package schedule
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/kbak/kbak/deploy"
+)
+
+// DefaultListen is where the agent serves /metrics and /healthz unless its
+// configuration says otherwise.
+const DefaultListen = ":9090"
+
+// Config is the agent's configuration file.
+//
+//	listen: ":9090"
+//	repo: s3://backups/prod?endpoint=https://minio.example:9000
+//	secret: kbak-store            # in every schedule's namespace, for the movers
+//	schedules:
+//	- name: shop-nightly
+//	  statefulset: mariadb
+//	  namespace: shop
+//	  cron: "0 2 * * *"
+//	  timeZone: Europe/Berlin
+//	  keepDaily: 7
+//	  keepWeekly: 4
+type Config struct {
+	Listen    string         `json:"listen,omitempty"`
+	Repo      string         `json:"repo,omitempty"`
+	Secret    string         `json:"secret,omitempty"`
+	Schedules []ScheduleSpec `json:"schedules"`
+}
+
+// ScheduleSpec is one schedule the agent runs. Repo and Secret default to
+// the Config's; the agent hands the spec, with them filled in, to its run
+// function.
+type ScheduleSpec struct {
+	Name        string `json:"name"`
+	StatefulSet string `json:"statefulset"`
+	Namespace   string `json:"namespace"`
+	// Cron may be any spec ParseSpec accepts, @every included.
+	Cron     string `json:"cron"`
+	TimeZone string `json:"timeZone,omitempty"`
+
+	KeepLast    int `json:"keepLast,omitempty"`
+	KeepHourly  int `json:"keepHourly,omitempty"`
+	KeepDaily   int `json:"keepDaily,omitempty"`
+	KeepWeekly  int `json:"keepWeekly,omitempty"`
+	KeepMonthly int `json:"keepMonthly,omitempty"`
+
+	Repo   string `json:"repo,omitempty"`
+	Secret string `json:"secret,omitempty"`
+
+	Method        string `json:"method,omitempty"`
+	SnapshotClass string `json:"snapshotClass,omitempty"`
+	KeepSnapshots bool   `json:"keepSnapshots,omitempty"`
+	// Hooks as `kbak backup` takes them: a shell command line or a JSON
+	// array.
+	PreHook       string `json:"preHook,omitempty"`
+	PostHook      string `json:"postHook,omitempty"`
+	HookContainer string `json:"hookContainer,omitempty"`
+}
+
+// Policy is the schedule's retention policy.
+func (s ScheduleSpec) Policy() Policy {
+	return Policy{KeepLast: s.KeepLast, Hourly: s.KeepHourly, Daily: s.KeepDaily, Weekly: s.KeepWeekly, Monthly: s.KeepMonthly}
+}
+
+// LoadConfig reads and checks the agent configuration file at path.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read agent configuration: %w", err)
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("agent configuration %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes an agent configuration, fills in defaults and checks
+// every schedule. Unknown fields are errors: a misspelt keepDaily must not
+// silently keep nothing.
+func ParseConfig(data []byte) (Config, error) {
+	var cfg Config
+	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+		return Config{}, fmt.Errorf("decode: %w", err)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if len(cfg.Schedules) == 0 {
+		return Config{}, errors.New("no schedules: add at least one under schedules:")
+	}
+	seen := map[string]bool{}
+	for i := range cfg.Schedules {
+		s := &cfg.Schedules[i]
+		if s.Repo == "" {
+			s.Repo = cfg.Repo
+		}
+		if s.Secret == "" {
+			s.Secret = cfg.Secret
+		}
+		if err := s.validate(); err != nil {
+			return Config{}, fmt.Errorf("schedule %d (%s): %w", i+1, s.Name, err)
+		}
+		if seen[s.Name] {
+			return Config{}, fmt.Errorf("schedule %s is named twice: names label the metrics and must be unique", s.Name)
+		}
+		seen[s.Name] = true
+	}
+	return cfg, nil
+}
+
+func (s ScheduleSpec) validate() error {
+	if err := deploy.ValidateScheduleName(s.Name); err != nil {
+		return err
+	}
+	if s.StatefulSet == "" || s.Namespace == "" {
+		return errors.New("statefulset and namespace are required")
+	}
+	if s.Repo == "" {
+		return errors.New("no repository: set repo at the top or in the schedule")
+	}
+	if _, err := ParseSpec(s.Cron, s.TimeZone); err != nil {
+		return err
+	}
+	return s.Policy().Validate()
+}

@@ -1,0 +1,255 @@
+package schedule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/catalog"
+)
+
+// ErrNotFound is wrapped by errors about a schedule that does not exist.
+var ErrNotFound = errors.New("schedule not found")
+
+// CreateOptions describe a scheduled backup run by a Kubernetes CronJob.
+type CreateOptions struct {
+	Name        string
+	Namespace   string
+	StatefulSet string
+	Cron        string // five fields or a descriptor; CRON_TZ= moves to TimeZone
+	TimeZone    string
+	Policy      Policy // required: every run prunes by it
+	Suspend     bool
+
+	Repo        string
+	S3Endpoint  string
+	S3Region    string
+	S3PathStyle bool
+	// Secret in Namespace holding the store credentials, for kbak in the
+	// CronJob and for its movers.
+	Secret string
+
+	Image      string // default deploy.DefaultMoverImage
+	PullPolicy corev1.PullPolicy
+
+	Method        string // auto, snapshot or files; empty is backup's default
+	SnapshotClass string
+	KeepSnapshots bool
+	Parallel      int
+	PreHook       string // as given to --pre-hook
+	PostHook      string
+	HookContainer string
+
+	// Set by Create from the Secret; Render takes them as given.
+	HasSessionToken bool
+	HasCABundle     bool
+}
+
+// Render validates o and renders the objects of the schedule in the order
+// they are applied. It needs no cluster, so `--dry-run=client` prints what
+// Create would apply.
+func Render(o CreateOptions) ([]runtime.Object, error) {
+	s, err := o.schedule()
+	if err != nil {
+		return nil, err
+	}
+	return s.Objects(), nil
+}
+
+func (o CreateOptions) schedule() (deploy.Schedule, error) {
+	if err := deploy.ValidateScheduleName(o.Name); err != nil {
+		return deploy.Schedule{}, err
+	}
+	if o.Namespace == "" || o.StatefulSet == "" {
+		return deploy.Schedule{}, errors.New("a schedule needs a StatefulSet and its namespace: kbak schedule create NAME sts/STATEFULSET -n NAMESPACE")
+	}
+	if o.Repo == "" {
+		return deploy.Schedule{}, errors.New("a schedule needs a repository: pass --repo s3://bucket/prefix or set KBAK_REPO")
+	}
+	spec, err := ParseCronJobSpec(o.Cron, o.TimeZone)
+	if err != nil {
+		return deploy.Schedule{}, err
+	}
+	if err := o.Policy.Validate(); err != nil {
+		return deploy.Schedule{}, fmt.Errorf("%w (every scheduled run prunes by it)", err)
+	}
+	args := deploy.RetentionArgs(o.Policy.KeepLast, o.Policy.Hourly, o.Policy.Daily, o.Policy.Weekly, o.Policy.Monthly)
+	if o.Method != "" {
+		args = append(args, "--method", o.Method)
+	}
+	if o.SnapshotClass != "" {
+		args = append(args, "--snapshot-class", o.SnapshotClass)
+	}
+	if o.KeepSnapshots {
+		args = append(args, "--keep-snapshots")
+	}
+	if o.Parallel > 0 {
+		args = append(args, "--parallel", strconv.Itoa(o.Parallel))
+	}
+	return deploy.Schedule{
+		Name: o.Name, Namespace: o.Namespace, StatefulSet: o.StatefulSet,
+		Cron: spec.Expr, TimeZone: spec.TimeZone, Suspend: o.Suspend,
+		Image: o.Image, PullPolicy: o.PullPolicy,
+		Repo: o.Repo, S3Endpoint: o.S3Endpoint, S3Region: o.S3Region, S3PathStyle: o.S3PathStyle,
+		Secret: o.Secret, HasSessionToken: o.HasSessionToken, HasCABundle: o.HasCABundle,
+		BackupArgs: args,
+		PreHook:    o.PreHook, PostHook: o.PostHook, HookContainer: o.HookContainer,
+		Retention: o.Policy.String(),
+	}, nil
+}
+
+// Create validates o against the cluster (the StatefulSet and the Secret
+// must exist, the Secret with the credential keys) and applies the
+// schedule's objects; applying again updates them. It returns what it
+// applied.
+func Create(ctx context.Context, kc kubernetes.Interface, o CreateOptions) ([]runtime.Object, error) {
+	if _, err := Render(o); err != nil {
+		return nil, err // bad input is reported before any API call
+	}
+	_, err := kc.AppsV1().StatefulSets(o.Namespace).Get(ctx, o.StatefulSet, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("statefulset %s/%s not found: check the name with `kubectl get statefulsets -n %s`", o.Namespace, o.StatefulSet, o.Namespace)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get statefulset %s/%s: %w", o.Namespace, o.StatefulSet, err)
+	}
+	if o.Secret != "" {
+		if o.HasSessionToken, o.HasCABundle, err = checkSecret(ctx, kc, o.Namespace, o.Secret); err != nil {
+			return nil, err
+		}
+	}
+	objs, err := Render(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := deploy.Apply(ctx, kc, objs...); err != nil {
+		return nil, err
+	}
+	return objs, nil
+}
+
+// checkSecret makes sure the scheduled runs will find their credentials,
+// and reports which optional keys the Secret has.
+func checkSecret(ctx context.Context, kc kubernetes.Interface, ns, name string) (token, ca bool, err error) {
+	s, err := kc.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, false, fmt.Errorf("secret %s/%s not found: create it first, e.g. `kubectl create secret generic %s -n %s --from-literal=%s=... --from-literal=%s=...`",
+			ns, name, name, ns, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
+	}
+	if err != nil {
+		return false, false, fmt.Errorf("get secret %s/%s: %w", ns, name, err)
+	}
+	for _, k := range []string{deploy.KeyAccessKeyID, deploy.KeySecretAccessKey} {
+		if _, ok := s.Data[k]; !ok {
+			return false, false, fmt.Errorf("secret %s/%s has no key %s: scheduled backups read the store credentials from keys %s and %s",
+				ns, name, k, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
+		}
+	}
+	_, token = s.Data[deploy.KeySessionToken]
+	_, ca = s.Data[deploy.KeyCABundle]
+	return token, ca, nil
+}
+
+// Delete removes what Create made for schedule name in ns, found by its
+// labels, and returns "kind/name" of each object deleted. The CronJob goes
+// first, with its Jobs and their pods, so no run starts without its
+// permissions. Objects without the schedule's labels are never touched.
+func Delete(ctx context.Context, kc kubernetes.Interface, ns, name string) ([]string, error) {
+	sel := metav1.ListOptions{LabelSelector: deploy.ScheduleSelector("", name)}
+	clusterSel := metav1.ListOptions{LabelSelector: deploy.ScheduleSelector(ns, name)}
+	background := metav1.DeletePropagationBackground
+	del := metav1.DeleteOptions{PropagationPolicy: &background}
+	var deleted []string
+	var errs []error
+	// step lists the objects of one kind and deletes each by name.
+	step := func(kind string, list func() ([]string, error), remove func(string) error) {
+		names, err := list()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list %s of schedule %s/%s: %w", kind, ns, name, err))
+			return
+		}
+		for _, n := range names {
+			if err := remove(n); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete %s %s: %w", kind, n, err))
+				continue
+			}
+			deleted = append(deleted, kind+"/"+n)
+		}
+	}
+	step("cronjob", func() ([]string, error) {
+		l, err := kc.BatchV1().CronJobs(ns).List(ctx, sel)
+		if err != nil {
+			return nil, err
+		}
+		return names(l.Items), nil
+	}, func(n string) error { return kc.BatchV1().CronJobs(ns).Delete(ctx, n, del) })
+	step("rolebinding", func() ([]string, error) {
+		l, err := kc.RbacV1().RoleBindings(ns).List(ctx, sel)
+		if err != nil {
+			return nil, err
+		}
+		return names(l.Items), nil
+	}, func(n string) error { return kc.RbacV1().RoleBindings(ns).Delete(ctx, n, del) })
+	step("role", func() ([]string, error) {
+		l, err := kc.RbacV1().Roles(ns).List(ctx, sel)
+		if err != nil {
+			return nil, err
+		}
+		return names(l.Items), nil
+	}, func(n string) error { return kc.RbacV1().Roles(ns).Delete(ctx, n, del) })
+	step("clusterrolebinding", func() ([]string, error) {
+		l, err := kc.RbacV1().ClusterRoleBindings().List(ctx, clusterSel)
+		if err != nil {
+			return nil, err
+		}
+		return names(l.Items), nil
+	}, func(n string) error { return kc.RbacV1().ClusterRoleBindings().Delete(ctx, n, del) })
+	step("clusterrole", func() ([]string, error) {
+		l, err := kc.RbacV1().ClusterRoles().List(ctx, clusterSel)
+		if err != nil {
+			return nil, err
+		}
+		return names(l.Items), nil
+	}, func(n string) error { return kc.RbacV1().ClusterRoles().Delete(ctx, n, del) })
+	step("serviceaccount", func() ([]string, error) {
+		l, err := kc.CoreV1().ServiceAccounts(ns).List(ctx, sel)
+		if err != nil {
+			return nil, err
+		}
+		return names(l.Items), nil
+	}, func(n string) error { return kc.CoreV1().ServiceAccounts(ns).Delete(ctx, n, del) })
+	if err := errors.Join(errs...); err != nil {
+		return deleted, err
+	}
+	if len(deleted) == 0 {
+		return nil, fmt.Errorf("%w: no schedule %s in namespace %s: see `kbak schedule list -n %s`", ErrNotFound, name, ns, ns)
+	}
+	return deleted, nil
+}
+
+// names returns the names of items, sorted.
+func names[T any, P interface {
+	*T
+	metav1.Object
+}](items []T) []string {
+	out := make([]string, 0, len(items))
+	for i := range items {
+		out = append(out, P(&items[i]).GetName())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// latestFinder is what `schedule list` needs of the catalog.
+type latestFinder interface {
+	Latest(ctx context.Context, f catalog.Filter) (*catalog.Manifest, error)
+}

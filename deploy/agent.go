@@ -178,7 +178,7 @@ func (a Agent) deployment(labels map[string]string) *appsv1.Deployment {
 				// The pod is not labelled managed-by=kbak: that label marks
 				// what `kbak gc` may delete.
 				ObjectMeta: metav1.ObjectMeta{
-					Labels:      selectorLabels(a.Name),
+					Labels: selectorLabels(a.Name),
 					Annotations: map[string]string{
 						"prometheus.io/scrape": "true", "prometheus.io/port": strconv.Itoa(int(a.Port)),
 						// A changed configuration rolls the pod; the agent

@@ -25,8 +25,16 @@ func (r *run) runMover(ctx context.Context, pvc string, pod *corev1.Pod) (*mover
 	ns, name := pod.Namespace, pod.Name
 	log := r.log.With("pvc", pvc, "pod", name)
 	defer r.deletePod(ctx, ns, name)
-	if _, err := kube.CreatePod(ctx, r.deps.Kube, pod); err != nil {
+	got, err := kube.CreatePod(ctx, r.deps.Kube, pod)
+	if err != nil {
 		return nil, err
+	}
+	if got.Status.Phase == corev1.PodFailed {
+		// Left failed by an earlier try of this run: try again afresh.
+		r.deletePod(ctx, ns, name)
+		if _, err := kube.CreatePod(ctx, r.deps.Kube, pod); err != nil {
+			return nil, err
+		}
 	}
 	log.Debug("created mover pod")
 	if r.opts.TransferTimeout > 0 {

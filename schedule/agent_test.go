@@ -1,0 +1,238 @@
+package schedule
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestParseConfig(t *testing.T) {
+	base := `
+repo: s3://backups/prod
+secret: store
+schedules:
+- name: shop
+  statefulset: mariadb
+  namespace: shop
+  cron: "@every 1m"
+  keepLast: 2
+`
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr string
+	}{
+		{name: "minimal", yaml: base},
+		{name: "unknown field", yaml: base + "  keepDayly: 7\n", wantErr: `unknown field "keepDayly"`},
+		{name: "no schedules", yaml: "repo: s3://b\n", wantErr: "no schedules"},
+		{name: "bad cron", yaml: strings.Replace(base, "@every 1m", "@often", 1), wantErr: `cron spec "@often"`},
+		{name: "no retention", yaml: strings.Replace(base, "keepLast: 2", "keepLast: 0", 1), wantErr: "keeps nothing"},
+		{name: "no repo", yaml: strings.Replace(base, "repo: s3://backups/prod", "", 1), wantErr: "no repository"},
+		{name: "twice", yaml: base + `- name: shop
+  statefulset: redis
+  namespace: shop
+  cron: "@daily"
+  keepLast: 1
+`, wantErr: "named twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := ParseConfig([]byte(tt.yaml))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := cfg.Schedules[0]
+			if cfg.Listen != DefaultListen || s.Repo != "s3://backups/prod" || s.Secret != "store" || s.Policy().KeepLast != 2 {
+				t.Errorf("defaults not filled in: %+v", cfg)
+			}
+		})
+	}
+}
+
+// stepClock advances by step on every reading, so each run lasts step.
+type stepClock struct {
+	mu   sync.Mutex
+	t    time.Time
+	step time.Duration
+}
+
+func (c *stepClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(c.step)
+	return c.t
+}
+
+func testConfig() Config {
+	return Config{Listen: "127.0.0.1:0", Schedules: []ScheduleSpec{
+		{Name: "shop", StatefulSet: "mariadb", Namespace: "shop", Cron: "0 2 * * *", KeepLast: 1, Repo: "s3://b"},
+		{Name: "blog", StatefulSet: "postgres", Namespace: "blog", Cron: "0 3 * * *", KeepLast: 1, Repo: "s3://b"},
+	}}
+}
+
+func TestRunOnceMetrics(t *testing.T) {
+	clock := &stepClock{t: utc("2026-11-22T01:59:50Z"), step: 5 * time.Second}
+	outcomes := map[string][]func() (RunResult, error){
+		"shop": {
+			func() (RunResult, error) { return RunResult{BackupID: "a", Bytes: 1 << 20}, nil },
+			func() (RunResult, error) { return RunResult{}, errors.New("store unreachable") },
+		},
+		"blog": {func() (RunResult, error) { panic("nil map") }},
+	}
+	a, err := NewAgent(testConfig(), func(_ context.Context, s ScheduleSpec) (RunResult, error) {
+		f := outcomes[s.Name][0]
+		outcomes[s.Name] = outcomes[s.Name][1:]
+		return f()
+	}, nil, clock.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cfg := testConfig()
+	// now: 01:59:55 start, 02:00:00 end
+	if err := a.RunOnce(ctx, cfg.Schedules[0]); err != nil {
+		t.Fatal(err)
+	}
+	// 02:00:05 start, 02:00:10 end
+	if err := a.RunOnce(ctx, cfg.Schedules[0]); err == nil || !strings.Contains(err.Error(), "store unreachable") {
+		t.Fatalf("failed run: %v", err)
+	}
+	// 02:00:15 start, 02:00:20 end
+	if err := a.RunOnce(ctx, cfg.Schedules[1]); err == nil || !strings.Contains(err.Error(), "panicked: nil map") {
+		t.Fatalf("panicking run: %v", err)
+	}
+	if err := a.RunOnce(ctx, ScheduleSpec{Name: "unknown"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown schedule: %v", err)
+	}
+
+	var b strings.Builder
+	// Success at 2026-11-22T02:00:00Z = 1795312800; read at 02:00:25, so
+	// the next runs are 2026-11-23T02:00Z and 2026-11-22T03:00Z.
+	if err := writeMetrics(&b, a.snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	want := `# HELP kbak_schedule_runs_total Backup runs the agent started and finished, successful or not.
+# TYPE kbak_schedule_runs_total counter
+kbak_schedule_runs_total{schedule="shop",namespace="shop",statefulset="mariadb"} 2
+kbak_schedule_runs_total{schedule="blog",namespace="blog",statefulset="postgres"} 1
+# HELP kbak_schedule_failures_total Backup runs that failed.
+# TYPE kbak_schedule_failures_total counter
+kbak_schedule_failures_total{schedule="shop",namespace="shop",statefulset="mariadb"} 1
+kbak_schedule_failures_total{schedule="blog",namespace="blog",statefulset="postgres"} 1
+# HELP kbak_schedule_last_success_timestamp_seconds Unix time the last successful backup finished.
+# TYPE kbak_schedule_last_success_timestamp_seconds gauge
+kbak_schedule_last_success_timestamp_seconds{schedule="shop",namespace="shop",statefulset="mariadb"} 1.7953128e+09
+# HELP kbak_schedule_last_duration_seconds Duration of the last backup run, successful or not.
+# TYPE kbak_schedule_last_duration_seconds gauge
+kbak_schedule_last_duration_seconds{schedule="shop",namespace="shop",statefulset="mariadb"} 5
+kbak_schedule_last_duration_seconds{schedule="blog",namespace="blog",statefulset="postgres"} 5
+# HELP kbak_schedule_last_bytes Bytes the last successful backup stored in the repository.
+# TYPE kbak_schedule_last_bytes gauge
+kbak_schedule_last_bytes{schedule="shop",namespace="shop",statefulset="mariadb"} 1.048576e+06
+# HELP kbak_schedule_running 1 while a backup of the schedule runs.
+# TYPE kbak_schedule_running gauge
+kbak_schedule_running{schedule="shop",namespace="shop",statefulset="mariadb"} 0
+kbak_schedule_running{schedule="blog",namespace="blog",statefulset="postgres"} 0
+# HELP kbak_schedule_next_run_timestamp_seconds Unix time of the next scheduled run.
+# TYPE kbak_schedule_next_run_timestamp_seconds gauge
+kbak_schedule_next_run_timestamp_seconds{schedule="shop",namespace="shop",statefulset="mariadb"} 1.7953992e+09
+kbak_schedule_next_run_timestamp_seconds{schedule="blog",namespace="blog",statefulset="postgres"} 1.7953164e+09
+`
+	if got := b.String(); got != want {
+		t.Errorf("metrics:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestEscapeLabel(t *testing.T) {
+	if got, want := escapeLabel("a\"b\\c\nd"), `a\"b\\c\nd`; got != want {
+		t.Errorf("escapeLabel = %s, want %s", got, want)
+	}
+}
+
+// TestAgentServe runs the agent on the real cron for a few seconds: a run
+// that outlasts its interval is not started twice, and /metrics and
+// /healthz answer over HTTP.
+func TestAgentServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the real cron for about three seconds")
+	}
+	cfg := Config{Schedules: []ScheduleSpec{{Name: "fast", StatefulSet: "db", Namespace: "ns", Cron: "@every 1s", KeepLast: 1, Repo: "s3://b"}}}
+	release := make(chan struct{})
+	var calls, concurrent, maxConcurrent atomic.Int32
+	a, err := NewAgent(cfg, func(ctx context.Context, _ ScheduleSpec) (RunResult, error) {
+		n := concurrent.Add(1)
+		defer concurrent.Add(-1)
+		if n > maxConcurrent.Load() {
+			maxConcurrent.Store(n)
+		}
+		if calls.Add(1) == 1 {
+			select {
+			case <-release: // the first run outlasts several intervals
+			case <-ctx.Done():
+				return RunResult{}, ctx.Err()
+			}
+		}
+		return RunResult{Bytes: 42}, nil
+	}, nil, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, ln) }()
+
+	time.Sleep(2500 * time.Millisecond)
+	if c := calls.Load(); c != 1 {
+		t.Errorf("%d runs while the first was still going, want 1", c)
+	}
+	close(release)
+	deadline := time.Now().Add(5 * time.Second)
+	for calls.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if maxConcurrent.Load() != 1 {
+		t.Errorf("%d runs at once, want 1", maxConcurrent.Load())
+	}
+
+	base := "http://" + ln.Addr().String()
+	for path, want := range map[string]string{
+		"/healthz": "ok",
+		"/metrics": `kbak_schedule_last_bytes{schedule="fast",namespace="ns",statefulset="db"} 42`,
+	} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d\n%s\nwant it to contain %q", path, resp.StatusCode, body, want)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent did not stop after its context was cancelled")
+	}
+}

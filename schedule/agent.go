@@ -95,6 +95,9 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	c.Start()
+	if len(a.cfg.Schedules) == 0 {
+		a.log.Warn("no schedules in the agent configuration: add them under schedules: and restart the agent")
+	}
 	a.log.Info("agent started", "listen", ln.Addr().String(), "schedules", len(a.cfg.Schedules))
 
 	var err error

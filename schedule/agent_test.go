@@ -31,7 +31,6 @@ schedules:
 	}{
 		{name: "minimal", yaml: base},
 		{name: "unknown field", yaml: base + "  keepDayly: 7\n", wantErr: `unknown field "keepDayly"`},
-		{name: "no schedules", yaml: "repo: s3://b\n", wantErr: "no schedules"},
 		{name: "bad cron", yaml: strings.Replace(base, "@every 1m", "@often", 1), wantErr: `cron spec "@often"`},
 		{name: "no retention", yaml: strings.Replace(base, "keepLast: 2", "keepLast: 0", 1), wantErr: "keeps nothing"},
 		{name: "no repo", yaml: strings.Replace(base, "repo: s3://backups/prod", "", 1), wantErr: "no repository"},

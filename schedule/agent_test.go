@@ -3,14 +3,21 @@ package schedule
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+
+	"github.com/kbak/kbak/deploy"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -233,5 +240,63 @@ func TestAgentServe(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the agent did not stop after its context was cancelled")
+	}
+}
+
+func TestBaseAgentConfigParses(t *testing.T) {
+	cfg, err := ParseConfig([]byte(deploy.BaseAgentConfig))
+	if err != nil {
+		t.Fatalf("the kustomize base ships a configuration the agent rejects: %v", err)
+	}
+	if cfg.Listen != fmt.Sprintf(":%d", deploy.DefaultAgentPort) {
+		t.Errorf("base listens on %s, its pod exposes %d", cfg.Listen, deploy.DefaultAgentPort)
+	}
+}
+
+func TestAgentObjectsFromConfig(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`
+listen: ":9191"
+repo: s3://b
+secret: store
+schedules:
+- {name: a, statefulset: db, namespace: shop, cron: "@every 1m", keepLast: 1}
+- {name: b, statefulset: db, namespace: blog, cron: "@daily", keepLast: 1, preHook: sync}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := AgentObjects(cfg, deploy.Agent{Namespace: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nss []string
+	var shipped []byte
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *rbacv1.RoleBinding:
+			nss = append(nss, o.Namespace)
+		case *rbacv1.ClusterRole:
+			if strings.HasSuffix(o.Name, ":backup") && !slices.ContainsFunc(o.Rules, func(r rbacv1.PolicyRule) bool { return slices.Contains(r.Resources, "pods/exec") }) {
+				t.Error("a schedule has hooks, but the agent may not exec")
+			}
+		case *corev1.ConfigMap:
+			shipped = []byte(o.Data[deploy.AgentConfigKey])
+		case *corev1.Service:
+			if o.Spec.Ports[0].Port != 9191 {
+				t.Errorf("service port %d, want the configured 9191", o.Spec.Ports[0].Port)
+			}
+		}
+	}
+	if !slices.Equal(nss, []string{"blog", "shop"}) {
+		t.Errorf("backup permissions in %v", nss)
+	}
+	back, err := ParseConfig(shipped)
+	if err != nil || len(back.Schedules) != 2 || back.Schedules[1].PreHook != "sync" {
+		t.Errorf("the shipped configuration does not round-trip: %v %+v", err, back)
+	}
+
+	cfg.Schedules[1].Secret = "other"
+	if _, err := AgentObjects(cfg, deploy.Agent{}); err == nil || !strings.Contains(err.Error(), "one Secret name") {
+		t.Errorf("two Secret names: %v", err)
 	}
 }

@@ -1,0 +1,117 @@
+package deploy
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+)
+
+var update = flag.Bool("update", false, "rewrite the kustomize base in deploy/kustomize from the typed manifests")
+
+// TestKustomizeBaseUpToDate fails when deploy/kustomize drifts from the
+// typed manifests; `go test ./deploy -update` rewrites it.
+func TestKustomizeBaseUpToDate(t *testing.T) {
+	files, err := KustomizeBase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := "kustomize"
+	if *update {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, data := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("%v: run go test ./deploy -update", err)
+	}
+	for _, e := range entries {
+		if _, ok := files[e.Name()]; !ok {
+			t.Errorf("%s/%s is not generated: delete it, or generate it in KustomizeBase", dir, e.Name())
+		}
+	}
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s/%s differs from the typed manifests: run go test ./deploy -update", dir, name)
+		}
+	}
+}
+
+// TestKustomizeBuild runs `kubectl kustomize` on the base, with the test
+// bed's kubectl or one on PATH.
+func TestKustomizeBuild(t *testing.T) {
+	kubectl := filepath.Join(os.Getenv("KBAK_E2E_DIR"), "bin", "kubectl")
+	if _, err := os.Stat(kubectl); err != nil {
+		if kubectl, err = exec.LookPath("kubectl"); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatal("no kubectl to build the kustomize base: bring up the test bed or put kubectl on PATH")
+			}
+			t.Skip("no kubectl: bring up the test bed (make e2e-up) or put kubectl on PATH")
+		}
+	}
+	out, err := exec.Command(kubectl, "kustomize", "kustomize").CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl kustomize deploy/kustomize: %v\n%s", err, out)
+	}
+	for _, want := range []string{"kind: Deployment", "kind: ConfigMap", "name: kbak-agent-", "kind: ClusterRoleBinding"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("kustomize output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestAgentObjects(t *testing.T) {
+	a := Agent{Namespace: "ops", Secret: "store", Config: []byte("schedules: []\n"), BackupNamespaces: []string{"shop", "blog", "shop"}}
+	var bindings []string
+	var dep *appsv1.Deployment
+	for _, o := range a.Objects() {
+		switch o := o.(type) {
+		case *rbacv1.RoleBinding:
+			bindings = append(bindings, o.Namespace)
+			if o.RoleRef.Kind != "ClusterRole" || o.RoleRef.Name != "kbak:agent:ops:kbak-agent:backup" || o.Subjects[0].Namespace != "ops" {
+				t.Errorf("RoleBinding %+v", o)
+			}
+		case *rbacv1.ClusterRoleBinding:
+			if o.RoleRef.Name != "kbak:agent:ops:kbak-agent:read" {
+				t.Errorf("the cluster-wide binding grants %s, want only the read role", o.RoleRef.Name)
+			}
+		case *appsv1.Deployment:
+			dep = o
+		}
+	}
+	if !slices.Equal(bindings, []string{"blog", "shop"}) {
+		t.Errorf("backup permissions bound in %v, want blog and shop once each", bindings)
+	}
+	if dep == nil {
+		t.Fatal("no Deployment")
+	}
+	c := dep.Spec.Template.Spec.Containers[0]
+	if !slices.Equal(c.Args, []string{"agent", "--config", "/etc/kbak/agent.yaml"}) || c.Ports[0].ContainerPort != DefaultAgentPort ||
+		*dep.Spec.Replicas != 1 || dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		t.Errorf("deployment %+v", dep.Spec)
+	}
+	if dep.Spec.Template.Labels[LabelManagedBy] != "" {
+		t.Error("the agent pod is labelled managed-by=kbak, which kbak gc deletes")
+	}
+	before := dep.Spec.Template.Annotations[AnnotationConfigHash]
+	a.Config = []byte("schedules: []\nlisten: :9091\n")
+	for _, o := range a.Objects() {
+		if d, ok := o.(*appsv1.Deployment); ok && d.Spec.Template.Annotations[AnnotationConfigHash] == before {
+			t.Error("a changed configuration does not change the pod template")
+		}
+	}
+}

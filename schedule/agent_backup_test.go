@@ -1,0 +1,142 @@
+package schedule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	snapfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kbak/kbak/backup"
+	"github.com/kbak/kbak/internal/catalog"
+)
+
+// memCatalog keeps whole manifests, as the store would.
+type memCatalog struct {
+	manifests []*catalog.Manifest
+}
+
+var _ RunnerCatalog = &memCatalog{}
+
+func (c *memCatalog) WriteManifest(_ context.Context, m *catalog.Manifest) error {
+	c.manifests = append(c.manifests, m)
+	return nil
+}
+
+func (c *memCatalog) List(_ context.Context, f catalog.Filter) ([]catalog.Summary, error) {
+	var out []catalog.Summary
+	for _, m := range c.manifests {
+		if f.Match(m.Namespace, m.StatefulSet) {
+			out = append(out, catalog.Summary{ID: m.ID, Namespace: m.Namespace, StatefulSet: m.StatefulSet, Created: m.Created, Status: m.Status})
+		}
+	}
+	return out, nil
+}
+
+func (c *memCatalog) Delete(_ context.Context, id string) (*catalog.Manifest, error) {
+	for i, m := range c.manifests {
+		if m.ID == id {
+			c.manifests = slices.Delete(c.manifests, i, i+1)
+			return m, nil
+		}
+	}
+	return nil, catalog.ErrBackupNotFound
+}
+
+func (c *memCatalog) ids() []string {
+	var out []string
+	for _, m := range c.manifests {
+		out = append(out, m.ID)
+	}
+	return out
+}
+
+func TestBackupRunner(t *testing.T) {
+	start := utc("2026-11-22T00:00:00Z")
+	// Runs 1..5 each an hour apart; run 3 partly fails.
+	outcomes := []catalog.Status{catalog.StatusCompleted, catalog.StatusCompleted, catalog.StatusPartiallyFailed, catalog.StatusCompleted, catalog.StatusCompleted}
+	cat := &memCatalog{}
+	snaps := snapfake.NewSimpleClientset()
+	n := 0
+	var gotOpts []backup.Options
+	r := BackupRunner{
+		OpenCatalog: func(_ context.Context, repo string) (RunnerCatalog, error) {
+			if repo != "s3://b" {
+				return nil, fmt.Errorf("unexpected repo %s", repo)
+			}
+			return cat, nil
+		},
+		Defaults:  backup.Options{Image: "img", Parallel: 3, ID: "must-not-leak"},
+		Deps:      backup.Deps{Snap: snaps},
+		ParseHook: func(s string) ([]string, error) { return []string{"/bin/sh", "-c", s}, nil },
+		backup: func(ctx context.Context, deps backup.Deps, opts backup.Options) (*catalog.Manifest, error) {
+			gotOpts = append(gotOpts, opts)
+			id := fmt.Sprintf("db-%d", n+1)
+			status := outcomes[n]
+			created := start.Add(time.Duration(n) * time.Hour)
+			n++
+			snapName := "snap-" + id
+			if _, err := snaps.SnapshotV1().VolumeSnapshots("shop").Create(ctx, &snapv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: snapName}}, metav1.CreateOptions{}); err != nil {
+				return nil, err
+			}
+			m := &catalog.Manifest{ID: id, Namespace: "shop", StatefulSet: "db", Created: created, Status: status,
+				Volumes: []catalog.Volume{{PVC: "data-db-0", StoredBytes: 100, Snapshot: &catalog.Snapshot{Namespace: "shop", Name: snapName, Retained: true}}}}
+			if err := deps.Catalog.WriteManifest(ctx, m); err != nil {
+				return nil, err
+			}
+			if status != catalog.StatusCompleted {
+				return m, fmt.Errorf("%w: one volume failed", backup.ErrPartiallyFailed)
+			}
+			return m, nil
+		},
+	}
+	spec := ScheduleSpec{Name: "s", Namespace: "shop", StatefulSet: "db", Repo: "s3://b", Secret: "store", KeepLast: 2, PreHook: "sync", Method: "snapshot"}
+	ctx := context.Background()
+	wantAfter := [][]string{
+		{"db-1"},
+		{"db-1", "db-2"},
+		{"db-1", "db-2", "db-3"}, // a partial run prunes nothing
+		{"db-2", "db-4"},         // db-3 is not successful and older than db-4; db-1 is beyond the last 2
+		{"db-4", "db-5"},
+	}
+	for i, want := range wantAfter {
+		res, err := r.Run(ctx, spec)
+		if outcomes[i] == catalog.StatusCompleted {
+			if err != nil {
+				t.Fatalf("run %d: %v", i+1, err)
+			}
+			if res.Bytes != 100 || res.BackupID != fmt.Sprintf("db-%d", i+1) {
+				t.Errorf("run %d: result %+v", i+1, res)
+			}
+		} else if !errors.Is(err, backup.ErrPartiallyFailed) {
+			t.Fatalf("run %d: error %v, want a partial failure", i+1, err)
+		}
+		if got := cat.ids(); !slices.Equal(got, want) {
+			t.Errorf("after run %d the repository holds %v, want %v", i+1, got, want)
+		}
+	}
+	// The snapshots kept by pruned backups go with them.
+	l, err := snaps.SnapshotV1().VolumeSnapshots("shop").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, s := range l.Items {
+		left = append(left, strings.TrimPrefix(s.Name, "snap-"))
+	}
+	slices.Sort(left)
+	if want := []string{"db-4", "db-5"}; !slices.Equal(left, want) {
+		t.Errorf("kept snapshots %v, want those of %v", left, want)
+	}
+	o := gotOpts[0]
+	if o.Namespace != "shop" || o.StatefulSet != "db" || o.Repo != "s3://b" || o.SecretName != "store" || o.ID != "" ||
+		o.Image != "img" || o.Parallel != 3 || o.Method != backup.MethodSnapshot || !slices.Equal(o.PreHook, []string{"/bin/sh", "-c", "sync"}) {
+		t.Errorf("backup options %+v", o)
+	}
+}

@@ -187,9 +187,11 @@ func (a Agent) deployment(labels map[string]string) *appsv1.Deployment {
 					},
 				},
 				Spec: corev1.PodSpec{
-					ServiceAccountName:           a.Name,
-					AutomountServiceAccountToken: &yes,
-					Containers:                   []corev1.Container{c},
+					// Running backups clean up after SIGTERM.
+					TerminationGracePeriodSeconds: &cleanupGrace,
+					ServiceAccountName:            a.Name,
+					AutomountServiceAccountToken:  &yes,
+					Containers:                    []corev1.Container{c},
 					Volumes: []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{
 						ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: a.Name}},
 					}}},

@@ -26,6 +26,10 @@ const (
 	AnnotationRepo         = "kbak.io/repo"
 )
 
+// cleanupGrace is how long kbak may take to clean up after SIGTERM: it
+// waits for its mover pods to go before deleting their claims.
+var cleanupGrace int64 = 180
+
 // MaxScheduleNameLen keeps "kbak-NAME" within the 52 characters a CronJob
 // name may have (its Jobs append 11).
 const MaxScheduleNameLen = 47
@@ -286,11 +290,14 @@ func (s Schedule) podSpec(sa string) corev1.PodSpec {
 		}
 	}
 	return corev1.PodSpec{
-		ServiceAccountName:           sa,
-		AutomountServiceAccountToken: &yes,
-		RestartPolicy:                corev1.RestartPolicyNever,
-		Containers:                   []corev1.Container{c},
-		Volumes:                      volumes,
+		// A run stopped by `schedule delete` or a node drain gets time to
+		// delete its mover pods, temporary claims and snapshots.
+		TerminationGracePeriodSeconds: &cleanupGrace,
+		ServiceAccountName:            sa,
+		AutomountServiceAccountToken:  &yes,
+		RestartPolicy:                 corev1.RestartPolicyNever,
+		Containers:                    []corev1.Container{c},
+		Volumes:                       volumes,
 	}
 }
 

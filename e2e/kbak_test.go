@@ -144,46 +144,62 @@ func lastErrorLine(t *testing.T, r result, contains ...string) {
 
 // noLeftovers asserts that nothing kbak creates in a cluster is left in ns:
 // no pods, PVCs, Secrets or VolumeSnapshots with kbak's label, except
-// snapshots kept on purpose when keptSnapshots is set.
+// snapshots kept on purpose when keptSnapshots is set. Deletion in
+// Kubernetes is asynchronous (finalizers, the CSI driver), so objects kbak
+// deleted get a minute to go.
 func noLeftovers(t *testing.T, e *env, ns string, keptSnapshots bool) {
+	t.Helper()
+	var left []string
+	deadline := time.Now().Add(time.Minute)
+	for {
+		left = leftovers(t, e, ns, keptSnapshots)
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if len(left) > 0 {
+		t.Errorf("left in namespace %s a minute after the run: %s", ns, strings.Join(left, ", "))
+	}
+}
+
+func leftovers(t *testing.T, e *env, ns string, keptSnapshots bool) []string {
 	t.Helper()
 	sel := metav1.ListOptions{LabelSelector: kube.LabelManagedBy + "=kbak"}
 	c := ctx(t)
 	var left []string
-	if l, err := e.Kube.CoreV1().Pods(ns).List(c, sel); err == nil {
-		for _, o := range l.Items {
-			left = append(left, "pod/"+o.Name)
-		}
-	} else {
+	pods, err := e.Kube.CoreV1().Pods(ns).List(c, sel)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if l, err := e.Kube.CoreV1().PersistentVolumeClaims(ns).List(c, sel); err == nil {
-		for _, o := range l.Items {
-			left = append(left, "pvc/"+o.Name)
-		}
-	} else {
+	for _, o := range pods.Items {
+		left = append(left, "pod/"+o.Name)
+	}
+	pvcs, err := e.Kube.CoreV1().PersistentVolumeClaims(ns).List(c, sel)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if l, err := e.Kube.CoreV1().Secrets(ns).List(c, sel); err == nil {
-		for _, o := range l.Items {
-			left = append(left, "secret/"+o.Name)
-		}
-	} else {
+	for _, o := range pvcs.Items {
+		left = append(left, "pvc/"+o.Name)
+	}
+	secrets, err := e.Kube.CoreV1().Secrets(ns).List(c, sel)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if l, err := e.Snap.SnapshotV1().VolumeSnapshots(ns).List(c, metav1.ListOptions{}); err == nil {
-		for _, o := range l.Items {
-			if keptSnapshots && o.Labels[kube.LabelRetained] == "true" {
-				continue
-			}
-			left = append(left, "volumesnapshot/"+o.Name)
-		}
-	} else {
+	for _, o := range secrets.Items {
+		left = append(left, "secret/"+o.Name)
+	}
+	snaps, err := e.Snap.SnapshotV1().VolumeSnapshots(ns).List(c, metav1.ListOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(left) > 0 {
-		t.Errorf("left in namespace %s after the run: %s", ns, strings.Join(left, ", "))
+	for _, o := range snaps.Items {
+		if keptSnapshots && o.Labels[kube.LabelRetained] == "true" {
+			continue
+		}
+		left = append(left, "volumesnapshot/"+o.Name)
 	}
+	return left
 }
 
 // store opens the test bed's repository as kbak does.

@@ -1,0 +1,82 @@
+package doctor
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	snapfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
+	authv1 "k8s.io/api/authorization/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	fakediscovery "k8s.io/client-go/discovery/fake"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/kbak/kbak/internal/kube"
+)
+
+func find(checks []Check, name string) (Check, bool) {
+	for _, c := range checks {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Check{}, false
+}
+
+func TestRun(t *testing.T) {
+	kc := fake.NewClientset(
+		&storagev1.CSIDriver{ObjectMeta: metav1.ObjectMeta{Name: "snap.example"}},
+		&storagev1.CSIDriver{ObjectMeta: metav1.ObjectMeta{Name: "plain.example"}},
+		&storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "fast"}, Provisioner: "snap.example"},
+		&storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "slow"}, Provisioner: "plain.example"},
+	)
+	kc.Discovery().(*fakediscovery.FakeDiscovery).Resources = []*metav1.APIResourceList{{
+		GroupVersion: "snapshot.storage.k8s.io/v1",
+		APIResources: []metav1.APIResource{{Name: "volumesnapshots"}, {Name: "volumesnapshots/status"}, {Name: "volumesnapshotclasses"}},
+	}}
+	// Deny pods/exec only: the doctor names exactly what is missing.
+	kc.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		r := a.(k8stesting.CreateAction).GetObject().(*authv1.SelfSubjectAccessReview)
+		r.Status.Allowed = r.Spec.ResourceAttributes.Subresource != "exec"
+		return true, r, nil
+	})
+	sc := snapfake.NewSimpleClientset(&snapv1.VolumeSnapshotClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "fast-snap", Annotations: map[string]string{kube.DefaultSnapshotClassAnnotation: "true"}},
+		Driver:     "snap.example",
+	})
+
+	checks, err := Run(context.Background(), kc, sc, Options{Namespace: "shop", StatefulSet: "missing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		level    Level
+		contains string
+	}{
+		{"snapshot API", LevelOK, "volumesnapshotclasses, volumesnapshots"},
+		{"CSI driver snap.example", LevelOK, "fast-snap"},
+		{"CSI driver plain.example", LevelWarn, "live files"},
+		{"storage class fast", LevelOK, "uses snapshot"},
+		{"storage class slow", LevelOK, "uses files"},
+		{"permissions in shop", LevelFail, "create pods/exec (run hooks)"},
+		{"statefulset shop/missing", LevelFail, "not found"},
+	}
+	for _, tt := range tests {
+		c, ok := find(checks, tt.name)
+		if !ok {
+			t.Errorf("no check %q in %+v", tt.name, checks)
+			continue
+		}
+		if c.Level != tt.level || !strings.Contains(c.Detail, tt.contains) {
+			t.Errorf("%s: %s %q, want %s containing %q", tt.name, c.Level, c.Detail, tt.level, tt.contains)
+		}
+	}
+	if !Failed(checks) {
+		t.Error("Failed() is false with failing checks")
+	}
+}

@@ -35,6 +35,10 @@ type Agent struct {
 
 	mu    sync.Mutex
 	stats map[string]*runStats
+	// cron and entries are set while Serve runs; the cron's own next
+	// activation is the truth for @every, whose Next counts from "now".
+	cron    *cron.Cron
+	entries map[string]cron.EntryID
 }
 
 // runStats is the agent's memory of one schedule, for /metrics.
@@ -86,11 +90,20 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	logger := cronLogger{a.log}
 	c := cron.New(cron.WithChain(cron.Recover(logger), cron.SkipIfStillRunning(logger)), cron.WithLogger(logger))
+	entries := map[string]cron.EntryID{}
 	for _, s := range a.cfg.Schedules {
-		c.Schedule(a.specs[s.Name].sched, cron.FuncJob(func() { a.RunOnce(ctx, s) }))
+		entries[s.Name] = c.Schedule(a.specs[s.Name].sched, cron.FuncJob(func() { _ = a.RunOnce(ctx, s) }))
 		a.log.Info("schedule added", "schedule", s.Name, "namespace", s.Namespace, "statefulset", s.StatefulSet,
 			"cron", s.Cron, "next", a.specs[s.Name].Next(a.now()))
 	}
+	a.mu.Lock()
+	a.cron, a.entries = c, entries
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.cron, a.entries = nil, nil
+		a.mu.Unlock()
+	}()
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -174,6 +187,20 @@ func (a *Agent) Handler() http.Handler {
 func (a *Agent) snapshot() []scheduleMetrics {
 	now := a.now()
 	a.mu.Lock()
+	c, entries := a.cron, a.entries
+	a.mu.Unlock()
+	next := map[string]time.Time{}
+	for _, s := range a.cfg.Schedules {
+		if c != nil {
+			// Entry takes the cron's own lock; a.mu is not held here.
+			if t := c.Entry(entries[s.Name]).Next; !t.IsZero() {
+				next[s.Name] = t
+				continue
+			}
+		}
+		next[s.Name] = a.specs[s.Name].Next(now)
+	}
+	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := make([]scheduleMetrics, 0, len(a.cfg.Schedules))
 	for _, s := range a.cfg.Schedules {
@@ -182,7 +209,7 @@ func (a *Agent) snapshot() []scheduleMetrics {
 			Name: s.Name, Namespace: s.Namespace, StatefulSet: s.StatefulSet,
 			Runs: st.runs, Failures: st.failures,
 			LastSuccess: st.lastSuccess, LastDuration: st.lastDuration, LastBytes: st.lastBytes,
-			Running: st.running, NextRun: a.specs[s.Name].Next(now),
+			Running: st.running, NextRun: next[s.Name],
 		})
 	}
 	return out

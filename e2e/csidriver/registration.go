@@ -28,9 +28,9 @@ func (r *registrationServer) GetInfo(context.Context, *registerapi.InfoRequest) 
 
 func (r *registrationServer) NotifyRegistrationStatus(_ context.Context, s *registerapi.RegistrationStatus) (*registerapi.RegistrationStatusResponse, error) {
 	if s.GetPluginRegistered() {
-		r.log.Info("registered with the kubelet", "driver", r.name)
+		r.log.Info("registered with the kubelet")
 	} else {
-		r.log.Error("kubelet refused registration", "driver", r.name, "error", s.GetError())
+		r.log.Error("kubelet refused registration", "error", s.GetError())
 	}
 	return &registerapi.RegistrationStatusResponse{}, nil
 }

@@ -93,9 +93,10 @@ build_group provisioner "$PROVISIONER_VERSION" "-s -w -X main.version=$PROVISION
 # The VolumeSnapshot CRDs of the same snapshotter release.
 crd_dir=$cache/crd/snapshotter-$SNAPSHOTTER_VERSION
 if [ ! -d "$crd_dir" ]; then
-  src=$(cd "$here/snapshotter" && go list -m -f '{{.Dir}}' github.com/kubernetes-csi/external-snapshotter/v8)
+  src=$(cd "$here/snapshotter" && go mod download github.com/kubernetes-csi/external-snapshotter/client/v8 &&
+    go list -m -f '{{with .Replace}}{{.Dir}}{{else}}{{.Dir}}{{end}}' github.com/kubernetes-csi/external-snapshotter/client/v8)
   mkdir -p "$crd_dir.tmp"
-  cp "$src"/client/config/crd/snapshot.storage.k8s.io_*.yaml "$crd_dir.tmp/"
+  cp "$src"/config/crd/snapshot.storage.k8s.io_*.yaml "$crd_dir.tmp/"
   chmod -R u+w "$crd_dir.tmp"
   mv "$crd_dir.tmp" "$crd_dir"
 fi
@@ -151,6 +152,15 @@ if [ ! -f "$busybox_tar" ]; then
   mv "$busybox_tar.tmp" "$busybox_tar"
 fi
 
+# kubectl as an image: an in-cluster API client (ServiceAccount token, the
+# kubernetes Service) for checks from inside pods.
+kubectl_tar=$img/kubectl-$KUBERNETES_VERSION-$tools_hash.tar
+if [ ! -f "$kubectl_tar" ]; then
+  "$mkimage" --out "$kubectl_tar.tmp" --ref kbak.local/kubectl:dev \
+    --file "$bin/kubectl-$KUBERNETES_VERSION:/kubectl:0755" --dir /tmp:1777 --entrypoint /kubectl
+  mv "$kubectl_tar.tmp" "$kubectl_tar"
+fi
+
 for c in "${kube_cmds[@]}"; do
   echo "$(echo "$c" | tr a-z- A-Z_)=$bin/$c-$KUBERNETES_VERSION"
 done
@@ -163,3 +173,4 @@ echo "CSIDRIVER=$csidriver"
 echo "MKIMAGE=$mkimage"
 echo "PAUSE_IMAGE_TAR=$pause_tar"
 echo "BUSYBOX_IMAGE_TAR=$busybox_tar"
+echo "KUBECTL_IMAGE_TAR=$kubectl_tar"

@@ -1,5 +1,6 @@
 # Shared settings of up.sh, down.sh and check-clean.sh. Sourced, not run.
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # used by the scripts that source it
 
 D=${KBAK_E2E_DIR:-/var/tmp/kbak-e2e}
 NODE=kbak-node

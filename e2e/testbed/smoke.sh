@@ -28,7 +28,7 @@ cleanup() {
 trap cleanup EXIT
 kubectl create namespace $ns >/dev/null
 
-pod() { # name pvc-or-empty command
+pod() { # name pvc-or-empty command [image]
   local vol="" mount=""
   if [ -n "$2" ]; then
     vol="volumes: [{name: data, persistentVolumeClaim: {claimName: $2}}]"
@@ -43,9 +43,9 @@ spec:
   terminationGracePeriodSeconds: 0
   containers:
   - name: main
-    image: $KBAK_E2E_UTIL_IMAGE
+    image: ${4:-$KBAK_E2E_UTIL_IMAGE}
     imagePullPolicy: Never
-    command: [sh, -c, '$3']
+    command: $3
     $mount
   $vol
 EOF
@@ -71,7 +71,7 @@ succeeded() { # pod seconds
 
 log "pod with a PVC on kbak-snap"
 pvc data kbak-snap
-pod writer data 'echo kbak-smoke >/data/file && sync && sleep 3600'
+pod writer data '[sh, -c, "echo kbak-smoke >/data/file && sync && sleep 3600"]'
 k wait --for=condition=Ready pod/writer --timeout=60s >/dev/null || fail "writer not ready"
 
 log "VolumeSnapshot of it"
@@ -88,7 +88,7 @@ k wait --for=jsonpath='{.status.readyToUse}'=true volumesnapshot/snap --timeout=
 
 log "PVC restored from the snapshot"
 pvc restored kbak-snap snap
-pod reader restored 'test "$(cat /data/file)" = kbak-smoke'
+pod reader restored '[sh, -c, "test \"$(cat /data/file)\" = kbak-smoke"]'
 succeeded reader 60
 
 log "PVC on kbak-nosnap binds"
@@ -96,12 +96,15 @@ pvc plain kbak-nosnap
 k wait --for=jsonpath='{.status.phase}'=Bound pvc/plain --timeout=60s >/dev/null || fail "kbak-nosnap PVC not bound"
 
 log "S3 server from a pod"
-pod s3 "" "wget -S -O /dev/null $KBAK_E2E_S3_ENDPOINT/ 2>&1 | tee /dev/stderr | grep -q \"HTTP/1.1 \""
+pod s3 "" "[sh, -c, 'wget -S -O /dev/null $KBAK_E2E_S3_ENDPOINT/ 2>&1 | grep \"HTTP/1.1 \"']"
 succeeded s3 60
 
 log "API server through the kubernetes Service ClusterIP"
-ip=$(kubectl -n default get service kubernetes -o jsonpath='{.spec.clusterIP}')
-pod api "" "wget -q --no-check-certificate --header \"Authorization: Bearer \$(cat /var/run/secrets/kubernetes.io/serviceaccount/token)\" -O - https://$ip/api | grep -q APIVersions"
+# kubectl in a pod uses the in-cluster configuration: the kubernetes Service's
+# ClusterIP (KUBERNETES_SERVICE_HOST) and the pod's ServiceAccount token.
+pod api "" "[/kubectl, get, --raw, /api]" "$KBAK_E2E_KUBECTL_IMAGE"
 succeeded api 60
+ip=$(kubectl -n default get service kubernetes -o jsonpath='{.spec.clusterIP}')
+k logs api | grep -q '"APIVersions"' || fail "pod api: no API versions from $ip: $(k logs api)"
 
 log "all checks passed"

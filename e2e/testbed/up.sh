@@ -75,10 +75,10 @@ keyUsage = digitalSignature, keyEncipherment
 extendedKeyUsage = clientAuth
 EOF
 ossl() { openssl "$@" 2>>"$D/logs/openssl.log"; }
-ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+ossl req -x509 -newkey rsa:2048 -nodes -days 3650 \
   -subj /CN=kbak-e2e-ca -keyout "$pki/ca.key" -out "$pki/ca.crt"
 cert() { # name subject extensions
-  ossl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "$2" \
+  ossl req -new -newkey rsa:2048 -nodes -subj "$2" \
     -keyout "$pki/$1.key" -out "$pki/$1.csr"
   ossl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
     -days 3650 -extfile "$sslconf" -extensions "$3" -out "$pki/$1.crt"
@@ -214,7 +214,7 @@ else
 fi
 
 wait_for containerd 30 ctr_ version
-for tar in "$PAUSE_IMAGE_TAR" "$BUSYBOX_IMAGE_TAR"; do
+for tar in "$PAUSE_IMAGE_TAR" "$BUSYBOX_IMAGE_TAR" "$KUBECTL_IMAGE_TAR"; do
   ctr_ images import "$tar" >/dev/null
 done
 if grep -q '^image:' "$repo/Makefile" 2>/dev/null; then
@@ -351,6 +351,7 @@ export KBAK_E2E_NODE=$NODE
 export KBAK_E2E_CSI_FAULTS=$D/csi-faults
 export KBAK_E2E_UTIL_IMAGE=kbak.local/busybox:dev
 export KBAK_E2E_KBAK_IMAGE=kbak.local/kbak:dev
+export KBAK_E2E_KUBECTL_IMAGE=kbak.local/kubectl:dev
 export KBAK_E2E_SNAP_CLASS=kbak-snap
 export KBAK_E2E_NOSNAP_CLASS=kbak-nosnap
 export KBAK_E2E_SNAPSHOT_CLASS=kbak-snap

@@ -249,7 +249,8 @@ func names[T any, P interface {
 	return out
 }
 
-// latestFinder is what `schedule list` needs of the catalog.
-type latestFinder interface {
+// LatestFinder is what `schedule list` needs of the catalog: a
+// *catalog.Catalog.
+type LatestFinder interface {
 	Latest(ctx context.Context, f catalog.Filter) (*catalog.Manifest, error)
 }

@@ -44,7 +44,7 @@ type Status struct {
 // CronJobs labelled kbak.io/schedule, each with its next runs and its last
 // Completed backup in cat at now. cat may be nil when no repository is
 // configured; the last success is then unknown and nothing is overdue.
-func List(ctx context.Context, kc kubernetes.Interface, cat latestFinder, ns string, now time.Time) ([]Status, error) {
+func List(ctx context.Context, kc kubernetes.Interface, cat LatestFinder, ns string, now time.Time) ([]Status, error) {
 	l, err := kc.BatchV1().CronJobs(ns).List(ctx, metav1.ListOptions{LabelSelector: deploy.LabelManagedBy + "=" + deploy.ManagedByValue + "," + deploy.LabelSchedule})
 	if err != nil {
 		where := "namespace " + ns

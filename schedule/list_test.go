@@ -23,7 +23,7 @@ type fakeLatest struct {
 	err    error
 }
 
-var _ latestFinder = fakeLatest{}
+var _ LatestFinder = fakeLatest{}
 
 func (f fakeLatest) Latest(_ context.Context, flt catalog.Filter) (*catalog.Manifest, error) {
 	if f.err != nil {
@@ -69,7 +69,7 @@ func TestList(t *testing.T) {
 	tests := []struct {
 		name string
 		ns   string
-		cat  latestFinder
+		cat  LatestFinder
 		want map[string]bool // schedule name: overdue
 	}{
 		{"all namespaces", "", cat, map[string]bool{"fresh": false, "stale": true, "never": true}},

@@ -88,11 +88,15 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // Serve is Run on a listener the caller opened.
 func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
+	// Runs get a context of their own, so that a failing HTTP server also
+	// stops them.
+	runCtx, cancelRuns := context.WithCancel(ctx)
+	defer cancelRuns()
 	logger := cronLogger{a.log}
 	c := cron.New(cron.WithChain(cron.Recover(logger), cron.SkipIfStillRunning(logger)), cron.WithLogger(logger))
 	entries := map[string]cron.EntryID{}
 	for _, s := range a.cfg.Schedules {
-		entries[s.Name] = c.Schedule(a.specs[s.Name].sched, cron.FuncJob(func() { _ = a.RunOnce(ctx, s) }))
+		entries[s.Name] = c.Schedule(a.specs[s.Name].sched, cron.FuncJob(func() { _ = a.RunOnce(runCtx, s) }))
 		a.log.Info("schedule added", "schedule", s.Name, "namespace", s.Namespace, "statefulset", s.StatefulSet,
 			"cron", s.Cron, "next", a.specs[s.Name].Next(a.now()))
 	}
@@ -120,6 +124,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 		err = fmt.Errorf("serve /metrics on %s: %w", ln.Addr(), err)
 	}
 	stopped := c.Stop()
+	cancelRuns()
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutdown)
@@ -129,7 +134,8 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // RunOnce runs schedule s now and records the outcome. A panic in the run
-// function counts as a failure and does not take the agent down.
+// function counts as a failure and does not take the agent down. Unlike the
+// cron's runs, a RunOnce is not skipped while another run of s is going.
 func (a *Agent) RunOnce(ctx context.Context, s ScheduleSpec) (err error) {
 	st := a.stats[s.Name]
 	if st == nil {

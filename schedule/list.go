@@ -29,6 +29,7 @@ type Status struct {
 	TimeZone     string      `json:"timeZone,omitempty"`
 	Suspended    bool        `json:"suspended,omitempty"`
 	Retention    string      `json:"retention,omitempty"`
+	Repo         string      `json:"repo,omitempty"` // where the schedule's backups go
 	Created      time.Time   `json:"created"`
 	Next         []time.Time `json:"next,omitempty"`
 	LastSchedule *time.Time  `json:"lastSchedule,omitempty"` // the CronJob controller's last start
@@ -78,6 +79,7 @@ func statusOf(cj *batchv1.CronJob, last *catalog.Manifest, lastErr error, haveCa
 		StatefulSet: cj.Labels[deploy.LabelStatefulSet],
 		Cron:        cj.Spec.Schedule,
 		Retention:   cj.Annotations[deploy.AnnotationRetention],
+		Repo:        cj.Annotations[deploy.AnnotationRepo],
 		Created:     cj.CreationTimestamp.Time,
 		Suspended:   cj.Spec.Suspend != nil && *cj.Spec.Suspend,
 	}

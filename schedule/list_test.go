@@ -98,7 +98,7 @@ func TestList(t *testing.T) {
 				if len(s.Next) != NextRunsShown || !s.Next[0].After(now) {
 					t.Errorf("%s: next runs %v", s.Name, s.Next)
 				}
-				if s.Retention != "last 3, daily 7" {
+				if s.Retention != "last 3, daily 7" || s.Repo != "s3://backups/prod" {
 					t.Errorf("%s: retention %q", s.Name, s.Retention)
 				}
 			}

@@ -397,3 +397,45 @@ func TestFaults(t *testing.T) {
 	_, err = createSnapshot(c, "snapshot-g", vol.VolumeId, "garbled")
 	wantCode(t, err, codes.Internal)
 }
+
+// TestConcurrentRetries: the sidecars retry calls that time out, so the same
+// create can arrive while the first is still copying; all must agree.
+func TestConcurrentRetries(t *testing.T) {
+	c, _ := newTestController(t, t.TempDir(), true)
+	vol, err := createVolume(t, c, "pvc-1", 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.st.volumeDir(vol.VolumeId), "f"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	ids := make(chan string, 2*n)
+	errs := make(chan error, 2*n)
+	for range n {
+		go func() {
+			s, err := createSnapshot(c, "snapshot-1", vol.VolumeId, "ns")
+			errs <- err
+			ids <- s.GetSnapshotId()
+		}()
+		go func() {
+			v, err := createVolume(t, c, "pvc-2", 1, "")
+			errs <- err
+			ids <- "volume " + v.GetVolumeId()
+		}()
+	}
+	got := map[string]int{}
+	for range 2 * n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+		got[<-ids]++
+	}
+	if len(got) != 2 || got["snapshot-1"] != n || got["volume pvc-2"] != n {
+		t.Fatalf("concurrent creates returned %v", got)
+	}
+	entries, err := os.ReadDir(filepath.Join(c.st.dir, "snapshots"))
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("snapshot directories %v (%v), want one", entries, err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -41,6 +42,7 @@ import (
 //	kbak schedule list -n NS -o json
 //	kbak schedule delete NAME -n NS
 //	kbak agent --config FILE
+//	kbak deploy agent --config FILE --namespace NS --image IMG
 
 const storeSecret = "kbak-store"
 
@@ -590,5 +592,71 @@ func TestScheduleDeleteLeavesNothing(t *testing.T) {
 	if _, err := e.Kube.CoreV1().Secrets(ns).Get(ctx(t), storeSecret, metav1.GetOptions{}); err != nil {
 		t.Errorf("the user's Secret: %v", err)
 	}
+	noLeftovers(t, e, ns, false)
+}
+
+// TestScheduleAgentDeployed: the manifests of `kbak deploy agent` run the
+// agent in the cluster with its own ServiceAccount, and it backs up.
+func TestScheduleAgentDeployed(t *testing.T) {
+	e := newEnv(t)
+	ns := createNamespace(t, e, "sch-agent-app")
+	agentNS := createNamespace(t, e, "sch-agent-run")
+	applyStatefulSet(t, e, ns, "db", 1, e.SnapClass)
+	createStoreSecret(t, e, ns)
+	createStoreSecret(t, e, agentNS)
+	cat := catalog.New(store(t, e))
+	backupRole, readRole := "kbak:agent:"+agentNS+":kbak-agent:backup", "kbak:agent:"+agentNS+":kbak-agent:read"
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = e.Kube.RbacV1().ClusterRoleBindings().Delete(c, readRole, metav1.DeleteOptions{})
+		_ = e.Kube.RbacV1().ClusterRoles().Delete(c, readRole, metav1.DeleteOptions{})
+		_ = e.Kube.RbacV1().ClusterRoles().Delete(c, backupRole, metav1.DeleteOptions{})
+	})
+
+	cfg := fmt.Sprintf(`repo: %q
+secret: %s
+schedules:
+- name: in-cluster
+  statefulset: db
+  namespace: %s
+  cron: "@every 1m"
+  keepLast: 2
+`, e.Repo, storeSecret, ns)
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runKbak(t, e, "deploy", "agent", "--config", path, "--namespace", agentNS, "--image", e.KbakImage)
+	if r.code != 0 {
+		t.Fatalf("kbak deploy agent: %s", r)
+	}
+	apply := exec.Command(filepath.Join(e.Dir, "bin", "kubectl"), "apply", "-f", "-")
+	apply.Stdin = strings.NewReader(r.stdout)
+	if out, err := apply.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply the agent's manifests: %v\n%s\n%s", err, out, r.stdout)
+	}
+
+	waitFor(t, "a Completed backup made by the agent in the cluster", 4*time.Minute, func(c context.Context) (string, bool, error) {
+		list, err := completedBackups(c, cat, ns, "db")
+		if err != nil {
+			return "", false, err
+		}
+		return fmt.Sprintf("%d backups", len(list)), len(list) > 0, nil
+	})
+	pods, err := e.Kube.CoreV1().Pods(agentNS).List(ctx(t), metav1.ListOptions{LabelSelector: deploy.LabelName + "=kbak-agent"})
+	if err != nil || len(pods.Items) != 1 || pods.Items[0].Spec.ServiceAccountName != "kbak-agent" {
+		t.Errorf("agent pods %v (%v), want one running as kbak-agent", objectNames(pods, err), err)
+	}
+	if err := e.Kube.AppsV1().Deployments(agentNS).Delete(ctx(t), "kbak-agent", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the agent pod to go", 4*time.Minute, func(c context.Context) (string, bool, error) {
+		l, err := e.Kube.CoreV1().Pods(agentNS).List(c, metav1.ListOptions{LabelSelector: deploy.LabelName + "=kbak-agent"})
+		if err != nil {
+			return "", false, err
+		}
+		return fmt.Sprintf("%d pods", len(l.Items)), len(l.Items) == 0, nil
+	})
 	noLeftovers(t, e, ns, false)
 }

@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 t0=$(date +%s%N)
-log() { echo "down.sh: $*" >&2; }
+log() { echo "down.sh: $(( ($(date +%s%N) - t0) / 1000000 ))ms $*" >&2; }
 
 [ "$(id -u)" = 0 ] || { log "needs root"; exit 1; }
 if [ ! -d "$D" ]; then
@@ -23,28 +23,38 @@ kubectl_bin=$(readlink "$D/bin/kubectl" 2>/dev/null || true)
 kubectl() { "$kubectl_bin" --kubeconfig "$D/kubeconfig" --request-timeout 10s "$@"; }
 ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 
-stop() { # name [seconds]: SIGTERM, wait, then SIGKILL
-  local name=$1 secs=${2:-20} f=$D/pids/$1.pid pid
-  [ -f "$f" ] || return 0
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null
-    local end=$((SECONDS + secs))
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
+stop() { # seconds name...: SIGTERM to all at once, wait, then SIGKILL
+  local secs=$1 name f pid
+  shift
+  local pids=()
+  for name in "$@"; do
+    f=$D/pids/$name.pid
+    [ -f "$f" ] || continue
+    pid=$(cat "$f")
+    if running "$pid"; then
+      kill -TERM "$pid" 2>/dev/null
+      pids+=("$name:$pid")
+    fi
+    rm -f "$f"
+  done
+  local end=$((SECONDS + secs)) np
+  for np in "${pids[@]}"; do
+    name=${np%%:*} pid=${np#*:}
+    while running "$pid" && [ $SECONDS -lt $end ]; do sleep 0.05; done
+    if running "$pid"; then
       log "$name did not stop in ${secs}s: killing it"
       kill -KILL "$pid" 2>/dev/null
-      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+      while running "$pid"; do sleep 0.05; done
     fi
-  fi
-  rm -f "$f"
+    [ -n "${KBAK_E2E_TRACE:-}" ] && log "stopped $name"
+  done
+  return 0
 }
 
 # 1. No controller may replace what is deleted now; then every pod goes
 # through the kubelet, which stops its sandbox (CNI teardown) and unpublishes
 # its CSI volumes while the drivers still run.
-stop kube-controller-manager
-stop kube-scheduler
+stop 20 kube-controller-manager kube-scheduler
 if [ -n "$kubectl_bin" ] && pid_alive kube-apiserver && pid_alive kubelet; then
   kubectl delete pods --all-namespaces --all --grace-period=0 --force --wait=false >/dev/null 2>&1
   end=$((SECONDS + 60))
@@ -57,12 +67,12 @@ if [ -n "$kubectl_bin" ] && pid_alive kube-apiserver && pid_alive kubelet; then
   [ "$tasks" = 0 ] && [ "$vols" = 0 ] || log "pods still running after 60s ($tasks tasks, $vols volume mounts): forcing"
 fi
 
+[ -n "${KBAK_E2E_TRACE:-}" ] && log "step: The node agent first"
 # 2. The node agent first, then everything else.
-stop kubelet 30
-for c in csi-snapshotter-snap csi-provisioner-nosnap csi-provisioner-snap snapshot-controller \
-  kube-proxy s3 kube-apiserver etcd csi-nosnap csi-snap; do
-  stop "$c"
-done
+stop 30 kubelet
+stop 20 csi-snapshotter-snap csi-provisioner-nosnap csi-provisioner-snap snapshot-controller kube-proxy s3
+stop 20 kube-apiserver
+stop 20 etcd csi-nosnap csi-snap
 
 # 3. Containers the kubelet did not stop: kill their tasks and remove them
 # through containerd, before containerd itself stops.
@@ -77,12 +87,13 @@ if pid_alive containerd; then
     ctr_ containers delete "$id" >/dev/null 2>&1
   done
 fi
-stop containerd 30
+stop 30 containerd
 # Shims outlive containerd: stop the ones serving this state directory.
 for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" || true); do
   kill -KILL "$pid" 2>/dev/null
 done
-for c in $COMPONENTS; do stop "$c" 5; done
+# shellcheck disable=SC2086 # a list of names
+stop 5 $COMPONENTS
 
 # 4. Container processes left in the kubelet's cgroups.
 for procs in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
@@ -91,6 +102,7 @@ for procs in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
 done
 sleep 0.2
 
+[ -n "${KBAK_E2E_TRACE:-}" ] && log "step: Mounts"
 # 5. Mounts: pod volumes, CSI bind mounts, container root filesystems and shm.
 for m in $(mounts_under "$D"); do
   umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"
@@ -109,6 +121,7 @@ for v in $(ip -o link show type veth 2>/dev/null | awk -F': ' '{print $2}' | cut
 done
 ip link del "$BRIDGE" 2>/dev/null
 
+[ -n "${KBAK_E2E_TRACE:-}" ] && log "step: iptables"
 # 7. iptables: restore what was there; tables absent before are emptied
 # (iptables-restore flushes every table it is given).
 # Tables that did not exist before are deleted (iptables-nft keeps them as
@@ -148,6 +161,7 @@ for root in /sys/fs/cgroup/*/; do
   find "$root/kubepods" -depth -type d -exec rmdir {} \; 2>/dev/null
 done
 
+[ -n "${KBAK_E2E_TRACE:-}" ] && log "step: Files outside"
 # 10. Files outside the state directory that did not exist before.
 for p in $OUTSIDE_PATHS; do
   [ -e "$p" ] || continue

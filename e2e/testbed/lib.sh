@@ -41,9 +41,16 @@ COMPONENTS="containerd etcd kube-apiserver kube-controller-manager kube-schedule
 
 sysctl_snapshot() { sysctl -a 2>/dev/null | grep -E "$SYSCTL_PATTERN" | sort || true; }
 
+# running: the process exists and is not a zombie waiting for init to reap it.
+running() { # pid
+  local st
+  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "$st" != Z ]
+}
+
 pid_alive() { # name
   local f=$D/pids/$1.pid
-  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+  [ -f "$f" ] && running "$(cat "$f")"
 }
 
 # mounts_under prints mount points under a directory, deepest first.

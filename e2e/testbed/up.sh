@@ -257,7 +257,7 @@ maxPods: 110
 EOF
 echo "options ndots:1" >"$D/kubelet/resolv.conf"
 start kubelet "$KUBELET" --config "$D/kubelet/config.yaml" --kubeconfig "$D/kubeconfig" \
-  --root-dir "$D/kubelet" --hostname-override "$NODE" --node-ip "$BRIDGE_IP"
+  --root-dir "$D/kubelet" --cert-dir "$D/kubelet/pki" --hostname-override "$NODE" --node-ip "$BRIDGE_IP"
 
 # --- the bucket, created through the S3 API.
 wait_for "S3 server" 30 curl -s -o /dev/null "$S3_ENDPOINT/"

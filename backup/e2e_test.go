@@ -98,7 +98,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // statefulSet starts StatefulSet name with replicas pods that each write a
-// file naming their pod and some random data into claim "data" of class,
+// file naming their pod and 1 MiB of random data into claim "data" of class
 // and waits until every pod is ready (its data written).
 func (b *bed) statefulSet(t *testing.T, name, class string, replicas int32) {
 	t.Helper()
@@ -215,7 +215,7 @@ func TestE2EBackup(t *testing.T) {
 				t.Fatalf("status %s with %d volumes", m.Status, len(m.Volumes))
 			}
 			for _, v := range m.Volumes {
-				if v.Status != catalog.VolumeCompleted || v.Method != tt.method || v.Consistency != tt.consistency || v.Files < 4 || v.RawBytes < 1<<20 {
+				if v.Status != catalog.VolumeCompleted || v.Method != tt.method || v.Consistency != tt.consistency || v.Files < 3 || v.RawBytes < 1<<20 {
 					t.Errorf("%s: %+v", v.PVC, v)
 				}
 				info, err := b.store.Stat(context.Background(), v.Key)

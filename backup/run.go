@@ -47,7 +47,9 @@ type volume struct {
 	method catalog.Method
 	class  string // VolumeSnapshotClass, snapshot method only
 	name   string // deterministic name of its snapshot, temp claim and pod
-	cut    time.Time
+	cut    time.Time // the storage's cut time (creationTime)
+	// requested is when the create call for its snapshot returned.
+	requested time.Time
 	// quiesced is true when the hooks held the application still while the
 	// volume was cut or copied.
 	quiesced bool
@@ -412,6 +414,7 @@ func (r *run) cut(ctx context.Context, vols []*volume) time.Duration {
 			v.err = err
 			continue
 		}
+		v.requested = r.deps.Now()
 		v.quiesced = r.hooksEnabled() && v.claim.Pod != nil
 		v.snapshot = &catalog.Snapshot{Name: v.name, Namespace: r.opts.Namespace, Class: v.class}
 		r.log.Info("created snapshot", "pvc", v.claim.Name, "snapshot", v.name)
@@ -434,13 +437,16 @@ func (r *run) cut(ctx context.Context, vols []*volume) time.Duration {
 	}
 	wg.Wait()
 	thaw()
-	var times []time.Time
+	var cuts, requests []time.Time
 	for _, v := range vols {
 		if v.err == nil {
-			times = append(times, v.cut)
+			cuts = append(cuts, v.cut)
+			requests = append(requests, v.requested)
 		}
 	}
-	return spreadOf(times)
+	// creationTime has whole seconds only; the spread of our own create
+	// calls bounds it from below with our clock's resolution.
+	return max(spreadOf(cuts), spreadOf(requests))
 }
 
 func cutTime(vs *snapv1.VolumeSnapshot, now time.Time) time.Time {

@@ -45,8 +45,8 @@ type run struct {
 type volume struct {
 	claim  kube.Claim
 	method catalog.Method
-	class  string // VolumeSnapshotClass, snapshot method only
-	name   string // deterministic name of its snapshot, temp claim and pod
+	class  string    // VolumeSnapshotClass, snapshot method only
+	name   string    // deterministic name of its snapshot, temp claim and pod
 	cut    time.Time // the storage's cut time (creationTime)
 	// requested is when the create call for its snapshot returned.
 	requested time.Time

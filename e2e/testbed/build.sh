@@ -90,13 +90,15 @@ build_group snapshotter "$SNAPSHOTTER_VERSION" "-s -w -X main.version=$SNAPSHOTT
 build_group provisioner "$PROVISIONER_VERSION" "-s -w -X main.version=$PROVISIONER_VERSION" \
   github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner
 
-# The VolumeSnapshot CRDs of the same snapshotter release.
-crd_dir=$cache/crd/snapshotter-$SNAPSHOTTER_VERSION
+# The VolumeSnapshot and VolumeGroupSnapshot CRDs of the same snapshotter
+# release (without the group ones the snapshot controller waits for them with
+# a backoff before it starts).
+crd_dir=$cache/crd/snapshot-crds-$SNAPSHOTTER_VERSION
 if [ ! -d "$crd_dir" ]; then
   src=$(cd "$here/snapshotter" && go mod download github.com/kubernetes-csi/external-snapshotter/client/v8 &&
     go list -m -f '{{with .Replace}}{{.Dir}}{{else}}{{.Dir}}{{end}}' github.com/kubernetes-csi/external-snapshotter/client/v8)
   mkdir -p "$crd_dir.tmp"
-  cp "$src"/config/crd/snapshot.storage.k8s.io_*.yaml "$crd_dir.tmp/"
+  cp "$src"/config/crd/*snapshot.storage.k8s.io_*.yaml "$crd_dir.tmp/"
   chmod -R u+w "$crd_dir.tmp"
   mv "$crd_dir.tmp" "$crd_dir"
 fi

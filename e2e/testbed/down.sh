@@ -67,7 +67,7 @@ if [ -n "$kubectl_bin" ] && pid_alive kube-apiserver && pid_alive kubelet; then
   [ "$tasks" = 0 ] && [ "$vols" = 0 ] || log "pods still running after 60s ($tasks tasks, $vols volume mounts): forcing"
 fi
 
-[ -n "${KBAK_E2E_TRACE:-}" ] && log "step: The node agent first"
+log "step: The node agent first"
 # 2. The node agent first, then everything else.
 stop 30 kubelet
 stop 20 csi-snapshotter-snap csi-provisioner-nosnap csi-provisioner-snap snapshot-controller kube-proxy s3
@@ -102,7 +102,7 @@ for procs in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
 done
 sleep 0.2
 
-[ -n "${KBAK_E2E_TRACE:-}" ] && log "step: Mounts"
+log "step: Mounts"
 # 5. Mounts: pod volumes, CSI bind mounts, container root filesystems and shm.
 for m in $(mounts_under "$D"); do
   umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"
@@ -121,7 +121,7 @@ for v in $(ip -o link show type veth 2>/dev/null | awk -F': ' '{print $2}' | cut
 done
 ip link del "$BRIDGE" 2>/dev/null
 
-[ -n "${KBAK_E2E_TRACE:-}" ] && log "step: iptables"
+log "step: iptables"
 # 7. iptables: restore what was there; tables absent before are emptied
 # (iptables-restore flushes every table it is given).
 # Tables that did not exist before are deleted (iptables-nft keeps them as
@@ -161,7 +161,7 @@ for root in /sys/fs/cgroup/*/; do
   find "$root/kubepods" -depth -type d -exec rmdir {} \; 2>/dev/null
 done
 
-[ -n "${KBAK_E2E_TRACE:-}" ] && log "step: Files outside"
+log "step: Files outside"
 # 10. Files outside the state directory that did not exist before.
 for p in $OUTSIDE_PATHS; do
   [ -e "$p" ] || continue

@@ -269,7 +269,9 @@ curl -fsS -X PUT --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_
 
 # --- snapshots: CRDs and the snapshot controller.
 kubectl apply -f "$SNAPSHOT_CRDS" >/dev/null
-wait_for "VolumeSnapshot CRDs" 30 kubectl get volumesnapshotclasses
+wait_for "snapshot CRDs" 30 kubectl wait --for condition=established --timeout=1s \
+  crd/volumesnapshots.snapshot.storage.k8s.io crd/volumesnapshotclasses.snapshot.storage.k8s.io \
+  crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumegroupsnapshots.groupsnapshot.storage.k8s.io
 start snapshot-controller "$SNAPSHOT_CONTROLLER" --kubeconfig "$D/kubeconfig" --leader-election=false
 
 # --- CSI objects and sidecars (host processes talking to each driver's

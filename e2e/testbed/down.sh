@@ -71,7 +71,9 @@ log "step: The node agent first"
 # 2. The node agent first, then everything else.
 stop 30 kubelet
 stop 20 csi-snapshotter-snap csi-provisioner-nosnap csi-provisioner-snap snapshot-controller kube-proxy s3
-stop 20 kube-apiserver
+# The API server drains open requests (clients of tests still running) for up
+# to a minute; its data goes with the state directory, so it gets 3 s.
+stop 3 kube-apiserver
 stop 20 etcd csi-nosnap csi-snap
 
 # 3. Containers the kubelet did not stop: kill their tasks and remove them

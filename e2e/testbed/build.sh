@@ -120,6 +120,8 @@ if [ -f "$e2e/csidriver/go.mod" ]; then
     log "building the CSI driver"
     if (cd "$e2e/csidriver" && CGO_ENABLED=0 go build -trimpath -o "$csidriver.tmp" .) >&2; then
       mv "$csidriver.tmp" "$csidriver"
+      # Builds of older sources are never used again.
+      find "$bin" -maxdepth 1 -name 'kbak-csidriver-*' ! -name "$(basename "$csidriver")" -delete
     else
       log "the CSI driver does not build; the test bed runs without it"
       csidriver=

@@ -92,10 +92,16 @@ func PodDone(pod *corev1.Pod) bool {
 // last scheduling condition, the usual reason a pod stays pending.
 func WaitPod(ctx context.Context, kc kubernetes.Interface, ns, name string, done func(*corev1.Pod) bool, interval, timeout time.Duration) (*corev1.Pod, error) {
 	var last *corev1.Pod
+	var lastErr error
 	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
 		pod, err := kc.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return false, fmt.Errorf("get pod %s/%s: %w", ns, name, err)
+			err = fmt.Errorf("get pod %s/%s: %w", ns, name, err)
+			if permanent(err) {
+				return false, err
+			}
+			lastErr = err // an API server restart must not fail a long transfer
+			return false, nil
 		}
 		last = pod
 		if done(pod) {
@@ -108,6 +114,9 @@ func WaitPod(ctx context.Context, kc kubernetes.Interface, ns, name string, done
 	}
 	if wait.Interrupted(err) && ctx.Err() == nil {
 		msg := fmt.Sprintf("wait for pod %s/%s: still %s after %s", ns, name, phase(last), timeout)
+		if lastErr != nil {
+			msg += fmt.Sprintf(" (last error: %v)", lastErr)
+		}
 		if last != nil {
 			for _, c := range last.Status.Conditions {
 				if c.Type == corev1.PodScheduled && c.Status != corev1.ConditionTrue && c.Message != "" {
@@ -118,6 +127,11 @@ func WaitPod(ctx context.Context, kc kubernetes.Interface, ns, name string, done
 		return last, fmt.Errorf("%s", msg)
 	}
 	return last, err
+}
+
+// permanent reports whether an API error will not go away by retrying.
+func permanent(err error) bool {
+	return apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) || apierrors.IsGone(err)
 }
 
 func phase(pod *corev1.Pod) string {

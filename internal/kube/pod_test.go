@@ -2,13 +2,17 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 func moverPod(phase corev1.PodPhase, waiting string) *corev1.Pod {
@@ -63,5 +67,40 @@ func TestExitMessage(t *testing.T) {
 	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "mover", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled"}}}}
 	if got, want := ExitMessage(p), "container mover exited with code 137 (OOMKilled)"; got != want {
 		t.Errorf("ExitMessage = %q, want %q", got, want)
+	}
+}
+
+// A passing API outage is waited out; a missing pod is not.
+func TestWaitPodAPIErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		wantErr string
+	}{
+		{"transient", errors.New("connection refused"), ""},
+		{"not found", apierrors.NewNotFound(corev1.Resource("pods"), "m"), "not found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kc := fake.NewClientset(moverPod(corev1.PodRunning, ""))
+			calls := 0
+			kc.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+				calls++
+				if calls <= 2 {
+					return true, nil, tt.err
+				}
+				return false, nil, nil
+			})
+			_, err := WaitPod(context.Background(), kc, ns, "m", PodStarted, time.Millisecond, time.Hour)
+			if tt.wantErr == "" {
+				if err != nil || calls != 3 {
+					t.Errorf("err = %v after %d calls, want success on the third", err, calls)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || calls != 1 {
+				t.Errorf("err = %v after %d calls, want %q at once", err, calls, tt.wantErr)
+			}
+		})
 	}
 }

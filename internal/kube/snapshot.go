@@ -152,10 +152,16 @@ func SnapshotReady(vs *snapv1.VolumeSnapshot) bool {
 // snapshot reports an error (returned at once with its message), or timeout.
 func WaitSnapshot(ctx context.Context, sc snapclient.Interface, ns, name string, done func(*snapv1.VolumeSnapshot) bool, interval, timeout time.Duration) (*snapv1.VolumeSnapshot, error) {
 	var last *snapv1.VolumeSnapshot
+	var lastErr error
 	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
 		vs, err := sc.SnapshotV1().VolumeSnapshots(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return false, fmt.Errorf("get VolumeSnapshot %s/%s: %w", ns, name, err)
+			err = fmt.Errorf("get VolumeSnapshot %s/%s: %w", ns, name, err)
+			if permanent(err) {
+				return false, err
+			}
+			lastErr = err
+			return false, nil
 		}
 		last = vs
 		if err := SnapshotError(vs); err != nil {
@@ -165,6 +171,9 @@ func WaitSnapshot(ctx context.Context, sc snapclient.Interface, ns, name string,
 	})
 	if err != nil {
 		if wait.Interrupted(err) && ctx.Err() == nil {
+			if lastErr != nil {
+				return last, fmt.Errorf("wait for VolumeSnapshot %s/%s: not done after %s (last error: %w)", ns, name, timeout, lastErr)
+			}
 			return last, fmt.Errorf("wait for VolumeSnapshot %s/%s: not done after %s", ns, name, timeout)
 		}
 		return last, err

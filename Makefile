@@ -34,10 +34,16 @@ s3-servers:
 e2e: ## Bring the test bed up, run the end-to-end tests, always bring it down
 	@e2e/run.sh
 
-e2e-up: ## Start the local test cluster and S3 server (see e2e/testbed)
+e2e-build: ## Build (or find cached) every test-bed binary; the first time takes 20-50 minutes
+	e2e/testbed/build.sh >/dev/null
+
+e2e-up: ## Start the local test cluster and S3 server (see e2e/testbed/README.md)
 	e2e/testbed/up.sh
 
-e2e-down: ## Stop the test bed and leave the machine as it was
+e2e-smoke: ## Quick checks that the running test bed works (snapshots, S3 and API from pods)
+	e2e/testbed/smoke.sh
+
+e2e-down: ## Stop the test bed, leave the machine as it was, and check that it did
 	e2e/testbed/down.sh
 
 bench: s3-servers ## Go benchmarks and the whole-process comparison with tar | zstd
@@ -60,4 +66,4 @@ clean: ## Remove build outputs (the version cache in $(KBAK_CACHE) stays)
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z0-9_-]+:.*?##/ { printf "  %-10s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
-.PHONY: build image check test s3-servers e2e e2e-up e2e-down bench demo lint clean help
+.PHONY: build image check test s3-servers e2e e2e-build e2e-up e2e-smoke e2e-down bench demo lint clean help

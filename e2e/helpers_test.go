@@ -45,6 +45,7 @@ type env struct {
 	Node          string // the only node
 	UtilImage     string // busybox, for app and helper pods
 	KbakImage     string // kbak itself, for mover pods
+	KubectlImage  string // kubectl alone (no shell), an in-cluster API client
 	Repo          string // KBAK_REPO: s3://bucket?endpoint=...
 	S3Endpoint    string // reachable from the host and from pods
 	Bucket        string
@@ -107,6 +108,7 @@ func loadEnv() (*env, error) {
 		Node:          get("KBAK_E2E_NODE", "kbak-node"),
 		UtilImage:     get("KBAK_E2E_UTIL_IMAGE", "kbak.local/busybox:dev"),
 		KbakImage:     get("KBAK_E2E_KBAK_IMAGE", "kbak.local/kbak:dev"),
+		KubectlImage:  get("KBAK_E2E_KUBECTL_IMAGE", "kbak.local/kubectl:dev"),
 		Repo:          os.Getenv("KBAK_REPO"),
 		S3Endpoint:    os.Getenv("KBAK_E2E_S3_ENDPOINT"),
 		Bucket:        os.Getenv("KBAK_E2E_BUCKET"),
@@ -195,10 +197,13 @@ func deleteNamespace(c context.Context, t *testing.T, e *env, ns string) {
 	}
 	err = wait.PollUntilContextTimeout(c, 500*time.Millisecond, 2*time.Minute, true, func(c context.Context) (bool, error) {
 		_, err := e.Kube.CoreV1().Namespaces().Get(c, ns, metav1.GetOptions{})
-		return apierrors.IsNotFound(err), nil
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, err // an unreachable API server ends the wait at once
 	})
 	if err != nil {
-		t.Logf("namespace %s still terminating after 2m; leaving it", ns)
+		t.Logf("namespace %s not gone, leaving it: %v", ns, err)
 	}
 }
 
@@ -721,8 +726,9 @@ func waitPodReady(t *testing.T, e *env, ns, name string) {
 	})
 }
 
-// runPodToCompletion runs a busybox pod with the given shell script and
-// returns its log once it has ended; the test fails if it did not succeed.
+// runPodToCompletion runs a busybox pod with the given shell script (edit
+// may replace image and command) and returns its log once it has ended; the
+// test fails if it did not succeed.
 func runPodToCompletion(t *testing.T, e *env, ns, name, script string, edit func(*corev1.Pod)) string {
 	t.Helper()
 	p := &corev1.Pod{

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +18,6 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 )
 
 // The tests in this file prove the test bed itself: what kbak's end-to-end
@@ -297,21 +295,13 @@ func presign(t *testing.T, method, rawURL string, query url.Values) string {
 // TestBedAPIServerFromPods: a pod reaches the API server through the
 // kubernetes Service and is authenticated as its ServiceAccount, which is
 // how kbak's scheduled CronJob talks to the cluster. The client is the test
-// bed's static kubectl (client-go's in-cluster config, as kbak uses), mounted
-// from the host: busybox's TLS cannot talk to the API server's ECDSA
-// certificate.
+// bed's kubectl image: client-go's in-cluster configuration, as kbak uses.
 func TestBedAPIServerFromPods(t *testing.T) {
 	e := newEnv(t)
-	kubectl, err := filepath.EvalSymlinks(filepath.Join(e.Dir, "bin", "kubectl"))
-	if err != nil {
-		t.Fatalf("find the test bed's kubectl: %v", err)
-	}
 	ns := createNamespace(t, e, "bed-api")
-	out := runPodToCompletion(t, e, ns, "api-check", "/kubectl auth whoami -o json", func(p *corev1.Pod) {
-		p.Spec.Volumes = []corev1.Volume{{Name: "kubectl", VolumeSource: corev1.VolumeSource{
-			HostPath: &corev1.HostPathVolumeSource{Path: kubectl, Type: ptr.To(corev1.HostPathFile)},
-		}}}
-		p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "kubectl", MountPath: "/kubectl", ReadOnly: true}}
+	out := runPodToCompletion(t, e, ns, "api-check", "", func(p *corev1.Pod) {
+		p.Spec.Containers[0].Image = e.KubectlImage
+		p.Spec.Containers[0].Command = []string{"/kubectl", "auth", "whoami", "-o", "json"}
 	})
 	var review struct {
 		Status struct {

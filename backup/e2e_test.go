@@ -158,10 +158,20 @@ func (b *bed) options(sts string) Options {
 	}
 }
 
-// leftovers lists what kbak made in the namespace and did not remove.
+// leftovers lists what kbak made in the namespace and did not remove,
+// giving deleted objects 30 seconds to pass their finalizers (a snapshot
+// goes only once the snapshot controller has let it go).
 func (b *bed) leftovers(t *testing.T) []string {
 	t.Helper()
-	ctx := context.Background()
+	var left []string
+	_ = wait.PollUntilContextTimeout(context.Background(), time.Second, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		left = b.listKbakObjects(ctx)
+		return len(left) == 0, nil
+	})
+	return left
+}
+
+func (b *bed) listKbakObjects(ctx context.Context) []string {
 	sel := metav1.ListOptions{LabelSelector: kube.RunSelector("")}
 	var out []string
 	pods, _ := b.kc.CoreV1().Pods(b.ns).List(ctx, sel)
@@ -261,4 +271,78 @@ func TestE2EBadImage(t *testing.T) {
 		t.Errorf("left in the cluster: %v", left)
 	}
 	fmt.Fprintln(os.Stderr, err)
+}
+
+// fault switches a CSI driver fault on for the bed's namespace (see
+// e2e/csidriver/faults.go) until the test ends.
+func (b *bed) fault(t *testing.T, kind, content string) {
+	t.Helper()
+	dir := mustEnv(t, "KBAK_E2E_CSI_FAULTS") + "/" + kind
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := dir + "/" + b.ns
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(path) })
+}
+
+// A snapshot the driver refuses fails its volume with the driver's message
+// long before the snapshot timeout, thaws the application and leaves
+// nothing behind.
+func TestE2ESnapshotError(t *testing.T) {
+	b := newBed(t)
+	b.statefulSet(t, "db", mustEnv(t, "KBAK_E2E_SNAP_CLASS"), 1)
+	b.fault(t, "snapshot-error", "disk on fire")
+	o := b.options("db")
+	o.SnapshotTimeout = 5 * time.Minute
+	start := time.Now()
+	m, err := Run(context.Background(), b.deps, o)
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("err = %v, want ErrFailed with the driver's message", err)
+	}
+	if d := time.Since(start); d > time.Minute {
+		t.Errorf("took %s to fail", d)
+	}
+	var post int
+	for _, h := range m.Hooks {
+		if h.Phase == "post" && h.Error == "" {
+			post++
+		}
+	}
+	if post != 1 {
+		t.Errorf("hooks %+v, want the post hook run once", m.Hooks)
+	}
+	if left := b.leftovers(t); len(left) != 0 {
+		t.Errorf("left in the cluster: %v", left)
+	}
+}
+
+// The post hook runs once the snapshot is cut, not once it is ready: a
+// snapshot that takes its time to become ready must not keep the
+// application frozen.
+func TestE2EThawAtCut(t *testing.T) {
+	b := newBed(t)
+	b.statefulSet(t, "db", mustEnv(t, "KBAK_E2E_SNAP_CLASS"), 1)
+	const slow = 8 * time.Second
+	b.fault(t, "snapshot-slow", fmt.Sprint(slow.Seconds()))
+	m, err := Run(context.Background(), b.deps, b.options("db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pre, post time.Time
+	for _, h := range m.Hooks {
+		if h.Phase == "pre" {
+			pre = h.Finished
+		} else {
+			post = h.Started
+		}
+	}
+	if frozen := post.Sub(pre); frozen <= 0 || frozen >= slow {
+		t.Errorf("application frozen for %s; want less than the %s the snapshot needs to be ready", frozen, slow)
+	}
+	if d := m.Finished.Sub(m.Started); d < slow {
+		t.Errorf("backup took %s, less than the snapshot's readiness delay %s: did it wait for readyToUse?", d, slow)
+	}
 }

@@ -346,3 +346,35 @@ func TestE2EThawAtCut(t *testing.T) {
 		t.Errorf("backup took %s, less than the snapshot's readiness delay %s: did it wait for readyToUse?", d, slow)
 	}
 }
+
+// Ctrl-C while a snapshot becomes ready: Run returns the cancellation,
+// writes no manifest and deletes everything it made.
+func TestE2EInterrupted(t *testing.T) {
+	b := newBed(t)
+	b.statefulSet(t, "db", mustEnv(t, "KBAK_E2E_SNAP_CLASS"), 1)
+	b.fault(t, "snapshot-slow", "30")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := b.options("db")
+	o.Progress = nil
+	time.AfterFunc(4*time.Second, cancel)
+	m, err := Run(ctx, b.deps, o)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if _, err := b.store.Stat(context.Background(), m.Layout().ManifestKey()); !errors.Is(err, uploader.ErrNotFound) {
+		t.Errorf("manifest of an interrupted run: %v", err)
+	}
+	var post int
+	for _, h := range m.Hooks {
+		if h.Phase == "post" {
+			post++
+		}
+	}
+	if post != 1 {
+		t.Errorf("hooks %+v, want the post hook run once", m.Hooks)
+	}
+	if left := b.leftovers(t); len(left) != 0 {
+		t.Errorf("left in the cluster: %v", left)
+	}
+}

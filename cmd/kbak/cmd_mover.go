@@ -1,12 +1,18 @@
 package main
 
 import (
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/kbak/kbak/internal/mover"
+	"github.com/kbak/kbak/uploader"
 )
+
+// moverMemoryLimit is the Go heap's soft limit in mover processes.
+const moverMemoryLimit = 100 << 20
 
 // moverCommand is what mover pods run. It is hidden: operators use backup and
 // restore, which start mover pods with exactly these arguments.
@@ -36,7 +42,18 @@ EXAMPLES:
 				}),
 				Action: func(c *cli.Context) error {
 					return runMover(c, func(ev *mover.Emitter) (mover.Result, error) {
-						store, err := openStore(c.Context, c)
+						opts, err := storeOptions(c)
+						if err != nil {
+							return mover.Result{}, err
+						}
+						// Two parts in flight keep a loopback or LAN link busy;
+						// each more costs a part of memory.
+						opts.Concurrency = 2
+						repo, err := repoURL(c)
+						if err != nil {
+							return mover.Result{}, err
+						}
+						store, err := uploader.Open(c.Context, repo, opts)
 						if err != nil {
 							return mover.Result{}, err
 						}
@@ -75,6 +92,12 @@ EXAMPLES:
 // runMover prints the outcome of a transfer as the last JSON line; the error
 // still goes back to main for the exit code.
 func runMover(c *cli.Context, transfer func(*mover.Emitter) (mover.Result, error)) error {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A mover's live memory is its part buffers and the zstd jobs
+		// (~90 MiB); a soft limit keeps the garbage collector from letting
+		// the heap double past that, so pods fit a 128 MiB limit.
+		debug.SetMemoryLimit(moverMemoryLimit)
+	}
 	ev := mover.NewEmitter(stdout(c), c.Duration("progress-interval"))
 	res, err := transfer(ev)
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -126,4 +125,3 @@ func parseStatefulSet(s string) (string, error) {
 	return name, nil
 }
 
-var errNotYet = errors.New("not available in this version of kbak yet")

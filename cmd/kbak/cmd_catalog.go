@@ -470,3 +470,26 @@ func humanBytes(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+func verifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "download every object of a backup and check it, writing nothing",
+		ArgsUsage: "ID",
+		Description: `Reads every volume archive of the backup, checks its sha256 against the
+manifest and reads the archive through to its end, writing nothing. With
+--restore-test it also restores the backup into a scratch namespace of the
+cluster through mover pods and compares what arrived with the manifest.
+
+EXAMPLES:
+   kbak verify mariadb-20261122T020000Z-3f2a
+   kbak verify mariadb-20261122T020000Z-3f2a --restore-test -n shop
+
+` + exitCodesHelp,
+		Flags: flags(repoFlags(), kubeFlags(), moverFlags(), []cli.Flag{
+			&cli.BoolFlag{Name: "restore-test", Usage: "also restore into a scratch namespace kbak-verify-ID, compare file counts and sizes with the manifest, and remove the namespace"},
+			outputFlag(), verboseFlag(),
+		}),
+		Action: verifyAction,
+	}
+}

@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/kbak/kbak/backup"
+	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/schedule"
+	"github.com/kbak/kbak/uploader"
+)
+
+func scheduleCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "schedule",
+		Usage: "run backups on a cron schedule as a CronJob in the cluster",
+		Description: `A schedule is a CronJob in the StatefulSet's namespace that runs
+kbak backup --prune with its own ServiceAccount and least-privilege RBAC.
+Store credentials come from a Secret you name (keys AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY), never from the manifests.`,
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "create a CronJob, ServiceAccount and least-privilege RBAC that back up a StatefulSet",
+				ArgsUsage: "NAME sts/STATEFULSET",
+				Description: `Every run backs up, then prunes by the --keep-* policy (never the newest
+Completed backup). A failed run exits non-zero, so its Job shows it.
+Cron specs have five fields or a descriptor (@hourly, @daily, @weekly,
+@monthly); @every is for kbak agent only, the CronJob controller has no such thing.
+
+EXAMPLES:
+   kubectl -n shop create secret generic kbak-store --from-literal=AWS_ACCESS_KEY_ID=... --from-literal=AWS_SECRET_ACCESS_KEY=...
+   kbak schedule create nightly sts/mariadb -n shop --cron '0 2 * * *' --time-zone Europe/Paris --secret kbak-store --keep-daily 7 --keep-weekly 4
+   kbak schedule create hourly sts/mariadb -n shop --cron @hourly --secret kbak-store --keep-last 24 --dry-run=client -o yaml
+
+` + exitCodesHelp,
+				Flags: flags(repoFlags(), kubeFlags(), retentionFlags(), []cli.Flag{
+					&cli.StringFlag{Name: "cron", Usage: "cron spec: five fields or @hourly, @daily, @weekly, @monthly"},
+					&cli.StringFlag{Name: "time-zone", Usage: "IANA time zone of the cron spec (default: the controller's, UTC on most clusters)"},
+					&cli.StringFlag{Name: "secret", Usage: "Secret in the namespace holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"},
+					&cli.StringFlag{Name: "image", Value: deploy.DefaultMoverImage, Usage: "kbak image of the CronJob and its movers"},
+					&cli.StringFlag{Name: "pull-policy", Value: string(corev1.PullIfNotPresent), Usage: "imagePullPolicy: Always, IfNotPresent or Never"},
+					&cli.StringFlag{Name: "method", Usage: "backup method: auto, snapshot or files (default auto)"},
+					&cli.StringFlag{Name: "snapshot-class", Usage: "VolumeSnapshotClass to use"},
+					&cli.BoolFlag{Name: "keep-snapshots", Usage: "leave each backup's VolumeSnapshots in the cluster"},
+					&cli.IntFlag{Name: "parallel", Usage: "mover pods at once"},
+					&cli.StringFlag{Name: "pre-hook", Usage: "command run in each app pod before the cut", Category: "Hooks"},
+					&cli.StringFlag{Name: "post-hook", Usage: "command run in each app pod after the cut", Category: "Hooks"},
+					&cli.StringFlag{Name: "hook-container", Usage: "container the hooks run in", Category: "Hooks"},
+					&cli.BoolFlag{Name: "suspend", Usage: "create the CronJob suspended"},
+					&cli.StringFlag{Name: "dry-run", Usage: "client: print the manifests instead of applying them"},
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "yaml", Usage: "with --dry-run=client: yaml or json"},
+				}),
+				Action: scheduleCreate,
+			},
+			{
+				Name:  "list",
+				Usage: "list schedules with their next runs, last successful backup and whether they are overdue",
+				Description: `EXAMPLES:
+   kbak schedule list -n shop
+   kbak schedule list -A -o json`,
+				Flags: flags(repoFlags(), kubeFlags(), []cli.Flag{
+					&cli.BoolFlag{Name: "all-namespaces", Aliases: []string{"A"}, Usage: "list schedules of every namespace"},
+					outputFlag(),
+				}),
+				Action: scheduleList,
+			},
+			{
+				Name:      "delete",
+				Usage:     "delete a schedule and exactly what create made",
+				ArgsUsage: "NAME",
+				Description: `Backups already made stay in the repository.
+
+EXAMPLES:
+   kbak schedule delete nightly -n shop`,
+				Flags: kubeFlags(),
+				Action: func(c *cli.Context) error {
+					name, err := oneArg(c, "a schedule NAME")
+					if err != nil {
+						return err
+					}
+					cl, err := connect(c)
+					if err != nil {
+						return err
+					}
+					gone, err := schedule.Delete(c.Context, cl.kube, cl.namespace, name)
+					for _, g := range gone {
+						fmt.Fprintf(stdout(c), "deleted %s\n", g)
+					}
+					return err
+				},
+			},
+		},
+	}
+}
+
+func scheduleCreate(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return usagef("schedule create takes NAME sts/STATEFULSET (see `kbak schedule create --help`)")
+	}
+	name := c.Args().Get(0)
+	sts, err := parseStatefulSet(c.Args().Get(1))
+	if err != nil {
+		return err
+	}
+	dry := c.String("dry-run")
+	if dry != "" && dry != "client" {
+		return usagef("--dry-run=%s: only --dry-run=client is supported", dry)
+	}
+	repo, err := repoURL(c)
+	if err != nil {
+		return err
+	}
+	ns := c.String("namespace")
+	var cl *cluster
+	if dry == "" || ns == "" {
+		if cl, err = connect(c); err != nil {
+			return err
+		}
+		ns = cl.namespace
+	}
+	o := schedule.CreateOptions{
+		Name: name, Namespace: ns, StatefulSet: sts,
+		Cron: c.String("cron"), TimeZone: c.String("time-zone"), Policy: retentionPolicy(c), Suspend: c.Bool("suspend"),
+		Repo: repo, S3Endpoint: c.String("s3-endpoint"), S3Region: c.String("s3-region"), S3PathStyle: c.Bool("s3-path-style"),
+		Secret: c.String("secret"), Image: c.String("image"), PullPolicy: corev1.PullPolicy(c.String("pull-policy")),
+		Method: c.String("method"), SnapshotClass: c.String("snapshot-class"), KeepSnapshots: c.Bool("keep-snapshots"),
+		Parallel: c.Int("parallel"), PreHook: c.String("pre-hook"), PostHook: c.String("post-hook"), HookContainer: c.String("hook-container"),
+	}
+	objs, err := schedule.Render(o)
+	if err != nil {
+		return usageError{err}
+	}
+	if dry == "client" {
+		return printObjects(c, c.String("output"), objs)
+	}
+	created, err := schedule.Create(c.Context, cl.kube, o)
+	if err != nil {
+		return err
+	}
+	for _, obj := range created {
+		fmt.Fprintf(stdout(c), "applied %s\n", objectName(obj))
+	}
+	return nil
+}
+
+func printObjects(c *cli.Context, format string, objs []runtime.Object) error {
+	switch format {
+	case "yaml":
+		b, err := deploy.YAML(objs...)
+		if err != nil {
+			return err
+		}
+		_, err = stdout(c).Write(b)
+		return err
+	case "json":
+		return printJSON(c, objs)
+	default:
+		return usagef("unknown output format %q: use -o yaml or -o json", format)
+	}
+}
+
+func objectName(obj runtime.Object) string {
+	kind := obj.GetObjectKind().GroupVersionKind().Kind
+	if m, ok := obj.(interface{ GetName() string }); ok {
+		return kind + "/" + m.GetName()
+	}
+	return kind
+}
+
+func scheduleList(c *cli.Context) error {
+	format, err := outputFormat(c)
+	if err != nil {
+		return err
+	}
+	cl, err := connect(c)
+	if err != nil {
+		return err
+	}
+	ns := cl.namespace
+	if c.Bool("all-namespaces") {
+		ns = ""
+	}
+	var cat schedule.LatestFinder
+	if c.String("repo") != "" {
+		store, err := openStore(c.Context, c)
+		if err != nil {
+			return err
+		}
+		cat = catalog.New(store)
+	}
+	now := time.Now()
+	list, err := schedule.List(c.Context, cl.kube, cat, ns, now)
+	if err != nil {
+		return err
+	}
+	if format == "json" {
+		if list == nil {
+			list = []schedule.Status{}
+		}
+		return printJSON(c, list)
+	}
+	return schedule.WriteTable(stdout(c), list, now)
+}
+
+func agentCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "agent",
+		Usage: "run several schedules in one long-running process, with /metrics and /healthz",
+		Description: `Runs the backups of a configuration file on robfig/cron (a run still going
+is skipped, a panic is recovered), prunes after each Completed backup and
+serves Prometheus metrics per schedule. In a cluster, kbak deploy agent
+prints its Deployment and RBAC.
+
+CONFIGURATION (YAML):
+   listen: ":9090"
+   repo: s3://backups/prod?endpoint=https://minio.example.com
+   secret: kbak-store
+   schedules:
+     - name: mariadb-nightly
+       namespace: shop
+       statefulset: mariadb
+       cron: "0 2 * * *"
+       keepDaily: 7
+
+EXAMPLES:
+   kbak agent --config agent.yaml`,
+		Flags: flags(repoFlags(), kubeFlags(), moverFlags(), []cli.Flag{
+			&cli.PathFlag{Name: "config", Required: true, Usage: "agent configuration file"},
+			verboseFlag(),
+		}),
+		Action: func(c *cli.Context) error {
+			cfg, err := schedule.LoadConfig(c.Path("config"))
+			if err != nil {
+				return usageError{err}
+			}
+			image, pull, err := moverSetup(c)
+			if err != nil {
+				return err
+			}
+			cl, err := connect(c)
+			if err != nil {
+				return err
+			}
+			r := schedule.BackupRunner{
+				Deps: backup.Deps{Kube: cl.kube, Snap: cl.snapshots, RestConfig: cl.config, Log: logger(c)},
+				OpenCatalog: func(ctx context.Context, repo string) (schedule.RunnerCatalog, error) {
+					opts, err := storeOptions(c)
+					if err != nil {
+						return nil, err
+					}
+					s, err := uploader.Open(ctx, repo, opts)
+					if err != nil {
+						return nil, err
+					}
+					return catalog.New(s), nil
+				},
+				Defaults:  backup.Options{Image: image, PullPolicy: pull, Parallel: c.Int("parallel"), KbakVersion: version},
+				ParseHook: hookCommand,
+			}
+			a, err := schedule.NewAgent(cfg, r.Run, logger(c), time.Now)
+			if err != nil {
+				return usageError{err}
+			}
+			return a.Run(c.Context)
+		},
+	}
+}
+
+func deployCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "deploy",
+		Usage: "print the manifests that run kbak in a cluster",
+		Subcommands: []*cli.Command{{
+			Name:  "agent",
+			Usage: "print the agent's Namespace, Deployment, ServiceAccount, RBAC, ConfigMap and Service",
+			Description: `Prints YAML to apply with kubectl; nothing is applied. Without --config the
+agent has no schedules (the kustomize base in deploy/kustomize is the same).
+
+EXAMPLES:
+   kbak deploy agent --config agent.yaml | kubectl apply -f -
+   kbak deploy agent -n backups --image registry.example.com/kbak:1.0`,
+			Flags: []cli.Flag{
+				&cli.PathFlag{Name: "config", Usage: "agent configuration file (its schedules' namespaces get the backup permissions)"},
+				&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Value: deploy.DefaultAgentNamespace, Usage: "namespace of the agent"},
+				&cli.StringFlag{Name: "name", Value: deploy.DefaultAgentName, Usage: "name of the agent's Deployment and RBAC"},
+				&cli.StringFlag{Name: "image", Value: deploy.DefaultMoverImage, Usage: "kbak image"},
+				&cli.StringFlag{Name: "pull-policy", Value: string(corev1.PullIfNotPresent), Usage: "imagePullPolicy"},
+				&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "yaml", Usage: "yaml or json"},
+			},
+			Action: func(c *cli.Context) error {
+				a := deploy.Agent{Namespace: c.String("namespace"), Name: c.String("name"), Image: c.String("image"), PullPolicy: corev1.PullPolicy(c.String("pull-policy"))}
+				var objs []runtime.Object
+				if p := c.Path("config"); p != "" {
+					cfg, err := schedule.LoadConfig(p)
+					if err != nil {
+						return usageError{err}
+					}
+					if objs, err = schedule.AgentObjects(cfg, a); err != nil {
+						return usageError{err}
+					}
+				} else {
+					base := deploy.BaseAgent()
+					base.Namespace, base.Name, base.Image, base.PullPolicy = a.Namespace, a.Name, a.Image, a.PullPolicy
+					objs = base.Objects()
+				}
+				return printObjects(c, c.String("output"), objs)
+			},
+		}},
+	}
+}

@@ -124,4 +124,3 @@ func parseStatefulSet(s string) (string, error) {
 	}
 	return name, nil
 }
-

@@ -658,7 +658,7 @@ func (r *run) dropObjects(ctx context.Context) {
 // cleanup deletes every cluster object of the run, on a context that
 // survives the run's cancellation.
 func (r *run) cleanup(ctx context.Context) {
-	if err := Cleanup(ctx, r.deps, r.opts.Namespace, r.id, r.opts.CleanupTimeout); err != nil {
+	if err := cleanup(ctx, r.deps, r.opts.Namespace, r.id, r.opts.CleanupTimeout, r.opts.Credentials == nil); err != nil {
 		r.log.Warn("clean up after backup (kbak gc retries)", "err", err)
 	}
 }
@@ -670,6 +670,10 @@ func (r *run) cleanup(ctx context.Context) {
 // namespaces; an empty id covers every run, including running ones, which is
 // what `kbak gc` wants only when no backup is running.
 func Cleanup(ctx context.Context, deps Deps, ns, id string, timeout time.Duration) error {
+	return cleanup(ctx, deps, ns, id, timeout, false)
+}
+
+func cleanup(ctx context.Context, deps Deps, ns, id string, timeout time.Duration, noSecrets bool) error {
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
 	}
@@ -680,6 +684,6 @@ func Cleanup(ctx context.Context, deps Deps, ns, id string, timeout time.Duratio
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	return kube.DeleteRun(ctx, deps.Kube, deps.Snap, log, kube.CleanupOptions{
-		Namespace: ns, BackupID: id, PodGoneTimeout: timeout,
+		Namespace: ns, BackupID: id, PodGoneTimeout: timeout, NoSecrets: noSecrets,
 	})
 }

@@ -27,6 +27,9 @@ type CleanupOptions struct {
 	// claims are deleted.
 	PodGoneTimeout time.Duration
 	Interval       time.Duration
+	// NoSecrets skips the Secrets step, for runs that made none: a
+	// schedule's ServiceAccount may not even list Secrets.
+	NoSecrets bool
 }
 
 // DeleteRun deletes what a kbak run left in the cluster, found by label:
@@ -116,6 +119,9 @@ func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 		}
 	}
 
+	if o.NoSecrets {
+		return errors.Join(errs...)
+	}
 	secrets, err := kc.CoreV1().Secrets(o.Namespace).List(ctx, list)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("list secrets %s: %w", sel, err))

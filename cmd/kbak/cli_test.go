@@ -224,15 +224,15 @@ func TestRepositoryVerbs(t *testing.T) {
 		if strings.Contains(out, "db-20260101T000000Z-dead") {
 			t.Errorf("incomplete backup listed:\n%s", out)
 		}
-		if code, out, _ := kbak(t, "gc", "--grace", "1h"); code != exitOK || strings.Contains(out, "dead") {
+		if code, out, _ := kbak(t, "gc", "--grace", "1h", "--no-cluster"); code != exitOK || strings.Contains(out, "dead") {
 			t.Errorf("gc within the grace period removed it (exit %d):\n%s", code, out)
 		}
-		code, out, stderr = kbak(t, "gc", "--grace", "0s", "-o", "json")
+		code, out, stderr = kbak(t, "gc", "--grace", "0s", "--no-cluster", "-o", "json")
 		if code != exitOK {
 			t.Fatalf("gc exit %d: %s", code, stderr)
 		}
-		var orphans []catalog.Orphan
-		if err := json.Unmarshal([]byte(out), &orphans); err != nil || len(orphans) != 1 || !orphans[0].Removed {
+		var res gcResult
+		if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Store) != 1 || !res.Store[0].Removed {
 			t.Errorf("gc result %s (%v)", out, err)
 		}
 	})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -12,7 +13,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
 	"github.com/kbak/kbak/restore"
 	"github.com/kbak/kbak/schedule"
@@ -301,46 +304,90 @@ func printDecisions(w io.Writer, res schedule.PruneResult, dryRun bool) {
 func gcCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "gc",
-		Usage: "remove leftovers of crashed runs: objects of backups that never got a manifest",
-		Description: `A backup writes its manifest last. Objects of a backup without one, whose
-newest object is older than --grace, are removed (a running backup is younger).
+		Usage: "remove leftovers of crashed runs, in the repository and in the cluster",
+		Description: `A backup writes its manifest last. In the repository, objects of a backup
+without one, whose newest object is older than --grace, are removed (a
+running backup is younger). In the cluster (when a kubeconfig is at hand),
+mover pods, temporary PVCs, VolumeSnapshots not kept on purpose and
+credential Secrets of kbak runs whose newest object is older than --grace
+are removed. Kept snapshots and anything without kbak's run label stay.
 
 EXAMPLES:
    kbak gc --dry-run
-   kbak gc --grace 6h`,
-		Flags: flags(repoFlags(), []cli.Flag{
-			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "leave incomplete backups younger than this alone"},
+   kbak gc --grace 6h -o json`,
+		Flags: flags(repoFlags(), kubeFlags(), []cli.Flag{
+			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "leave anything younger than this alone"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be removed and remove nothing"},
+			&cli.BoolFlag{Name: "no-cluster", Usage: "only clean the repository"},
 			outputFlag(), verboseFlag(),
 		}),
-		Action: func(c *cli.Context) error {
-			format, err := outputFormat(c)
-			if err != nil {
-				return err
-			}
-			cat, err := openCatalog(c)
-			if err != nil {
-				return err
-			}
-			orphans, gcErr := cat.GC(c.Context, c.Duration("grace"), time.Now(), c.Bool("dry-run"))
-			if format == "json" {
-				if orphans == nil {
-					orphans = []catalog.Orphan{}
-				}
-				if err := printJSON(c, orphans); err != nil {
-					return err
-				}
-			} else {
-				tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tNAMESPACE\tSTATEFULSET\tOBJECTS\tSIZE\tNEWEST\tREMOVED")
-				for _, o := range orphans {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%v\n", o.ID, o.Namespace, o.StatefulSet, o.Objects, humanBytes(o.Bytes), o.Newest.UTC().Format(time.RFC3339), o.Removed)
-				}
-				_ = tw.Flush()
-			}
-			return gcErr
-		},
+		Action: gcAction,
 	}
+}
+
+// gcResult is what gc found and removed.
+type gcResult struct {
+	Store   []catalog.Orphan `json:"store"`
+	Cluster []kube.Run       `json:"cluster"`
+	// ClusterSkipped says why the cluster was not swept, when it was not.
+	ClusterSkipped string `json:"clusterSkipped,omitempty"`
+}
+
+func gcAction(c *cli.Context) error {
+	format, err := outputFormat(c)
+	if err != nil {
+		return err
+	}
+	cat, err := openCatalog(c)
+	if err != nil {
+		return err
+	}
+	now, dry := time.Now(), c.Bool("dry-run")
+	res := gcResult{Store: []catalog.Orphan{}, Cluster: []kube.Run{}}
+	orphans, gcErr := cat.GC(c.Context, c.Duration("grace"), now, dry)
+	if orphans != nil {
+		res.Store = orphans
+	}
+	if c.Bool("no-cluster") {
+		res.ClusterSkipped = "--no-cluster"
+	} else if cl, err := connect(c); err != nil {
+		res.ClusterSkipped = oneLine(err.Error())
+	} else {
+		runs, err := kube.StaleRuns(c.Context, cl.kube, cl.snapshots, now.Add(-c.Duration("grace")))
+		if err != nil {
+			gcErr = errors.Join(gcErr, err)
+		}
+		for _, r := range runs {
+			if !dry {
+				err := backup.Cleanup(c.Context, backup.Deps{Kube: cl.kube, Snap: cl.snapshots, Log: logger(c)}, r.Namespace, r.ID, 2*time.Minute)
+				gcErr = errors.Join(gcErr, err)
+			}
+			res.Cluster = append(res.Cluster, r)
+		}
+	}
+	if format == "json" {
+		if err := printJSON(c, res); err != nil {
+			return err
+		}
+		return gcErr
+	}
+	verb := "removed"
+	if dry {
+		verb = "would remove"
+	}
+	tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WHERE\tNAMESPACE\tRUN\tOBJECTS\tSIZE\tNEWEST\tVERDICT")
+	for _, o := range res.Store {
+		fmt.Fprintf(tw, "repository\t%s\t%s\t%d\t%s\t%s\t%s\n", o.Namespace, o.ID, o.Objects, humanBytes(o.Bytes), o.Newest.UTC().Format(time.RFC3339), verb)
+	}
+	for _, r := range res.Cluster {
+		fmt.Fprintf(tw, "cluster\t%s\t%s\t-\t-\t%s\t%s\n", r.Namespace, r.ID, r.Newest.UTC().Format(time.RFC3339), verb)
+	}
+	_ = tw.Flush()
+	if res.ClusterSkipped != "" {
+		fmt.Fprintf(stderr(c), "gc: cluster not checked: %s\n", res.ClusterSkipped)
+	}
+	return gcErr
 }
 
 // verifyAction reads every archive of a backup back and checks it.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -136,4 +137,75 @@ func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Run names one kbak run that left objects in a namespace.
+type Run struct {
+	Namespace string `json:"namespace"`
+	ID        string `json:"id"` // the kbak.io/backup-id label value
+	// Newest is the creation time of the run's newest object.
+	Newest time.Time `json:"newest"`
+}
+
+// StaleRuns finds runs whose objects (pods, claims, VolumeSnapshots not kept,
+// Secrets) are all older than before: what a crashed or killed kbak left.
+// Objects of the agent or of schedules carry no run label and are never
+// listed; neither are kept snapshots.
+func StaleRuns(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, before time.Time) ([]Run, error) {
+	sel := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + ManagedByValue + "," + LabelBackupID}
+	newest := map[[2]string]time.Time{}
+	see := func(m metav1.ObjectMeta) {
+		if m.Labels[LabelRetained] != "" {
+			return
+		}
+		k := [2]string{m.Namespace, m.Labels[LabelBackupID]}
+		if t := m.CreationTimestamp.Time; t.After(newest[k]) {
+			newest[k] = t
+		}
+	}
+	pods, err := kc.CoreV1().Pods("").List(ctx, sel)
+	if err != nil {
+		return nil, fmt.Errorf("list kbak pods: %w", err)
+	}
+	for _, o := range pods.Items {
+		see(o.ObjectMeta)
+	}
+	pvcs, err := kc.CoreV1().PersistentVolumeClaims("").List(ctx, sel)
+	if err != nil {
+		return nil, fmt.Errorf("list kbak PVCs: %w", err)
+	}
+	for _, o := range pvcs.Items {
+		see(o.ObjectMeta)
+	}
+	secrets, err := kc.CoreV1().Secrets("").List(ctx, sel)
+	if err != nil {
+		return nil, fmt.Errorf("list kbak Secrets: %w", err)
+	}
+	for _, o := range secrets.Items {
+		see(o.ObjectMeta)
+	}
+	if sc != nil {
+		snaps, err := sc.SnapshotV1().VolumeSnapshots("").List(ctx, sel)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("list kbak VolumeSnapshots: %w", err)
+		}
+		if err == nil {
+			for _, o := range snaps.Items {
+				see(o.ObjectMeta)
+			}
+		}
+	}
+	var runs []Run
+	for k, t := range newest {
+		if t.Before(before) {
+			runs = append(runs, Run{Namespace: k[0], ID: k[1], Newest: t})
+		}
+	}
+	sort.Slice(runs, func(i, j int) bool {
+		if runs[i].Namespace != runs[j].Namespace {
+			return runs[i].Namespace < runs[j].Namespace
+		}
+		return runs[i].ID < runs[j].ID
+	})
+	return runs, nil
 }

@@ -46,7 +46,8 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) 
 	if err != nil {
 		return Stats{}, fmt.Errorf("create zstd decoder: %w", err)
 	}
-	defer dec.Close()
+	ra := newReadAhead(dec) // closes dec
+	defer ra.stop()
 	ex := &extractor{
 		ctx:    ctx,
 		opts:   opts,
@@ -56,7 +57,7 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) 
 	}
 	defer ex.dropParent()
 
-	tail := &tailReader{r: dec}
+	tail := &tailReader{r: ra}
 	tr := tar.NewReader(tail)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -79,7 +80,7 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) 
 	if !tail.endMarker() {
 		return ex.stats, fmt.Errorf("%w: stream ends without the tar end marker", ErrTruncated)
 	}
-	if err := drain(dec); err != nil {
+	if err := drain(ra); err != nil {
 		return ex.stats, err
 	}
 	if err := ex.fixDirs(); err != nil {

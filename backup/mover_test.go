@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kbak/kbak/internal/kube"
+
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kbak/kbak/internal/mover"
@@ -40,11 +42,11 @@ func TestReadEventsAndOutcome(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var seen []mover.Event
-			final, tail := readEvents(strings.NewReader(tt.log), func(ev mover.Event) { seen = append(seen, ev) }, slog.New(slog.DiscardHandler))
+			final, tail := kube.ReadEvents(strings.NewReader(tt.log), func(ev mover.Event) { seen = append(seen, ev) }, slog.New(slog.DiscardHandler))
 			if len(seen) != tt.events {
 				t.Errorf("passed on %d events, want %d", len(seen), tt.events)
 			}
-			res, err := moverOutcome("data-db-0", final, tt.pod, tail)
+			res, err := kube.MoverOutcome("data-db-0", final, tt.pod, tail)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)

@@ -27,8 +27,9 @@ echo "e2e: test bed up in $(( $(date +%s) - start ))s"
 . "$dir/env.sh"
 
 trap 'teardown; exit 130' INT TERM
-gotest() { go test -tags e2e -count=1 -timeout 50m -v "$@" ./e2e/; }
-gotest ${E2E_RUN:+-run "$E2E_RUN"} -skip '^TestDR'
+gotest() { go test -tags e2e -count=1 -timeout 50m -v "$@"; }
+# ./backup holds the library-level end-to-end tests of a backup run.
+gotest ${E2E_RUN:+-run "$E2E_RUN"} -skip '^TestDR' ./e2e/ ./backup/
 rc=$?
 
 # Disaster recovery: back up, keep nothing but the bucket's objects, bring up
@@ -38,12 +39,12 @@ if [ -z "${E2E_RUN:-}" ] && { ! $was_up || [ "${E2E_DR:-}" = 1 ]; }; then
   dr=$(mktemp -d /var/tmp/kbak-dr.XXXXXX)
   export KBAK_E2E_DR_DIR=$dr
   bucket="$dir/s3/$KBAK_E2E_BUCKET"
-  if gotest -run '^TestDRPrepare$' && cp -a "$bucket" "$dr/bucket" &&
+  if gotest -run '^TestDRPrepare$' ./e2e/ && cp -a "$bucket" "$dr/bucket" &&
      "$here/testbed/down.sh" && "$here/testbed/up.sh"; then
     # shellcheck disable=SC1091
     . "$dir/env.sh"
     cp -a "$dr/bucket/." "$bucket/"
-    gotest -run '^TestDRRestore$' || rc=1
+    gotest -run '^TestDRRestore$' ./e2e/ || rc=1
   else
     echo "e2e: the disaster-recovery phase could not run" >&2
     rc=1

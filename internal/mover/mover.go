@@ -1,6 +1,7 @@
 package mover
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -143,7 +144,9 @@ func Download(ctx context.Context, store Store, opts DownloadOptions, ev *Emitte
 	})
 	defer stop()
 
-	src := io.TeeReader(rc, read)
+	// The decoder asks for a block header, then the block: straight from
+	// an HTTP body that is a 4 KiB socket read and a second one per block.
+	src := io.TeeReader(bufio.NewReaderSize(rc, downloadBufSize), read)
 	var stats archive.Stats
 	if opts.Target == "" {
 		stats, err = archive.Verify(ctx, src, &counters)
@@ -161,6 +164,9 @@ func Download(ctx context.Context, store Store, opts DownloadOptions, ev *Emitte
 	}
 	return res, nil
 }
+
+// downloadBufSize is the read size on an archive being downloaded.
+const downloadBufSize = 256 << 10
 
 // countingWriter hashes and counts what passes through it.
 type countingWriter struct {

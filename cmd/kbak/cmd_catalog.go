@@ -131,7 +131,7 @@ func printManifest(w io.Writer, m *catalog.Manifest) error {
 	fmt.Fprintf(tw, "kbak version:\t%s\n", m.KbakVersion)
 	fmt.Fprintf(tw, "Cluster:\t%s\n", m.ClusterID)
 	for _, h := range m.Hooks {
-		line := fmt.Sprintf("%s-hook %s in %s", h.Phase, h.Name, h.Pod)
+		line := fmt.Sprintf("%s in %s", h.Name, h.Pod)
 		if h.Error != "" {
 			line += ": " + h.Error
 		}

@@ -78,6 +78,11 @@ func (pp *progressPrinter) event(pvc string, ev mover.Event) {
 	}
 	if final {
 		v.elapsed = now.Sub(v.started)
+		// The mover's own clock covers the whole transfer, also the part
+		// before its first progress line reached us.
+		if r := ev.Result; r != nil && r.Finished.After(r.Started) {
+			v.elapsed = r.Finished.Sub(r.Started)
+		}
 	}
 	if pp.tty {
 		if final || now.Sub(pp.lastDraw) >= redrawEvery {
@@ -124,7 +129,7 @@ func (pp *progressPrinter) line(pvc string, v *volumeProgress, now time.Time) st
 	}
 	switch {
 	case v.state == "done":
-		return fmt.Sprintf("%-32s done   %s, %d files in %s (%s/s)", pvc, humanBytes(v.p.RawBytes), v.p.Files, elapsed.Round(100*time.Millisecond), humanBytes(int64(rate)))
+		return fmt.Sprintf("%-32s done   %s, %d files in %s (%s/s)", pvc, humanBytes(v.p.RawBytes), v.p.Files, elapsed.Round(time.Millisecond), humanBytes(int64(rate)))
 	case v.state != "":
 		return fmt.Sprintf("%-32s %s", pvc, v.state)
 	}

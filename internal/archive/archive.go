@@ -136,7 +136,7 @@ func cleanName(name string) (string, error) {
 	}
 	for _, c := range strings.Split(name, "/") {
 		if c == ".." {
-			return "", fmt.Errorf("entry name %q: contains ..", name)
+			return "", fmt.Errorf("entry name %q: has a parent (..) component", name)
 		}
 	}
 	return path.Clean(name), nil

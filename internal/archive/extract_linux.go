@@ -224,7 +224,7 @@ func resolveDirWalk(rootFd int, rel string) (int, error) {
 			continue
 		}
 		if c == ".." {
-			return -1, fmt.Errorf("resolve %s: contains ..", rel)
+			return -1, fmt.Errorf("resolve %s: has a parent (..) component", rel)
 		}
 		next, err := unix.Openat(fd, c, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if fd != rootFd {

@@ -18,8 +18,9 @@ type WriteOptions struct {
 	// 4 SpeedBestCompression). 0 means 1.
 	Level int
 	// Concurrency is the number of zstd encoder goroutines; 0 means GOMAXPROCS.
-	// It sets most of Write's memory: about 10 MiB of heap with 1, 70 to
-	// 125 MiB with 2 (klauspost/compress 1.20), whatever the number of files.
+	// It sets most of Write's memory: about 10 MiB of heap with 1, several
+	// times that with 2 (klauspost/compress 1.20; jobs are four windows
+	// long, see windowSize), whatever the number of files.
 	Concurrency int
 	// Progress, when set, is updated atomically while writing.
 	Progress *Counters

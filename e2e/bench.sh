@@ -36,9 +36,12 @@ trap 'kill $gwpid 2>/dev/null; wait $gwpid 2>/dev/null; rm -rf "$s3dir" "$dir/ou
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 repo_url="s3://bench?endpoint=http://127.0.0.1:$port&region=us-east-1&path-style=true"
 
-# Run a command under /usr/bin/time; sets secs and rss_mib.
+# Run a command under /usr/bin/time; sets secs and rss_mib. Dirty pages of
+# the previous step are written back first, so that no side pays for
+# another's writes.
 measure() {
   local t0 t1
+  sync
   t0=$(date +%s.%N)
   /usr/bin/time -f '%M' -o "$dir/time.out" "$@"
   t1=$(date +%s.%N)

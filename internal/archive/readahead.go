@@ -9,10 +9,12 @@ import (
 // Read-ahead between the decoder and the file writes: creating a file or
 // writing to the page cache blocks the extracting goroutine for a while, and
 // without a buffer the download and the decoder stop with it. readAheadBufs
-// buffers of readAheadBufSize let them run that far ahead.
+// buffers of readAheadBufSize let them run that far ahead. Small buffers are
+// still in the CPU cache when the extracting goroutine copies them: 16 of
+// 256 KiB took less CPU time than 4 of 1 MiB.
 const (
-	readAheadBufs    = 4
-	readAheadBufSize = 1 << 20
+	readAheadBufs    = 16
+	readAheadBufSize = 256 << 10
 )
 
 // readAhead reads a zstd stream in a goroutine of its own. The goroutine

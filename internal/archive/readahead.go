@@ -53,10 +53,7 @@ func (ra *readAhead) run(dec *zstd.Decoder) {
 		case <-ra.done:
 			return
 		}
-		n, err := io.ReadFull(dec, b)
-		if err == io.ErrUnexpectedEOF {
-			err = io.EOF
-		}
+		n, err := fill(dec, b)
 		if n > 0 {
 			select {
 			case ra.full <- b[:n]:
@@ -93,3 +90,19 @@ func (ra *readAhead) Read(p []byte) (int, error) {
 
 // stop releases the goroutine; Read must not be called after it.
 func (ra *readAhead) stop() { close(ra.done) }
+
+// fill reads into b until it is full or r fails, and returns r's error as it
+// is: io.EOF at a clean end, anything else (io.ErrUnexpectedEOF from a
+// truncated zstd frame) for a broken stream. io.ReadFull would turn a
+// short final buffer into io.ErrUnexpectedEOF and hide that difference.
+func fill(r io.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := r.Read(b[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}

@@ -50,6 +50,9 @@ bench: s3-servers ## Go benchmarks and the whole-process comparison with tar | z
 	go test -run '^$$' -bench . -benchmem ./internal/archive ./uploader
 	e2e/bench.sh
 
+million: ## Archive and extract 1 000 000 small files and report peak memory (slow)
+	KBAK_MILLION=1 go test -count=1 -run TestMillionFiles -v -timeout 60m ./internal/archive/
+
 demo: ## Bring up the test bed, deploy a demo StatefulSet, back it up, list backups
 	e2e/demo.sh
 
@@ -66,4 +69,4 @@ clean: ## Remove build outputs (the version cache in $(KBAK_CACHE) stays)
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z0-9_-]+:.*?##/ { printf "  %-10s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
-.PHONY: build image check test s3-servers e2e e2e-build e2e-up e2e-smoke e2e-down bench demo lint clean help
+.PHONY: build image check test s3-servers e2e e2e-build e2e-up e2e-smoke e2e-down bench million demo lint clean help

@@ -6,9 +6,10 @@ import (
 	"slices"
 	"strconv"
 
+	"k8s.io/utils/ptr"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -131,8 +132,6 @@ func selectorLabels(name string) map[string]string {
 
 func (a Agent) deployment(labels map[string]string) *appsv1.Deployment {
 	one := int32(1)
-	yes, no := true, false
-	nonRoot := int64(65532)
 	c := corev1.Container{
 		Name:            "agent",
 		Image:           a.Image,
@@ -148,19 +147,8 @@ func (a Agent) deployment(labels map[string]string) *appsv1.Deployment {
 		ReadinessProbe: &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("metrics")}},
 		},
-		Resources: corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
-			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
-		},
-		// The agent only calls APIs; the movers do the privileged reading.
-		SecurityContext: &corev1.SecurityContext{
-			RunAsUser:                &nonRoot,
-			RunAsNonRoot:             &yes,
-			AllowPrivilegeEscalation: &no,
-			ReadOnlyRootFilesystem:   &yes,
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
+		Resources:       controllerResources(),
+		SecurityContext: controllerSecurityContext(),
 	}
 	if a.Secret != "" {
 		c.Env = append(c.Env, secretEnv(KeyAccessKeyID, a.Secret, false), secretEnv(KeySecretAccessKey, a.Secret, false),
@@ -190,7 +178,7 @@ func (a Agent) deployment(labels map[string]string) *appsv1.Deployment {
 					// Running backups clean up after SIGTERM.
 					TerminationGracePeriodSeconds: &cleanupGrace,
 					ServiceAccountName:            a.Name,
-					AutomountServiceAccountToken:  &yes,
+					AutomountServiceAccountToken:  ptr.To(true),
 					Containers:                    []corev1.Container{c},
 					Volumes: []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{
 						ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: a.Name}},

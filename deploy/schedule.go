@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 
+	"k8s.io/utils/ptr"
+
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -248,8 +250,6 @@ func (s Schedule) CronJob() *batchv1.CronJob {
 }
 
 func (s Schedule) podSpec(sa string) corev1.PodSpec {
-	yes, no := true, false
-	nonRoot := int64(65532)
 	c := corev1.Container{
 		Name:            "backup",
 		Image:           s.image(),
@@ -257,20 +257,9 @@ func (s Schedule) podSpec(sa string) corev1.PodSpec {
 		Args:            s.BackupCommand(),
 		// The movers run the same image as this pod, so one image tag
 		// describes a scheduled backup.
-		Env: []corev1.EnvVar{{Name: "KBAK_MOVER_IMAGE", Value: s.image()}},
-		Resources: corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
-			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
-		},
-		// This pod only calls APIs; the movers do the privileged reading.
-		SecurityContext: &corev1.SecurityContext{
-			RunAsUser:                &nonRoot,
-			RunAsNonRoot:             &yes,
-			AllowPrivilegeEscalation: &no,
-			ReadOnlyRootFilesystem:   &yes,
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
+		Env:                      []corev1.EnvVar{{Name: "KBAK_MOVER_IMAGE", Value: s.image()}},
+		Resources:                controllerResources(),
+		SecurityContext:          controllerSecurityContext(),
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
 	var volumes []corev1.Volume
@@ -294,7 +283,7 @@ func (s Schedule) podSpec(sa string) corev1.PodSpec {
 		// delete its mover pods, temporary claims and snapshots.
 		TerminationGracePeriodSeconds: &cleanupGrace,
 		ServiceAccountName:            sa,
-		AutomountServiceAccountToken:  &yes,
+		AutomountServiceAccountToken:  ptr.To(true),
 		RestartPolicy:                 corev1.RestartPolicyNever,
 		Containers:                    []corev1.Container{c},
 		Volumes:                       volumes,
@@ -314,4 +303,28 @@ func RetentionArgs(last, hourly, daily, weekly, monthly int) []string {
 		}
 	}
 	return args
+}
+
+// controllerResources are those of the pods that run kbak itself (the
+// CronJob's and the agent's): they only call APIs and stream nothing.
+func controllerResources() corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+	}
+}
+
+// controllerSecurityContext locks down the pods that run kbak itself: they
+// only call APIs; the movers do the privileged reading.
+func controllerSecurityContext() *corev1.SecurityContext {
+	yes, no := true, false
+	nonRoot := int64(65532)
+	return &corev1.SecurityContext{
+		RunAsUser:                &nonRoot,
+		RunAsNonRoot:             &yes,
+		AllowPrivilegeEscalation: &no,
+		ReadOnlyRootFilesystem:   &yes,
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
 }

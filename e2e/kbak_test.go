@@ -146,48 +146,63 @@ func lastErrorLine(t *testing.T, r result, contains ...string) {
 // no pods, PVCs, Secrets or VolumeSnapshots with kbak's label, except
 // snapshots kept on purpose when keptSnapshots is set. Deletion in
 // Kubernetes is asynchronous (finalizers, the CSI driver), so objects kbak
-// deleted get a minute to go.
+// deleted get a minute to go. An object still there after that but marked
+// for deletion was deleted by kbak and is held by a controller (the snapshot
+// controller keeps the finalizer of a snapshot whose creation failed until
+// its next resync): it is logged, not failed. An object kbak never deleted
+// fails the test.
 func noLeftovers(t *testing.T, e *env, ns string, keptSnapshots bool) {
 	t.Helper()
-	var left []string
+	var left, deleting []string
 	deadline := time.Now().Add(time.Minute)
 	for {
-		left = leftovers(t, e, ns, keptSnapshots)
-		if len(left) == 0 || time.Now().After(deadline) {
+		left, deleting = leftovers(t, e, ns, keptSnapshots)
+		if len(left)+len(deleting) == 0 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(time.Second)
 	}
+	if len(deleting) > 0 {
+		t.Logf("deleted by kbak, still finishing in the cluster after a minute: %s", strings.Join(deleting, ", "))
+	}
 	if len(left) > 0 {
-		t.Errorf("left in namespace %s a minute after the run: %s", ns, strings.Join(left, ", "))
+		t.Errorf("left in namespace %s a minute after the run, never deleted: %s", ns, strings.Join(left, ", "))
 	}
 }
 
-func leftovers(t *testing.T, e *env, ns string, keptSnapshots bool) []string {
+// leftovers lists kbak's objects in ns: those not deleted, and those
+// marked for deletion.
+func leftovers(t *testing.T, e *env, ns string, keptSnapshots bool) (left, deleting []string) {
 	t.Helper()
 	sel := metav1.ListOptions{LabelSelector: kube.LabelManagedBy + "=kbak"}
 	c := ctx(t)
-	var left []string
+	add := func(kind string, m metav1.ObjectMeta) {
+		if m.DeletionTimestamp != nil {
+			deleting = append(deleting, kind+"/"+m.Name)
+		} else {
+			left = append(left, kind+"/"+m.Name)
+		}
+	}
 	pods, err := e.Kube.CoreV1().Pods(ns).List(c, sel)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range pods.Items {
-		left = append(left, "pod/"+o.Name)
+		add("pod", o.ObjectMeta)
 	}
 	pvcs, err := e.Kube.CoreV1().PersistentVolumeClaims(ns).List(c, sel)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range pvcs.Items {
-		left = append(left, "pvc/"+o.Name)
+		add("pvc", o.ObjectMeta)
 	}
 	secrets, err := e.Kube.CoreV1().Secrets(ns).List(c, sel)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range secrets.Items {
-		left = append(left, "secret/"+o.Name)
+		add("secret", o.ObjectMeta)
 	}
 	snaps, err := e.Snap.SnapshotV1().VolumeSnapshots(ns).List(c, metav1.ListOptions{})
 	if err != nil {
@@ -197,9 +212,9 @@ func leftovers(t *testing.T, e *env, ns string, keptSnapshots bool) []string {
 		if keptSnapshots && o.Labels[kube.LabelRetained] == "true" {
 			continue
 		}
-		left = append(left, "volumesnapshot/"+o.Name)
+		add("volumesnapshot", o.ObjectMeta)
 	}
-	return left
+	return left, deleting
 }
 
 // store opens the test bed's repository as kbak does.

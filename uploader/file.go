@@ -131,6 +131,21 @@ func (s *FileStore) Get(ctx context.Context, key string) (io.ReadCloser, error) 
 	return f, nil
 }
 
+func (s *FileStore) GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	if off < 0 || length <= 0 {
+		return nil, fmt.Errorf("get %s: invalid range at %d of %d bytes", key, off, length)
+	}
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	f := rc.(*os.File)
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, off, length), f}, nil
+}
+
 func (s *FileStore) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 	p, err := s.path(key)
 	if err != nil {

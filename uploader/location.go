@@ -20,6 +20,8 @@ var (
 	ErrAccessDenied = errors.New("access denied")
 	// ErrUnreachable: the store cannot be reached at all.
 	ErrUnreachable = errors.New("store unreachable")
+	// ErrStalled: Get gave up on an S3 server that stopped sending data.
+	ErrStalled = errors.New("store stalled")
 )
 
 // openError carries a message written for a person and the sentinel that

@@ -37,8 +37,19 @@ type Options struct {
 	// expected size (see PartSize).
 	PartSize int64
 	// Concurrency is the number of parts in flight per Put; 0 means 4.
-	// A Put holds at most PartSize x (Concurrency+1) bytes of buffers.
+	// A Put holds at most PartSize x (Concurrency+1) bytes of buffers, and
+	// at most BufferBytes of them in memory (0: DefaultBufferBytes); parts
+	// too large for that go to unlinked files in SpoolDir (default: the
+	// system's temporary directory, TMPDIR).
 	Concurrency int
+	BufferBytes int64
+	SpoolDir    string
+	// IdleTimeout fails a connection on which no byte moves, either way,
+	// for this long, and a request whose response headers take longer; the
+	// request is then retried, and Get resumes a body where it stopped.
+	// It also bounds how long a server may think before it answers
+	// (CompleteMultipartUpload of a large object included). 0 means 1 minute.
+	IdleTimeout time.Duration
 	Logger      *slog.Logger
 }
 
@@ -50,6 +61,9 @@ const (
 	maxAttempts = 10
 	// openCheckTimeout bounds Open's reachability check.
 	openCheckTimeout = 30 * time.Second
+	// defaultIdleTimeout is long enough for a busy server to answer a
+	// request, short enough that a dead one is noticed within minutes.
+	defaultIdleTimeout = time.Minute
 )
 
 // Open returns the store for a repository URL:
@@ -99,6 +113,10 @@ func OpenS3(ctx context.Context, loc Location, opts Options) (*S3Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	idle := opts.IdleTimeout
+	if idle <= 0 {
+		idle = defaultIdleTimeout
+	}
 
 	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, conc+2)
@@ -142,6 +160,12 @@ func OpenS3(ctx context.Context, loc Location, opts Options) (*S3Store, error) {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
 		o.UsePathStyle = pathStyle
+		// Here rather than on httpClient above: the SDK has resolved its
+		// own copy of the client by now, and with AWS_DEFAULTS_MODE set that
+		// copy's dialer replaces any DialContext given to the loader.
+		if b, ok := o.HTTPClient.(*awshttp.BuildableClient); ok {
+			o.HTTPClient = withIdleTimeout(b, idle)
+		}
 		if !strings.HasPrefix(endpoint, "http://") {
 			// Over TLS the body is protected in transit, and hashing every
 			// part for the signature costs a core-second per 3 GB: sign
@@ -159,6 +183,9 @@ func OpenS3(ctx context.Context, loc Location, opts Options) (*S3Store, error) {
 		prefix:      loc.Prefix,
 		partSize:    opts.PartSize,
 		concurrency: conc,
+		bufferBytes: opts.BufferBytes,
+		spoolDir:    opts.SpoolDir,
+		idle:        idle,
 		log:         logger.With("bucket", loc.Bucket, "endpoint", where),
 		where:       where,
 	}
@@ -192,15 +219,22 @@ func OpenS3(ctx context.Context, loc Location, opts Options) (*S3Store, error) {
 		return nil, fmt.Errorf("check bucket %s at %s: %w", loc.Bucket, where, ctx.Err())
 	}
 	if err != nil {
-		return nil, classifyOpenError(err, where, loc.Bucket, cfg.Region)
+		// A timeout is the check's own deadline or, sooner, a silent server:
+		// net/http's "timeout awaiting response headers" matches
+		// context.DeadlineExceeded too, so only cctx tells them apart.
+		limit := idle
+		if cctx.Err() != nil {
+			limit = openCheckTimeout
+		}
+		return nil, classifyOpenError(err, where, loc.Bucket, cfg.Region, limit)
 	}
 	s.log.Debug("store opened", "prefix", loc.Prefix, "region", cfg.Region, "path_style", pathStyle)
 	return s, nil
 }
 
 // classifyOpenError turns the failure of the bucket check into one line that
-// says what to do.
-func classifyOpenError(err error, where, bucket, region string) error {
+// says what to do; limit is how long a check that timed out waited.
+func classifyOpenError(err error, where, bucket, region string, limit time.Duration) error {
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) && re.Response != nil && re.HTTPStatusCode() != 0 {
 		code := ""
@@ -224,7 +258,7 @@ func classifyOpenError(err error, where, bucket, region string) error {
 		}
 	}
 	return &openError{kind: ErrUnreachable, cause: err, msg: fmt.Sprintf(
-		"cannot reach %s: %s", where, rootCause(err))}
+		"cannot reach %s: %s", where, rootCause(err, limit))}
 }
 
 // credentialCodes are the S3 error codes that mean "these credentials will
@@ -242,18 +276,22 @@ var credentialCodes = map[string]bool{
 
 // rootCause keeps the part of a transport error a person can act on
 // ("connection refused", "no such host", a TLS complaint) instead of the
-// SDK's nested operation and retry wrappers.
-func rootCause(err error) string {
+// SDK's nested operation and retry wrappers. A timeout that is not the
+// dial's is reported as waiting limit for an answer.
+func rootCause(err error, limit time.Duration) string {
 	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Err != nil {
+	if errors.As(err, &oe) && oe.Op == "dial" && oe.Err != nil {
+		return oe.Err.Error()
+	}
+	if isTimeout(err) {
+		return fmt.Sprintf("no answer within %s", limit)
+	}
+	if oe != nil && oe.Err != nil {
 		return oe.Err.Error()
 	}
 	var de *net.DNSError
 	if errors.As(err, &de) {
 		return de.Error()
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Sprintf("no answer within %s", openCheckTimeout)
 	}
 	for {
 		u := errors.Unwrap(err)

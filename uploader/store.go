@@ -18,6 +18,9 @@ type Store interface {
 	// Get opens key for reading. A missing key gives an error wrapping
 	// ErrNotFound.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// GetRange opens length bytes of key from offset off. A range past the
+	// object's end gives fewer bytes (the caller checks the count).
+	GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error)
 	// Stat describes key. A missing key gives an error wrapping ErrNotFound.
 	Stat(ctx context.Context, key string) (ObjectInfo, error)
 	// List calls fn for every object whose key starts with prefix, in

@@ -36,6 +36,7 @@ func RunConformance(t *testing.T, newStore func(t *testing.T) uploader.Store) {
 	}{
 		{"PutGetStat", testPutGetStat},
 		{"NotFound", testNotFound},
+		{"GetRange", testGetRange},
 		{"Overwrite", testOverwrite},
 		{"ZeroByte", testZeroByte},
 		{"ListOrderAndPrefixes", testList},
@@ -439,4 +440,24 @@ func (h *hookReader) Read(p []byte) (int, error) {
 	n := copy(p, h.data[h.off:end])
 	h.off += n
 	return n, nil
+}
+
+func testGetRange(t *testing.T, s uploader.Store) {
+	data := Data(5, 3*uploader.MiB+11)
+	put(t, s, "ranged", data)
+	for _, r := range []struct{ off, n int64 }{{0, 1}, {0, int64(len(data))}, {1 << 20, 7}, {int64(len(data)) - 5, 5}} {
+		rc, err := s.GetRange(t.Context(), "ranged", r.off, r.n)
+		if err != nil {
+			t.Fatalf("GetRange(%d, %d): %v", r.off, r.n, err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatalf("read range (%d, %d): %v", r.off, r.n, err)
+		}
+		sameBytes(t, fmt.Sprintf("range (%d, %d)", r.off, r.n), got, data[r.off:r.off+r.n])
+	}
+	if _, err := s.GetRange(t.Context(), "no-such-key", 0, 10); !errors.Is(err, uploader.ErrNotFound) {
+		t.Errorf("GetRange of a missing key: err = %v, want ErrNotFound", err)
+	}
 }

@@ -67,6 +67,17 @@ func (s *MemStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(o.data)), nil
 }
 
+// GetRange opens length bytes of key from off.
+func (s *MemStore) GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	data, _ := io.ReadAll(rc)
+	off = min(off, int64(len(data)))
+	return io.NopCloser(bytes.NewReader(data[off:min(off+length, int64(len(data)))])), nil
+}
+
 // Stat describes key.
 func (s *MemStore) Stat(ctx context.Context, key string) (uploader.ObjectInfo, error) {
 	if err := ctx.Err(); err != nil {

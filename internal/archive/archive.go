@@ -1,12 +1,15 @@
 package archive
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -24,9 +27,42 @@ type WriteOptions struct {
 	Concurrency int
 	// Progress, when set, is updated atomically while writing.
 	Progress *Counters
+	// Plain makes Write emit the tar stream as it is, without zstd; Level
+	// and Concurrency are then ignored. A recipe (see Content) is written
+	// plain because its caller chunks and compresses it.
+	Plain bool
+	// Content, when set, makes Write a recipe writer: each regular file's
+	// data is handed to Content and the entry holds the reference it
+	// returns instead (see ContentFunc and the package documentation).
+	Content ContentFunc
 }
 
-// ExtractOptions tune Extract.
+// ContentFunc stores, or recognises as already stored, the data of one
+// regular file and returns a reference to it, at most MaxRefSize bytes,
+// which Write puts in the recipe in place of the data; Rehydrate hands it
+// back. data yields exactly f.DataSize bytes, the file's data regions back to
+// back, and reads nothing from the file until Read is called, so a caller that
+// knows the file unchanged (same size, times and inode as last time) returns
+// its old reference without reading it. data is valid only until the call
+// returns. An error stops Write.
+type ContentFunc func(ctx context.Context, f FileInfo, data io.Reader) (ref []byte, err error)
+
+// FileInfo describes the file a ContentFunc is given, as Write saw it once
+// the file was open.
+type FileInfo struct {
+	Name     string // archive name, as in the entry's header
+	Size     int64  // apparent size
+	DataSize int64  // bytes of the data regions: what data yields
+	// ModTime and ChangeTime have nanosecond precision.
+	ModTime, ChangeTime time.Time
+	Inode, Device       uint64
+}
+
+// MaxRefSize bounds a content reference. Rehydrate reads each one into
+// memory, so a tampered recipe must not be able to ask for more.
+const MaxRefSize = 64 << 20
+
+// ExtractOptions tune Extract and ExtractTar.
 type ExtractOptions struct {
 	// Progress, when set, is updated atomically while extracting.
 	Progress *Counters
@@ -59,6 +95,10 @@ type Stats struct {
 	Other     int64 // fifos, character and block devices
 	Skipped   int64 // sockets: they cannot be archived and are left out
 	RawBytes  int64 // file content bytes (data regions only for sparse files)
+	// ReadBytes is the part of RawBytes actually read: by Write from the
+	// files (less than RawBytes when a ContentFunc skips unchanged files),
+	// by Extract and Verify from the stream (all of it).
+	ReadBytes int64
 }
 
 // Entries is the number of archive entries, the figure Counters.Files shows.
@@ -76,6 +116,19 @@ const (
 	paxSparseSize = "KBAK.sparse.size"
 	paxXattr      = "SCHILY.xattr."
 )
+
+// paxContentSize marks a recipe entry: its data is a content reference and
+// the record is the size of the data it stands for (data regions only).
+const paxContentSize = "KBAK.content.size"
+
+// copyBufSize is the read size for file content: large enough that syscalls
+// and zstd block hand-offs are cheap, small enough to check ctx often.
+const copyBufSize = 1 << 20
+
+// plainBufSize gathers the small writes of a plain stream (headers, content
+// references) into fewer writes to w; file data larger than it goes straight
+// through.
+const plainBufSize = 64 << 10
 
 // rootName is the entry for the archived directory itself: it carries the
 // owner, mode and mtime of the volume root.

@@ -17,3 +17,8 @@ func Write(ctx context.Context, dir string, w io.Writer, opts WriteOptions) (Sta
 func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) (Stats, error) {
 	return Stats{}, errors.ErrUnsupported
 }
+
+// ExtractTar needs Linux file calls (openat2, *at syscalls); movers run on Linux.
+func ExtractTar(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) (Stats, error) {
+	return Stats{}, errors.ErrUnsupported
+}

@@ -211,16 +211,21 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func TestRoundTrip(t *testing.T) {
-	isRoot(t)
+// roundTripCase is a tree and the Stats archiving it gives.
+type roundTripCase struct {
+	name  string
+	build func(tree)
+	want  Stats // ReadBytes is filled in from RawBytes
+	// sparse names files whose allocation must stay well under their size.
+	sparse []string
+}
+
+// roundTripCases are the trees every round trip (archive or recipe) keeps:
+// owners, modes, ns mtimes, xattrs, symlinks, hard links, sparse files,
+// empty directories and special files.
+func roundTripCases() []roundTripCase {
 	ts := time.Date(2021, 3, 4, 5, 6, 7, 123456789, time.UTC)
-	tests := []struct {
-		name  string
-		build func(tree)
-		want  Stats
-		// sparse names files whose allocation must stay well under their size.
-		sparse []string
-	}{
+	return []roundTripCase{
 		{
 			name:  "empty root",
 			build: func(tree) {},
@@ -328,7 +333,22 @@ func TestRoundTrip(t *testing.T) {
 			want: Stats{Dirs: 1, Other: 3},
 		},
 	}
-	for _, tc := range tests {
+}
+
+// checkHoles fails if a sparse file's holes were filled on the way.
+func checkHoles(t *testing.T, names []string, before, after map[string]node) {
+	t.Helper()
+	for _, name := range names {
+		b, a := before[name], after[name]
+		if a.blocks > b.blocks+16 || a.blocks*512 >= a.size/2 {
+			t.Errorf("%s: %d blocks after, %d before, size %d: holes inflated", name, a.blocks, b.blocks, a.size)
+		}
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	isRoot(t)
+	for _, tc := range roundTripCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			src := t.TempDir()
 			tc.build(tree{t, src})
@@ -339,18 +359,14 @@ func TestRoundTrip(t *testing.T) {
 			if tc.sparse != nil {
 				tc.want.RawBytes = ws.RawBytes
 			}
+			tc.want.ReadBytes = tc.want.RawBytes
 			if ws != tc.want {
 				t.Errorf("Write stats %+v, want %+v", ws, tc.want)
 			}
 			if es != tc.want {
 				t.Errorf("Extract stats %+v, want %+v", es, tc.want)
 			}
-			for _, name := range tc.sparse {
-				b, a := before[name], after[name]
-				if a.blocks > b.blocks+16 || a.blocks*512 >= a.size/2 {
-					t.Errorf("%s: %d blocks after, %d before, size %d: holes inflated", name, a.blocks, b.blocks, a.size)
-				}
-			}
+			checkHoles(t, tc.sparse, before, after)
 		})
 	}
 }
@@ -369,7 +385,7 @@ func TestWriteSkipsSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst, ws, _ := roundTrip(t, src, WriteOptions{})
-	if want := (Stats{Files: 1, Dirs: 1, Skipped: 1, RawBytes: 1}); ws != want {
+	if want := (Stats{Files: 1, Dirs: 1, Skipped: 1, RawBytes: 1, ReadBytes: 1}); ws != want {
 		t.Errorf("stats %+v, want %+v", ws, want)
 	}
 	if _, err := os.Lstat(filepath.Join(dst, "sock")); !errors.Is(err, fs.ErrNotExist) {

@@ -1,10 +1,12 @@
 // Package archive is the byte path of the pipeline: a directory tree becomes a
-// tar (PAX) stream compressed with zstd, and back. It knows nothing of
-// Kubernetes or of stores; callers hash and upload what it writes.
+// tar (PAX) stream compressed with zstd, or a recipe for a deduplicating
+// repository, and back. It knows nothing of Kubernetes or of stores; callers
+// hash, chunk and upload what it writes.
 //
 // # Stream format
 //
-// One zstd frame holding a PAX tar stream. The first entry, "./", is the
+// One zstd frame holding a PAX tar stream (the tar stream alone with
+// WriteOptions.Plain). The first entry, "./", is the
 // archived directory itself (owner, mode, mtime and xattrs of the volume
 // root); every other name is relative, without a "./" prefix, in depth-first
 // lexical order, so the same tree gives the same bytes. Entries keep numeric
@@ -22,13 +24,29 @@
 // the packed data under the entry's name). Extract writes each region at its
 // offset and truncates to the apparent size, so holes stay holes.
 //
+// # Recipes
+//
+// Write with WriteOptions.Content and Plain makes a recipe: the same PAX tar
+// stream, not compressed, in which each regular file's data (its data
+// regions, for a sparse file) is replaced by an opaque reference the
+// ContentFunc returns, a list of chunk ids for instance, and a
+// KBAK.content.size record gives the size of the data it stands for. All else
+// (owners, modes, mtimes, xattrs, links, sparse records, special files) is as
+// in an archive; the caller chunks and compresses the recipe. The ContentFunc
+// gets a reader that touches the file only when read, so a file the caller
+// knows unchanged is not read at all. Rehydrate turns a recipe back into the
+// plain stream Write makes without Content, asking the caller for each file's
+// data, and ExtractTar or VerifyTar read that. Extract and Verify refuse a
+// recipe entry: its reference is not the file's data.
+//
 // # Memory
 //
 // Write holds the sorted names of one directory per level of the current
 // path, and one record per multiply-linked inode until its last name is met.
 // Extract holds one small record per directory (path, owner, mode, mtime,
 // xattrs) until the end, because directory metadata is applied after their
-// contents. Neither keeps a list of files.
+// contents. Neither keeps a list of files. Rehydrate holds one content
+// reference at a time, at most MaxRefSize bytes.
 //
 // # Extraction safety
 //

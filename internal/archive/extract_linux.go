@@ -15,10 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxDecoderWindow bounds the memory a hostile stream can make the decoder
-// allocate; Write never uses windows above 8 MiB.
-const maxDecoderWindow = 64 << 20
-
 // Extract unpacks a stream made by Write into dir, which must exist and may
 // already hold entries (see ExtractOptions.Overwrite). It reads r to its end:
 // after the tar end marker only zero padding may follow, and a stream that
@@ -35,11 +31,6 @@ const maxDecoderWindow = 64 << 20
 // directory can still be filled and its mtime is not disturbed by its
 // children. That keeps one small record per directory in memory until the end.
 func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) (Stats, error) {
-	rootFd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return Stats{}, fmt.Errorf("open target directory %s: %w", dir, err)
-	}
-	defer unix.Close(rootFd)
 	// Lowmem: without it the decoder keeps about 80 MiB of block buffers
 	// (measured with klauspost/compress 1.20), with it about 5 MiB.
 	// Concurrency 1 decodes in the read-ahead goroutine, already beside the
@@ -51,6 +42,19 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) 
 	}
 	ra := newReadAhead(dec) // closes dec
 	defer ra.stop()
+	return ExtractTar(ctx, ra, dir, opts)
+}
+
+// ExtractTar is Extract for a plain tar stream: one made by Write with
+// Plain, or by Rehydrate. A recipe is refused; rehydrate it first. It reads
+// r in the calling goroutine, without Extract's read-ahead: a caller whose
+// reader blocks (a network, a pipe from Rehydrate) buffers it itself.
+func ExtractTar(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) (Stats, error) {
+	rootFd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return Stats{}, fmt.Errorf("open target directory %s: %w", dir, err)
+	}
+	defer unix.Close(rootFd)
 	ex := &extractor{
 		ctx:    ctx,
 		opts:   opts,
@@ -60,89 +64,22 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) 
 	}
 	defer ex.dropParent()
 
-	tail := &tailReader{r: ra}
-	tr := tar.NewReader(tail)
-	for {
-		if err := ctx.Err(); err != nil {
-			return ex.stats, err
-		}
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return ex.stats, streamErr(err)
-		}
-		if err := ex.entry(hdr, tr); err != nil {
-			return ex.stats, err
+	err = eachEntry(ctx, r, func(hdr *tar.Header, data io.Reader) error {
+		if err := ex.entry(hdr, data); err != nil {
+			return err
 		}
 		if opts.Progress != nil {
 			opts.Progress.Files.Add(1)
 		}
-	}
-	if !tail.endMarker() {
-		return ex.stats, fmt.Errorf("%w: stream ends without the tar end marker", ErrTruncated)
-	}
-	if err := drain(ra); err != nil {
+		return nil
+	})
+	if err != nil {
 		return ex.stats, err
 	}
 	if err := ex.fixDirs(); err != nil {
 		return ex.stats, err
 	}
 	return ex.stats, nil
-}
-
-// streamErr names a short or corrupt stream for what it is.
-func streamErr(err error) error {
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: %w", ErrTruncated, err)
-	}
-	return fmt.Errorf("read archive: %w", err)
-}
-
-// drain reads what follows the tar end marker: zero padding is fine, data is
-// not, and the zstd stream must end cleanly.
-func drain(dec io.Reader) error {
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := dec.Read(buf)
-		for _, b := range buf[:n] {
-			if b != 0 {
-				return errors.New("read archive: data after the tar end marker")
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return streamErr(err)
-		}
-	}
-}
-
-// tailReader remembers the last two tar blocks read, so the end of the tar
-// stream can be told apart from a stream cut at a header boundary (which
-// archive/tar also reports as io.EOF).
-type tailReader struct {
-	r    io.Reader
-	n    int64
-	tail [1024]byte
-}
-
-func (t *tailReader) Read(p []byte) (int, error) {
-	n, err := t.r.Read(p)
-	if n >= len(t.tail) {
-		copy(t.tail[:], p[n-len(t.tail):n])
-	} else if n > 0 {
-		copy(t.tail[:], t.tail[n:])
-		copy(t.tail[len(t.tail)-n:], p[:n])
-	}
-	t.n += int64(n)
-	return n, err
-}
-
-func (t *tailReader) endMarker() bool {
-	return t.n >= int64(len(t.tail)) && t.tail == [1024]byte{}
 }
 
 type dirMeta struct {
@@ -264,6 +201,9 @@ func headerXattrs(hdr *tar.Header) map[string]string {
 func (ex *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 	rel, err := cleanName(hdr.Name)
 	if err != nil {
+		return err
+	}
+	if err := notRecipe(hdr); err != nil {
 		return err
 	}
 	perm := uint32(hdr.Mode) & 0o7777
@@ -521,6 +461,7 @@ func (ex *extractor) content(fd int, rel string, r region, tr io.Reader) error {
 		}
 		off += int64(n)
 		ex.stats.RawBytes += int64(n)
+		ex.stats.ReadBytes += int64(n)
 		if ex.opts.Progress != nil {
 			ex.opts.Progress.RawBytes.Add(int64(n))
 		}

@@ -2,29 +2,27 @@ package archive
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 )
 
-// copyBufSize is the read size for file content: large enough that syscalls
-// and zstd block hand-offs are cheap, small enough to check ctx often.
-const copyBufSize = 1 << 20
-
 // maxSparseMap bounds the sparse map record. archive/tar refuses PAX headers
 // over 1 MiB when reading; a file fragmented beyond this is stored dense.
 const maxSparseMap = 512 << 10
 
 // Write archives the tree at dir into w as a tar (PAX) stream compressed with
-// zstd. It closes the zstd stream, so w holds complete zstd frames, but does
-// not close w.
+// zstd (plain with WriteOptions.Plain). It closes the zstd stream, so w holds
+// complete zstd frames, but does not close w.
 //
 // The walk is depth first in lexical order of each directory's names, so the
 // same tree gives the same stream. Memory holds the names of one directory
@@ -34,14 +32,59 @@ const maxSparseMap = 512 << 10
 // A file that vanishes during the walk (live copies) is left out and counted
 // in Stats.Skipped; a file that shrinks while read is padded with zeros to
 // the size recorded in its header, and one that grows is cut at that size.
+//
+// With WriteOptions.Content the stream is a recipe: each regular file's
+// entry holds the reference Content returns for its data (see ContentFunc).
 func Write(ctx context.Context, dir string, w io.Writer, opts WriteOptions) (Stats, error) {
-	level, err := encoderLevel(opts.Level)
+	out, finish, abort, err := newOutput(w, opts)
 	if err != nil {
 		return Stats{}, err
 	}
+	wr := &walker{
+		ctx:     ctx,
+		tw:      tar.NewWriter(out),
+		prog:    opts.Progress,
+		content: opts.Content,
+		links:   make(map[fileID]*linkRecord),
+		buf:     make([]byte, copyBufSize),
+		xbuf:    make([]byte, 4096),
+	}
+	err = wr.entry(dir, rootName)
+	if err == nil {
+		if err = wr.tw.Close(); err != nil {
+			err = fmt.Errorf("write tar end marker: %w", err)
+		}
+	}
+	if err != nil {
+		abort()
+		return wr.stats, err
+	}
+	if err := finish(); err != nil {
+		return wr.stats, err
+	}
+	return wr.stats, nil
+}
+
+// newOutput returns what the tar stream is written to, finish to complete
+// it in w, and abort to release it without writing more to w.
+func newOutput(w io.Writer, opts WriteOptions) (out io.Writer, finish func() error, abort func(), err error) {
+	if opts.Plain {
+		bw := bufio.NewWriterSize(w, plainBufSize)
+		finish = func() error {
+			if err := bw.Flush(); err != nil {
+				return fmt.Errorf("write archive: %w", err)
+			}
+			return nil
+		}
+		return bw, finish, func() {}, nil
+	}
+	level, err := encoderLevel(opts.Level)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	conc := opts.Concurrency
 	if conc < 0 {
-		return Stats{}, fmt.Errorf("zstd concurrency %d: want 0 or more", conc)
+		return nil, nil, nil, fmt.Errorf("zstd concurrency %d: want 0 or more", conc)
 	}
 	enc, err := zstd.NewWriter(w,
 		zstd.WithEncoderLevel(level),
@@ -55,32 +98,20 @@ func Write(ctx context.Context, dir string, w io.Writer, opts WriteOptions) (Sta
 		zstd.WithWindowSize(windowSize(level)),
 	)
 	if err != nil {
-		return Stats{}, fmt.Errorf("create zstd encoder: %w", err)
+		return nil, nil, nil, fmt.Errorf("create zstd encoder: %w", err)
 	}
-	wr := &walker{
-		ctx:   ctx,
-		tw:    tar.NewWriter(enc),
-		prog:  opts.Progress,
-		links: make(map[fileID]*linkRecord),
-		buf:   make([]byte, copyBufSize),
-		xbuf:  make([]byte, 4096),
-	}
-	err = wr.entry(dir, rootName)
-	if err == nil {
-		if err = wr.tw.Close(); err != nil {
-			err = fmt.Errorf("write tar end marker: %w", err)
+	finish = func() error {
+		if err := enc.Close(); err != nil {
+			return fmt.Errorf("finish zstd stream: %w", err)
 		}
+		return nil
 	}
-	if err != nil {
+	abort = func() {
 		// Release the encoder's goroutines without sending more to w.
 		enc.Reset(io.Discard)
 		enc.Close()
-		return wr.stats, err
 	}
-	if err := enc.Close(); err != nil {
-		return wr.stats, fmt.Errorf("finish zstd stream: %w", err)
-	}
-	return wr.stats, nil
+	return enc, finish, abort, nil
 }
 
 type fileID struct{ dev, ino uint64 }
@@ -91,13 +122,14 @@ type linkRecord struct {
 }
 
 type walker struct {
-	ctx   context.Context
-	tw    *tar.Writer
-	prog  *Counters
-	stats Stats
-	links map[fileID]*linkRecord
-	buf   []byte
-	xbuf  []byte
+	ctx     context.Context
+	tw      *tar.Writer
+	prog    *Counters
+	content ContentFunc
+	stats   Stats
+	links   map[fileID]*linkRecord
+	buf     []byte
+	xbuf    []byte
 }
 
 func (wr *walker) entry(full, name string) error {
@@ -271,14 +303,69 @@ func (wr *walker) file(full, name string, hdr *tar.Header, st *unix.Stat_t) erro
 	if err := wr.xattrs(full, hdr); err != nil {
 		return err
 	}
+	data := &fileData{wr: wr, fd: fd, full: full, regions: regions}
+	if wr.content != nil {
+		return wr.recipeFile(hdr, st, data)
+	}
 	if err := wr.header(hdr); err != nil {
 		return err
 	}
 	wr.stats.Files++
-	for _, r := range regions {
-		if err := wr.content(fd, full, r); err != nil {
+	for {
+		n, err := data.Read(wr.buf)
+		if n > 0 {
+			if _, err := wr.tw.Write(wr.buf[:n]); err != nil {
+				return fmt.Errorf("write %s to archive: %w", full, err)
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
+	}
+}
+
+// recipeFile hands the file's data to the ContentFunc and writes the
+// reference it returns as the entry's data, the data's size in a PAX record.
+func (wr *walker) recipeFile(hdr *tar.Header, st *unix.Stat_t, data *fileData) error {
+	info := FileInfo{
+		Name:       hdr.Name,
+		Size:       st.Size,
+		DataSize:   hdr.Size,
+		ModTime:    time.Unix(st.Mtim.Unix()),
+		ChangeTime: time.Unix(st.Ctim.Unix()),
+		Inode:      st.Ino,
+		Device:     uint64(st.Dev),
+	}
+	ref, err := wr.content(wr.ctx, info, data)
+	data.done = true // the descriptor is closed on return; a late Read must not use it
+	if err != nil {
+		return fmt.Errorf("store content of %s: %w", data.full, err)
+	}
+	if len(ref) > MaxRefSize {
+		return fmt.Errorf("store content of %s: reference of %d bytes, over the %d byte limit", data.full, len(ref), MaxRefSize)
+	}
+	// Files the caller did not read count in full: RawBytes is the data
+	// the recipe stands for, ReadBytes what was read.
+	if rest := info.DataSize - data.n; rest > 0 {
+		wr.stats.RawBytes += rest
+		if wr.prog != nil {
+			wr.prog.RawBytes.Add(rest)
+		}
+	}
+	if hdr.PAXRecords == nil {
+		hdr.PAXRecords = make(map[string]string)
+	}
+	hdr.PAXRecords[paxContentSize] = strconv.FormatInt(info.DataSize, 10)
+	hdr.Size = int64(len(ref))
+	if err := wr.header(hdr); err != nil {
+		return err
+	}
+	wr.stats.Files++
+	if _, err := wr.tw.Write(ref); err != nil {
+		return fmt.Errorf("write %s to archive: %w", data.full, err)
 	}
 	return nil
 }
@@ -309,42 +396,66 @@ func dataRegions(fd int, size int64) []region {
 	return regions
 }
 
-// content copies one region of fd into the tar stream, padding with zeros if
-// the file shrank meanwhile, so the entry always has the size its header says.
-func (wr *walker) content(fd int, full string, r region) error {
-	off, end := r.off, r.off+r.len
-	eof := false
-	for off < end {
-		if err := wr.ctx.Err(); err != nil {
-			return err
-		}
-		chunk := wr.buf[:min(int64(len(wr.buf)), end-off)]
-		n := 0
-		if !eof {
-			var err error
-			n, err = unix.Pread(fd, chunk, off)
-			if err != nil {
-				if errors.Is(err, unix.EINTR) {
-					continue
-				}
-				return fmt.Errorf("read %s: %w", full, err)
-			}
-		}
-		if n == 0 {
-			eof = true
-			clear(chunk)
-			n = len(chunk)
-		}
-		if _, err := wr.tw.Write(chunk[:n]); err != nil {
-			return fmt.Errorf("write %s to archive: %w", full, err)
-		}
-		off += int64(n)
-		wr.stats.RawBytes += int64(n)
-		if wr.prog != nil {
-			wr.prog.RawBytes.Add(int64(n))
-		}
+// fileData reads the data regions of an open file back to back, exactly
+// their total size: zeros stand in for what a file that shrank meanwhile no
+// longer holds, and what one that grew holds beyond is left out, so an entry
+// always has the size its header says. It reads nothing before Read is
+// called. It counts what it yields in RawBytes and ReadBytes.
+type fileData struct {
+	wr      *walker
+	fd      int
+	full    string
+	regions []region // what is left to read; the first one shrinks as it is
+	eof     bool     // the file ended inside this region: its rest is zeros
+	n       int64    // bytes yielded
+	done    bool     // the ContentFunc returned: fd is no longer ours
+}
+
+func (d *fileData) Read(p []byte) (int, error) {
+	if d.done {
+		return 0, fmt.Errorf("read %s: data used after its ContentFunc returned", d.full)
 	}
-	return nil
+	for len(d.regions) > 0 && d.regions[0].len == 0 {
+		d.regions = d.regions[1:]
+		d.eof = false
+	}
+	if len(d.regions) == 0 {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if err := d.wr.ctx.Err(); err != nil {
+		return 0, err
+	}
+	r := &d.regions[0]
+	chunk := p[:min(int64(len(p)), r.len)]
+	n := 0
+	for !d.eof {
+		var err error
+		n, err = unix.Pread(d.fd, chunk, r.off)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read %s: %w", d.full, err)
+		}
+		d.eof = n == 0
+		break
+	}
+	if d.eof {
+		clear(chunk)
+		n = len(chunk)
+	}
+	r.off += int64(n)
+	r.len -= int64(n)
+	d.n += int64(n)
+	d.wr.stats.RawBytes += int64(n)
+	d.wr.stats.ReadBytes += int64(n)
+	if d.wr.prog != nil {
+		d.wr.prog.RawBytes.Add(int64(n))
+	}
+	return n, nil
 }
 
 // xattrs records the extended attributes of full (without following a

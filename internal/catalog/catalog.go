@@ -121,7 +121,8 @@ func (c *Catalog) WriteManifest(ctx context.Context, m *Manifest) error {
 		if err != nil {
 			return fmt.Errorf("write manifest %s: check volume %s: %w", m.ID, v.PVC, err)
 		}
-		if info.Size != v.StoredBytes {
+		// A tree is not the volume's data: its size says nothing.
+		if m.Format != FormatRepo && info.Size != v.StoredBytes {
 			return fmt.Errorf("write manifest %s: volume %s: object %s holds %d bytes, the mover reported %d",
 				m.ID, v.PVC, v.Key, info.Size, v.StoredBytes)
 		}
@@ -167,19 +168,21 @@ func (c *Catalog) List(ctx context.Context, f Filter) ([]Summary, error) {
 		return nil, fmt.Errorf("list backups: %w", err)
 	}
 	var keys []Key
-	err := c.store.List(ctx, ListPrefix(f), func(o uploader.ObjectInfo) error {
-		if !strings.HasSuffix(o.Key, manifestEnd) {
+	for _, prefix := range ListPrefixes(f) {
+		err := c.store.List(ctx, prefix, func(o uploader.ObjectInfo) error {
+			if !strings.HasSuffix(o.Key, manifestEnd) {
+				return nil
+			}
+			k, err := ParseKey(o.Key)
+			if err != nil || k.Kind != KindManifest || !f.Match(k.Namespace, k.StatefulSet) {
+				return nil // not kbak's, or another backup's: not part of this listing
+			}
+			keys = append(keys, k)
 			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list backups under %s: %w", prefix, err)
 		}
-		k, err := ParseKey(o.Key)
-		if err != nil || k.Kind != KindManifest || !f.Match(k.Namespace, k.StatefulSet) {
-			return nil // not kbak's, or another backup's: not part of this listing
-		}
-		keys = append(keys, k)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list backups under %s: %w", ListPrefix(f), err)
 	}
 
 	out := make([]Summary, len(keys))
@@ -235,17 +238,11 @@ func (c *Catalog) find(ctx context.Context, id string) (dirs map[Layout][]upload
 	}
 	dirs = make(map[Layout][]uploader.ObjectInfo)
 	marker := "/" + id + "/"
-	err = c.store.List(ctx, Root, func(o uploader.ObjectInfo) error {
-		if !strings.Contains(o.Key, marker) {
-			return nil
+	err = c.listBackupObjects(ctx, func(k Key, o uploader.ObjectInfo) {
+		if k.ID == id {
+			dirs[k.Layout] = append(dirs[k.Layout], o)
 		}
-		k, err := ParseKey(o.Key)
-		if err != nil || k.ID != id {
-			return nil
-		}
-		dirs[k.Layout] = append(dirs[k.Layout], o)
-		return nil
-	})
+	}, marker)
 	if err != nil {
 		return nil, fmt.Errorf("find backup %s: %w", id, err)
 	}
@@ -378,11 +375,7 @@ func (c *Catalog) GC(ctx context.Context, grace time.Duration, now time.Time, dr
 	}
 	dirs := make(map[Layout]*dir)
 	var order []Layout
-	err := c.store.List(ctx, Root, func(o uploader.ObjectInfo) error {
-		k, err := ParseKey(o.Key)
-		if err != nil {
-			return nil
-		}
+	err := c.listBackupObjects(ctx, func(k Key, o uploader.ObjectInfo) {
 		d := dirs[k.Layout]
 		if d == nil {
 			d = &dir{}
@@ -391,10 +384,9 @@ func (c *Catalog) GC(ctx context.Context, grace time.Duration, now time.Time, dr
 		}
 		d.objs = append(d.objs, o)
 		d.manifest = d.manifest || k.Kind == KindManifest
-		return nil
-	})
+	}, "")
 	if err != nil {
-		return nil, fmt.Errorf("gc: list %s: %w", Root, err)
+		return nil, fmt.Errorf("gc: %w", err)
 	}
 	var orphans []Orphan
 	var errs []error
@@ -423,4 +415,24 @@ func (c *Catalog) GC(ctx context.Context, grace time.Duration, now time.Time, dr
 		orphans = append(orphans, o)
 	}
 	return orphans, errors.Join(errs...)
+}
+
+// listBackupObjects calls fn for every object of every backup of every
+// format whose key contains marker (all when empty).
+func (c *Catalog) listBackupObjects(ctx context.Context, fn func(Key, uploader.ObjectInfo), marker string) error {
+	for _, root := range roots {
+		err := c.store.List(ctx, root, func(o uploader.ObjectInfo) error {
+			if marker != "" && !strings.Contains(o.Key, marker) {
+				return nil
+			}
+			if k, err := ParseKey(o.Key); err == nil {
+				fn(k, o)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list %s: %w", root, err)
+		}
+	}
+	return nil
 }

@@ -211,8 +211,8 @@ func TestList(t *testing.T) {
 			if got := ids(list); !slices.Equal(got, tt.want) {
 				t.Errorf("List(%+v) =\n%q\nwant\n%q", tt.filter, got, tt.want)
 			}
-			if n := s.Lists() - before; n != 1 {
-				t.Errorf("List made %d store listings, want 1", n)
+			if n := s.Lists() - before; n != 2 {
+				t.Errorf("List made %d store listings, want 2 (one a format)", n)
 			}
 		})
 	}

@@ -10,15 +10,37 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// Root is the key prefix of every kbak object. The version segment lets a
-// future layout live beside this one in the same bucket.
-const Root = "kbak/v1/"
+// Root is the key prefix of the backups of format 1 (a tar+zstd archive a
+// volume). The version segment lets another layout live beside it: RootV2
+// holds the backups of the deduplicating repository (internal/repo), whose
+// shared objects live beside them under kbak/v2/.
+const (
+	Root   = "kbak/v1/"
+	RootV2 = "kbak/v2/backups/"
+)
+
+// Formats of a backup.
+const (
+	FormatArchive = 1 // a tar+zstd object a volume
+	FormatRepo    = 2 // a tree and a file cache a volume, data in shared chunks
+)
+
+// roots are the key prefixes of backups, oldest format first.
+var roots = []string{Root, RootV2}
+
+func rootOf(format int) string {
+	if format == FormatRepo {
+		return RootV2
+	}
+	return Root
+}
 
 // File names inside a backup directory.
 const (
 	manifestName = "manifest.json"
 	volumesDir   = "volumes/"
 	volumeSuffix = ".tar.zst"
+	treeSuffix   = ".tree" // repo.TreeSuffix: the repository derives the file cache's key from it
 	resultSuffix = ".json"
 	manifestEnd  = "/" + manifestName
 	idTimeLayout = "20060102T150405Z"
@@ -34,11 +56,15 @@ type Layout struct {
 	Namespace   string
 	StatefulSet string
 	ID          string
+	// Format is FormatRepo for a backup in the deduplicating repository;
+	// 0 and FormatArchive mean the archive layout.
+	Format int
 }
 
-// NewLayout validates the names of one backup and returns its layout.
-func NewLayout(namespace, statefulSet, id string) (Layout, error) {
-	l := Layout{Namespace: namespace, StatefulSet: statefulSet, ID: id}
+// NewLayout validates the names of one backup and returns its layout in the
+// given format.
+func NewLayout(namespace, statefulSet, id string, format int) (Layout, error) {
+	l := Layout{Namespace: namespace, StatefulSet: statefulSet, ID: id, Format: format}
 	return l, l.Validate()
 }
 
@@ -63,29 +89,42 @@ func (l Layout) Validate() error {
 
 // Dir is the key prefix of all objects of the backup, ending in a slash.
 func (l Layout) Dir() string {
-	return Root + l.Namespace + "/" + l.StatefulSet + "/" + l.ID + "/"
+	return rootOf(l.Format) + l.Namespace + "/" + l.StatefulSet + "/" + l.ID + "/"
 }
 
 // ManifestKey is the key of the backup's manifest.
 func (l Layout) ManifestKey() string { return l.Dir() + manifestName }
 
-// VolumeKey is the key of the tar+zstd archive of one PVC.
-func (l Layout) VolumeKey(pvc string) string { return l.Dir() + volumesDir + pvc + volumeSuffix }
+// VolumeKey is the key of one PVC's data: its tar+zstd archive, or in the
+// deduplicating repository its tree (the file cache lies beside it, see
+// repo.FileCacheKey).
+func (l Layout) VolumeKey(pvc string) string {
+	if l.Format == FormatRepo {
+		return l.Dir() + volumesDir + pvc + treeSuffix
+	}
+	return l.Dir() + volumesDir + pvc + volumeSuffix
+}
 
 // ResultKey is the key of the mover's result (a JSON mover.Result) for one PVC.
 func (l Layout) ResultKey(pvc string) string { return l.Dir() + volumesDir + pvc + resultSuffix }
 
-// ListPrefix is the narrowest key prefix holding every backup that matches f.
-// Without a namespace the StatefulSet name cannot narrow the prefix (it is the
-// second segment), so callers still filter parsed keys with f.Match.
-func ListPrefix(f Filter) string {
-	if f.Namespace == "" {
-		return Root
+// ListPrefixes are the narrowest key prefixes holding every backup that
+// matches f, one a format. Without a namespace the StatefulSet name cannot
+// narrow them (it is the second segment), so callers still filter parsed keys
+// with f.Match.
+func ListPrefixes(f Filter) []string {
+	out := make([]string, 0, len(roots))
+	for _, root := range roots {
+		switch {
+		case f.Namespace == "":
+			out = append(out, root)
+		case f.StatefulSet == "":
+			out = append(out, root+f.Namespace+"/")
+		default:
+			out = append(out, root+f.Namespace+"/"+f.StatefulSet+"/")
+		}
 	}
-	if f.StatefulSet == "" {
-		return Root + f.Namespace + "/"
-	}
-	return Root + f.Namespace + "/" + f.StatefulSet + "/"
+	return out
 }
 
 // Kind says what an object inside a backup directory is.
@@ -129,7 +168,12 @@ var ErrNotKbakKey = errors.New("not a kbak backup key")
 // KindOther; keys outside any valid backup directory give an error wrapping
 // ErrNotKbakKey.
 func ParseKey(key string) (Key, error) {
+	format, volume := 0, volumeSuffix
 	rest, ok := strings.CutPrefix(key, Root)
+	if !ok {
+		format, volume = FormatRepo, treeSuffix
+		rest, ok = strings.CutPrefix(key, RootV2)
+	}
 	if !ok {
 		return Key{}, fmt.Errorf("parse key %q: %w", key, ErrNotKbakKey)
 	}
@@ -137,7 +181,7 @@ func ParseKey(key string) (Key, error) {
 	if len(parts) < 4 {
 		return Key{}, fmt.Errorf("parse key %q: %w", key, ErrNotKbakKey)
 	}
-	l := Layout{Namespace: parts[0], StatefulSet: parts[1], ID: parts[2]}
+	l := Layout{Namespace: parts[0], StatefulSet: parts[1], ID: parts[2], Format: format}
 	if err := l.Validate(); err != nil {
 		return Key{}, fmt.Errorf("parse key %q: %w: %w", key, ErrNotKbakKey, err)
 	}
@@ -154,7 +198,7 @@ func ParseKey(key string) (Key, error) {
 	for _, c := range []struct {
 		suffix string
 		kind   Kind
-	}{{volumeSuffix, KindVolume}, {resultSuffix, KindResult}} {
+	}{{volume, KindVolume}, {resultSuffix, KindResult}} {
 		pvc, ok := strings.CutSuffix(name, c.suffix)
 		if ok && ValidatePVCName(pvc) == nil {
 			k.Kind, k.PVC = c.kind, pvc

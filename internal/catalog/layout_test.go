@@ -10,7 +10,7 @@ import (
 )
 
 func TestLayoutKeys(t *testing.T) {
-	l, err := NewLayout("shop", "mariadb", "mariadb-20261120T101500Z-0a1f")
+	l, err := NewLayout("shop", "mariadb", "mariadb-20261120T101500Z-0a1f", FormatArchive)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,13 +20,41 @@ func TestLayoutKeys(t *testing.T) {
 		{l.ManifestKey(), dir + "manifest.json"},
 		{l.VolumeKey("data-mariadb-0"), dir + "volumes/data-mariadb-0.tar.zst"},
 		{l.ResultKey("data-mariadb-0"), dir + "volumes/data-mariadb-0.json"},
-		{ListPrefix(Filter{}), "kbak/v1/"},
-		{ListPrefix(Filter{StatefulSet: "mariadb"}), "kbak/v1/"},
-		{ListPrefix(Filter{Namespace: "shop"}), "kbak/v1/shop/"},
-		{ListPrefix(Filter{Namespace: "shop", StatefulSet: "mariadb"}), "kbak/v1/shop/mariadb/"},
+		{strings.Join(ListPrefixes(Filter{}), " "), "kbak/v1/ kbak/v2/backups/"},
+		{strings.Join(ListPrefixes(Filter{StatefulSet: "mariadb"}), " "), "kbak/v1/ kbak/v2/backups/"},
+		{strings.Join(ListPrefixes(Filter{Namespace: "shop"}), " "), "kbak/v1/shop/ kbak/v2/backups/shop/"},
+		{strings.Join(ListPrefixes(Filter{Namespace: "shop", StatefulSet: "mariadb"}), " "), "kbak/v1/shop/mariadb/ kbak/v2/backups/shop/mariadb/"},
 	} {
 		if c.got != c.want {
 			t.Errorf("got %q, want %q", c.got, c.want)
+		}
+	}
+}
+
+// The deduplicating repository's backups live under their own root; every
+// key of one parses back to its layout and kind.
+func TestLayoutRepoFormat(t *testing.T) {
+	l, err := NewLayout("shop", "mariadb", "mariadb-20261120T101500Z-0a1f", FormatRepo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const dir = "kbak/v2/backups/shop/mariadb/mariadb-20261120T101500Z-0a1f/"
+	for _, c := range []struct {
+		key  string
+		want string
+		kind Kind
+	}{
+		{l.ManifestKey(), dir + "manifest.json", KindManifest},
+		{l.VolumeKey("data-mariadb-0"), dir + "volumes/data-mariadb-0.tree", KindVolume},
+		{l.ResultKey("data-mariadb-0"), dir + "volumes/data-mariadb-0.json", KindResult},
+		{dir + "volumes/data-mariadb-0.files", dir + "volumes/data-mariadb-0.files", KindOther},
+	} {
+		if c.key != c.want {
+			t.Errorf("key %q, want %q", c.key, c.want)
+		}
+		k, err := ParseKey(c.key)
+		if err != nil || k.Layout != l || k.Kind != c.kind {
+			t.Errorf("ParseKey(%q) = %+v, %v; want layout %+v kind %v", c.key, k, err, l, c.kind)
 		}
 	}
 }
@@ -43,7 +71,7 @@ func TestNewLayoutRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := NewLayout(tt.ns, tt.sts, tt.id)
+			_, err := NewLayout(tt.ns, tt.sts, tt.id, FormatArchive)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("NewLayout(%q, %q, %q) = %v, want an error containing %q", tt.ns, tt.sts, tt.id, err, tt.wantErr)
 			}
@@ -111,7 +139,7 @@ func TestNewID(t *testing.T) {
 	if want := time.Date(2026, 11, 20, 10, 15, 0, 0, time.UTC); sts != "mariadb" || !created.Equal(want) {
 		t.Errorf("ParseID(%q) = %q, %v; want mariadb, %v", id, sts, created, want)
 	}
-	if _, err := NewLayout("shop", "mariadb", id); err != nil {
+	if _, err := NewLayout("shop", "mariadb", id, FormatArchive); err != nil {
 		t.Errorf("NewLayout with a fresh id: %v", err)
 	}
 }

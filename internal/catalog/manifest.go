@@ -69,8 +69,11 @@ const (
 // carries enough of the cluster's objects to restore into a new cluster from
 // the bucket alone.
 type Manifest struct {
-	APIVersion  string `json:"apiVersion"`
-	Kind        string `json:"kind"`
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	// Format is FormatRepo for a backup in the deduplicating repository;
+	// absent (0) for the archive format.
+	Format      int    `json:"format,omitempty"`
 	ID          string `json:"id"`
 	KbakVersion string `json:"kbakVersion"`
 	// ClusterID is the UID of the source cluster's kube-system namespace.
@@ -123,10 +126,18 @@ type Volume struct {
 	RawBytes      int64                               `json:"rawBytes"`
 	StoredBytes   int64                               `json:"storedBytes"`
 	Files         int64                               `json:"files"`
-	SHA256        string                              `json:"sha256,omitempty"` // hex digest of the stored object
-	Compression   string                              `json:"compression,omitempty"`
-	Status        VolumeStatus                        `json:"status"`
-	Error         string                              `json:"error,omitempty"`
+	SHA256        string                              `json:"sha256,omitempty"` // hex digest of the stored object (archive format)
+	// The deduplicating repository's figures (StoredBytes is then what the
+	// volume added to the repository): file data read (unchanged files are
+	// not), files reused from the parent backup, chunks and new chunks.
+	ReadBytes    int64        `json:"readBytes,omitempty"`
+	SkippedFiles int64        `json:"skippedFiles,omitempty"`
+	Chunks       int64        `json:"chunks,omitempty"`
+	NewChunks    int64        `json:"newChunks,omitempty"`
+	Parent       string       `json:"parent,omitempty"` // the backup whose unchanged files were trusted
+	Compression  string       `json:"compression,omitempty"`
+	Status       VolumeStatus `json:"status"`
+	Error        string       `json:"error,omitempty"`
 }
 
 // Snapshot names the VolumeSnapshot a volume was read from.
@@ -190,7 +201,7 @@ func StripClaimSpec(spec *corev1.PersistentVolumeClaimSpec) corev1.PersistentVol
 
 // Layout returns the key layout of the manifest's backup.
 func (m *Manifest) Layout() Layout {
-	return Layout{Namespace: m.Namespace, StatefulSet: m.StatefulSet, ID: m.ID}
+	return Layout{Namespace: m.Namespace, StatefulSet: m.StatefulSet, ID: m.ID, Format: m.Format}
 }
 
 // OverallStatus derives a backup's status from its volumes: Completed when no
@@ -229,6 +240,9 @@ func (m *Manifest) Validate() error {
 	case StatusCompleted, StatusPartiallyFailed, StatusFailed:
 	default:
 		return bad("unknown status %q", m.Status)
+	}
+	if m.Format != 0 && m.Format != FormatArchive && m.Format != FormatRepo {
+		return bad("unknown format %d", m.Format)
 	}
 	if m.Created.IsZero() {
 		return bad("no creation time")

@@ -44,6 +44,22 @@ type Result struct {
 	Compression string    `json:"compression"` // e.g. "zstd:1"
 	Started     time.Time `json:"started"`
 	Finished    time.Time `json:"finished"`
+
+	// Format is 2 for a volume in the deduplicating repository (Key is its
+	// tree), 0 for a tar+zstd archive. The fields below are format 2's:
+	// StoredBytes is then what this upload added to the repository.
+	Format       int    `json:"format,omitempty"`
+	ReadBytes    int64  `json:"readBytes,omitempty"`    // file data read; RawBytes less what was skipped
+	SkippedFiles int64  `json:"skippedFiles,omitempty"` // unchanged since the parent: not read
+	SkippedBytes int64  `json:"skippedBytes,omitempty"`
+	Chunks       int64  `json:"chunks,omitempty"`    // chunks of the volume, its recipe's included
+	NewChunks    int64  `json:"newChunks,omitempty"` // of which the repository lacked
+	NewBytes     int64  `json:"newBytes,omitempty"`  // their raw bytes
+	Parent       string `json:"parent,omitempty"`    // the tree whose file cache was trusted
+	// ParentMatch says how unchanged files were recognised: "strict"
+	// (size, mtime, ctime, inode) or "size-mtime" (a snapshot's copy has
+	// new inodes and ctimes).
+	ParentMatch string `json:"parentMatch,omitempty"`
 }
 
 // ParseEvent decodes one line of mover output. Lines that are not events

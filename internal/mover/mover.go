@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -16,13 +15,11 @@ import (
 	"time"
 
 	"github.com/kbak/kbak/internal/archive"
+	"github.com/kbak/kbak/internal/repo"
 )
 
 // Store is what a mover needs of a repository.
-type Store interface {
-	Put(ctx context.Context, key string, r io.Reader, size int64) error
-	Get(ctx context.Context, key string) (io.ReadCloser, error)
-}
+type Store = repo.Store
 
 // UploadOptions say what to archive and where to put it.
 type UploadOptions struct {
@@ -32,7 +29,20 @@ type UploadOptions struct {
 	SizeHint    int64  // expected raw bytes, chooses the part size; 0 or less when unknown
 	Compression string // "zstd:LEVEL"; empty means zstd:1
 	Concurrency int    // zstd encoder goroutines; 0 means all cores
+
+	// A Key ending in repo.TreeSuffix stores the volume in the
+	// deduplicating repository; these apply to that form only.
+	Parent      string // tree key of an earlier upload of the same volume; its unchanged files are not read
+	ParentMatch string // ParentMatchStrict (default) or ParentMatchSizeMTime
+	TempDir     string // for the file caches; default TMPDIR
+	KbakVersion string // recorded when the upload creates the repository
 }
+
+// How an upload recognises a file unchanged since its parent.
+const (
+	ParentMatchStrict    = "strict"     // size, mtime, ctime and inode
+	ParentMatchSizeMTime = "size-mtime" // where a copy has new inodes and ctimes (a snapshot restored to a new volume)
+)
 
 // DownloadOptions say which object to extract where.
 type DownloadOptions struct {
@@ -69,6 +79,9 @@ func Upload(ctx context.Context, store Store, opts UploadOptions, ev *Emitter) (
 	level, err := ParseCompression(opts.Compression)
 	if err != nil {
 		return Result{}, err
+	}
+	if strings.HasSuffix(opts.Key, repo.TreeSuffix) {
+		return uploadTree(ctx, store, opts, level, ev)
 	}
 	res := Result{Key: opts.Key, Compression: fmt.Sprintf("zstd:%d", level), Started: time.Now().UTC()}
 
@@ -113,16 +126,7 @@ func Upload(ctx context.Context, store Store, opts UploadOptions, ev *Emitter) (
 	res.RawBytes, res.Files = stats.RawBytes, stats.Files
 	res.StoredBytes, res.SHA256 = stored.n.Load(), hex.EncodeToString(stored.h.Sum(nil))
 	res.Finished = time.Now().UTC()
-	if opts.ResultKey != "" {
-		b, err := json.MarshalIndent(res, "", "  ")
-		if err != nil {
-			return Result{}, err
-		}
-		if err := store.Put(ctx, opts.ResultKey, strings.NewReader(string(b)), int64(len(b))); err != nil {
-			return Result{}, fmt.Errorf("write result %s: %w", opts.ResultKey, err)
-		}
-	}
-	return res, nil
+	return res, writeResult(ctx, store, opts.ResultKey, res)
 }
 
 // Download reads opts.Key, checks its sha256 and extracts it into
@@ -130,6 +134,9 @@ func Upload(ctx context.Context, store Store, opts UploadOptions, ev *Emitter) (
 // checksum mismatch or a truncated object is an error: the caller must treat
 // whatever was extracted as garbage.
 func Download(ctx context.Context, store Store, opts DownloadOptions, ev *Emitter) (Result, error) {
+	if strings.HasSuffix(opts.Key, repo.TreeSuffix) {
+		return downloadTree(ctx, store, opts, ev)
+	}
 	res := Result{Key: opts.Key, Compression: DefaultCompression, Started: time.Now().UTC()}
 	rc, err := store.Get(ctx, opts.Key)
 	if err != nil {

@@ -19,31 +19,29 @@ func Verify(ctx context.Context, r io.Reader, progress *Counters) (Stats, error)
 		return Stats{}, fmt.Errorf("create zstd decoder: %w", err)
 	}
 	defer dec.Close()
+	return VerifyTar(ctx, dec, progress)
+}
+
+// VerifyTar is Verify for a plain tar stream: one made by Write with Plain,
+// or by Rehydrate. A recipe is refused; rehydrate it first.
+func VerifyTar(ctx context.Context, r io.Reader, progress *Counters) (Stats, error) {
 	var st Stats
 	buf := make([]byte, copyBufSize)
-	tail := &tailReader{r: dec}
-	tr := tar.NewReader(tail)
-	for {
-		if err := ctx.Err(); err != nil {
-			return st, err
-		}
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return st, streamErr(err)
-		}
+	err := eachEntry(ctx, r, func(hdr *tar.Header, data io.Reader) error {
 		if _, err := cleanName(hdr.Name); err != nil {
-			return st, err
+			return err
+		}
+		if err := notRecipe(hdr); err != nil {
+			return err
 		}
 		switch hdr.Typeflag {
 		case tar.TypeReg:
 			st.Files++
-			n, err := io.CopyBuffer(counterWriter{progress}, tr, buf)
+			n, err := io.CopyBuffer(counterWriter{progress}, data, buf)
 			st.RawBytes += n
+			st.ReadBytes += n
 			if err != nil {
-				return st, streamErr(err)
+				return streamErr(err)
 			}
 		case tar.TypeDir:
 			st.Dirs++
@@ -54,16 +52,14 @@ func Verify(ctx context.Context, r io.Reader, progress *Counters) (Stats, error)
 		case tar.TypeFifo, tar.TypeChar, tar.TypeBlock:
 			st.Other++
 		default:
-			return st, fmt.Errorf("read archive: entry %q has unsupported type %q", hdr.Name, hdr.Typeflag)
+			return fmt.Errorf("read archive: entry %q has unsupported type %q", hdr.Name, hdr.Typeflag)
 		}
 		if progress != nil {
 			progress.Files.Add(1)
 		}
-	}
-	if !tail.endMarker() {
-		return st, fmt.Errorf("%w: stream ends without the tar end marker", ErrTruncated)
-	}
-	return st, drain(dec)
+		return nil
+	})
+	return st, err
 }
 
 // counterWriter discards what it is given and counts it as raw bytes.

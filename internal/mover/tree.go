@@ -1,0 +1,306 @@
+package mover
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kbak/kbak/internal/archive"
+	"github.com/kbak/kbak/internal/repo"
+	"github.com/kbak/kbak/uploader"
+)
+
+// uploadTree stores opts.Source in the deduplicating repository: the file
+// data and the recipe (the archive stream with every file's data replaced by
+// its chunk list) go into chunks, then the file cache, then the tree, then
+// the result. Nothing the upload wrote is referenced until the tree exists:
+// a failed upload leaves only packs that no backup names, which gc removes.
+func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int, ev *Emitter) (Result, error) {
+	res := Result{Key: opts.Key, Format: repo.FormatVersion, Compression: fmt.Sprintf("zstd:%d", level), Started: time.Now().UTC()}
+	r, _, err := repo.OpenOrInit(ctx, store, repo.InitOptions{KbakVersion: opts.KbakVersion})
+	if err != nil {
+		return Result{}, err
+	}
+	match := opts.ParentMatch
+	if match == "" {
+		match = ParentMatchStrict
+	}
+	if match != ParentMatchStrict && match != ParentMatchSizeMTime {
+		return Result{}, fmt.Errorf("parent match %q: use %s or %s", match, ParentMatchStrict, ParentMatchSizeMTime)
+	}
+	var parent *repo.FileCache
+	if opts.Parent != "" {
+		parent, err = repo.OpenFileCache(ctx, store, repo.FileCacheKey(opts.Parent), opts.TempDir)
+		switch {
+		case errors.Is(err, uploader.ErrNotFound):
+			parent = nil // pruned meanwhile: every file is read
+		case err != nil:
+			return Result{}, fmt.Errorf("parent %s: %w", opts.Parent, err)
+		default:
+			defer parent.Close()
+			res.Parent, res.ParentMatch = opts.Parent, match
+		}
+	}
+	w, err := r.NewWriter(ctx, repo.WriterOptions{Level: level, Workers: opts.Concurrency})
+	if err != nil {
+		return Result{}, err
+	}
+	files, err := repo.NewFileCacheWriter(opts.TempDir)
+	if err != nil {
+		w.Abort(err)
+		return Result{}, err
+	}
+	defer files.Close()
+
+	var counters archive.Counters
+	var skippedFiles, skippedBytes atomic.Int64
+	stop := ev.every(func() Progress {
+		return Progress{RawBytes: counters.RawBytes.Load(), Files: counters.Files.Load(),
+			StoredBytes: w.Stats().StoredBytes, TotalBytes: max(opts.SizeHint, 0)}
+	})
+	defer stop()
+
+	content := func(ctx context.Context, f archive.FileInfo, data io.Reader) ([]byte, error) {
+		e := repo.FileEntry{Path: r.PathID(f.Name), Size: f.Size, DataSize: f.DataSize,
+			ModTime: f.ModTime.UnixNano(), ChangeTime: f.ChangeTime.UnixNano(), Inode: f.Inode}
+		if old, ok := unchanged(parent, e, match, w); ok {
+			e.Refs = old.Refs
+			skippedFiles.Add(1)
+			skippedBytes.Add(f.DataSize)
+		} else {
+			refs, err := w.WriteStream(ctx, data)
+			if err != nil {
+				return nil, fmt.Errorf("store %s: %w", f.Name, err)
+			}
+			e.Refs = refs
+		}
+		if err := files.Add(e); err != nil {
+			return nil, fmt.Errorf("write file cache: %w", err)
+		}
+		return repo.AppendRefs(nil, e.Refs), nil
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	pr, pw := io.Pipe()
+	var recipe []repo.Ref
+	g.Go(func() error {
+		var err error
+		recipe, err = w.WriteStream(gctx, pr)
+		pr.CloseWithError(errors.Join(err, io.ErrClosedPipe)) // unblock the archiver if the recipe failed
+		return err
+	})
+	var stats archive.Stats
+	g.Go(func() error {
+		var err error
+		stats, err = archive.Write(gctx, opts.Source, pw, archive.WriteOptions{Plain: true, Content: content, Progress: &counters})
+		if err != nil {
+			err = fmt.Errorf("archive %s: %w", opts.Source, err)
+		}
+		pw.CloseWithError(err)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		w.Abort(err)
+		return Result{}, err
+	}
+	if err := w.Close(ctx); err != nil {
+		return Result{}, fmt.Errorf("store %s: %w", opts.Key, err)
+	}
+	if err := files.Store(ctx, store, repo.FileCacheKey(opts.Key)); err != nil {
+		return Result{}, err
+	}
+	if err := repo.PutTree(ctx, store, opts.Key, recipe); err != nil {
+		return Result{}, err
+	}
+	ws := w.Stats()
+	res.RawBytes, res.Files, res.ReadBytes = stats.RawBytes, stats.Files, stats.ReadBytes
+	res.SkippedFiles, res.SkippedBytes = skippedFiles.Load(), skippedBytes.Load()
+	res.Chunks, res.NewChunks, res.NewBytes, res.StoredBytes = ws.Chunks, ws.NewChunks, ws.NewBytes, ws.StoredBytes
+	res.Finished = time.Now().UTC()
+	return res, writeResult(ctx, store, opts.ResultKey, res)
+}
+
+// unchanged returns the parent's entry of a file that has not changed since,
+// when every chunk it lists is still in the repository.
+func unchanged(parent *repo.FileCache, e repo.FileEntry, match string, w *repo.Writer) (repo.FileEntry, bool) {
+	if parent == nil {
+		return repo.FileEntry{}, false
+	}
+	old, ok := parent.Lookup(e.Path)
+	if !ok || old.Size != e.Size || old.DataSize != e.DataSize || old.ModTime != e.ModTime {
+		return repo.FileEntry{}, false
+	}
+	if match == ParentMatchStrict && (old.ChangeTime != e.ChangeTime || old.Inode != e.Inode) {
+		return repo.FileEntry{}, false
+	}
+	var total int64
+	for _, ref := range old.Refs {
+		if !w.Known(ref.ID) {
+			return repo.FileEntry{}, false // pruned since: read the file again
+		}
+		total += int64(ref.Size)
+	}
+	return old, total == e.DataSize
+}
+
+// downloadTree restores a volume of the deduplicating repository. One walk
+// of the recipe tells the reader which chunks come next, so it fetches them
+// ahead; a second walk rebuilds the archive stream from the recipe and the
+// chunks, for archive.ExtractTar. Every chunk is checked against its id
+// before its bytes reach the extractor.
+func downloadTree(ctx context.Context, store Store, opts DownloadOptions, ev *Emitter) (Result, error) {
+	res := Result{Key: opts.Key, Format: repo.FormatVersion, Compression: DefaultCompression, Started: time.Now().UTC()}
+	r, err := repo.Open(ctx, store)
+	if err != nil {
+		return Result{}, err
+	}
+	recipe, err := repo.GetTree(ctx, store, opts.Key)
+	if err != nil {
+		return Result{}, fmt.Errorf("download %s: %w", opts.Key, err)
+	}
+	rd, err := r.NewReader(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	var counters archive.Counters
+	var fetched atomic.Int64
+	stop := ev.every(func() Progress {
+		return Progress{RawBytes: counters.RawBytes.Load(), Files: counters.Files.Load(), StoredBytes: fetched.Load()}
+	})
+	defer stop()
+
+	g, gctx := errgroup.WithContext(ctx)
+	// The chunks of every file, in recipe order.
+	refs := make(chan repo.Ref, 256)
+	g.Go(func() error {
+		defer close(refs)
+		return archive.WalkRecipe(gctx, recipeStream(gctx, g, rd, recipe), func(ref []byte) error {
+			list, err := repo.DecodeRefs(ref)
+			if err != nil {
+				return err
+			}
+			for _, r := range list {
+				select {
+				case refs <- r:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			return nil
+		})
+	})
+	type chunk struct {
+		ref  repo.Ref
+		data []byte
+	}
+	chunks := make(chan chunk, 16)
+	g.Go(func() error {
+		defer close(chunks)
+		return rd.Fetch(gctx, refs, func(ref repo.Ref, b []byte) error {
+			fetched.Add(int64(len(b)))
+			select {
+			case chunks <- chunk{ref, b}:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		})
+	})
+	data := func(ctx context.Context, ref []byte, size int64, w io.Writer) error {
+		list, err := repo.DecodeRefs(ref)
+		if err != nil {
+			return err
+		}
+		for _, want := range list {
+			var c chunk
+			var ok bool
+			select {
+			case c, ok = <-chunks:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if !ok {
+				return errors.New("chunk stream ended early")
+			}
+			if c.ref.ID != want.ID {
+				return fmt.Errorf("%w: recipe walks disagree at chunk %s", repo.ErrCorrupt, want.ID.Short())
+			}
+			if _, err := w.Write(c.data); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var stats archive.Stats
+	g.Go(func() error {
+		pr, pw := io.Pipe()
+		go func() {
+			pw.CloseWithError(archive.Rehydrate(gctx, recipeStream(gctx, g, rd, recipe), pw, data))
+		}()
+		defer pr.Close()
+		var err error
+		if opts.Target == "" {
+			stats, err = archive.VerifyTar(gctx, pr, &counters)
+		} else {
+			stats, err = archive.ExtractTar(gctx, pr, opts.Target, archive.ExtractOptions{Progress: &counters})
+		}
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return Result{}, fmt.Errorf("restore %s: %w", opts.Key, err)
+	}
+	res.RawBytes, res.Files, res.StoredBytes = stats.RawBytes, stats.Files, fetched.Load()
+	res.Finished = time.Now().UTC()
+	return res, nil
+}
+
+// recipeStream returns the recipe's bytes, fetched in the group g.
+func recipeStream(ctx context.Context, g *errgroup.Group, rd *repo.Reader, recipe []repo.Ref) io.Reader {
+	pr, pw := io.Pipe()
+	refs := make(chan repo.Ref)
+	go func() {
+		defer close(refs)
+		for _, r := range recipe {
+			select {
+			case refs <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	g.Go(func() error {
+		err := rd.Fetch(ctx, refs, func(_ repo.Ref, b []byte) error {
+			_, err := pw.Write(b)
+			return err
+		})
+		pw.CloseWithError(err)
+		if errors.Is(err, io.ErrClosedPipe) {
+			return nil // the reader stopped early; its own error tells why
+		}
+		return err
+	})
+	return pr
+}
+
+// writeResult stores res at key, when one is given: after everything it
+// describes.
+func writeResult(ctx context.Context, store Store, key string, res Result) error {
+	if key == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := store.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
+		return fmt.Errorf("write result %s: %w", key, err)
+	}
+	return nil
+}

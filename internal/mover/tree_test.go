@@ -1,0 +1,121 @@
+package mover
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kbak/kbak/internal/repo"
+	"github.com/kbak/kbak/uploader"
+)
+
+// snapshotTree records every entry of dir: mode, size, mtime and content.
+func snapshotTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		v := fi.Mode().String()
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			v += " " + fi.ModTime().UTC().Format(time.RFC3339Nano) + " " + string(b)
+		}
+		out[rel] = v
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameTree(t *testing.T, want, got map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: got %.80q, want %.80q", k, got[k], v)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: not in the source", k)
+		}
+	}
+}
+
+// A volume in the deduplicating repository round-trips; the next upload with
+// it as parent reads only the changed file and stores little; an unchanged
+// volume stores nothing new; a missing pack fails the restore with a clear
+// error.
+func TestTreeUploadParentDownload(t *testing.T) {
+	ctx := t.Context()
+	store := fileStore(t)
+	src := tree(t)
+	const key1, key2, key3 = "kbak/v2/backups/ns/s/s-1/volumes/d.tree", "kbak/v2/backups/ns/s/s-2/volumes/d.tree", "kbak/v2/backups/ns/s/s-3/volumes/d.tree"
+
+	up1, err := Upload(ctx, store, UploadOptions{Source: src, Key: key1, ResultKey: "r1.json", TempDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up1.Format != repo.FormatVersion || up1.Files != 3 || up1.ReadBytes != up1.RawBytes || up1.SkippedFiles != 0 || up1.NewChunks == 0 {
+		t.Errorf("first upload: %+v", up1)
+	}
+	dst := t.TempDir()
+	if _, err := Download(ctx, store, DownloadOptions{Key: key1, Target: dst}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, snapshotTree(t, src), snapshotTree(t, dst))
+
+	changed := filepath.Join(src, "a.txt")
+	if err := os.WriteFile(changed, []byte("alpha, and more"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	up2, err := Upload(ctx, store, UploadOptions{Source: src, Key: key2, Parent: key1, TempDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up2.SkippedFiles != 2 || up2.ReadBytes != int64(len("alpha, and more")) || up2.Parent != key1 {
+		t.Errorf("upload with a parent: read %d bytes, skipped %d files; want only a.txt read: %+v", up2.ReadBytes, up2.SkippedFiles, up2)
+	}
+	dst2 := t.TempDir()
+	if _, err := Download(ctx, store, DownloadOptions{Key: key2, Target: dst2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, snapshotTree(t, src), snapshotTree(t, dst2))
+
+	up3, err := Upload(ctx, store, UploadOptions{Source: src, Key: key3, Parent: key2, TempDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up3.ReadBytes != 0 || up3.NewChunks != 0 {
+		t.Errorf("unchanged volume: read %d bytes and stored %d new chunks, want none", up3.ReadBytes, up3.NewChunks)
+	}
+
+	// Verify-only download reads every chunk.
+	if _, err := Download(ctx, store, DownloadOptions{Key: key3}, nil); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	var packs []string
+	store.List(ctx, repo.Keys.PackPrefix(), func(oi uploader.ObjectInfo) error { packs = append(packs, oi.Key); return nil })
+	for _, p := range packs {
+		store.Delete(ctx, p)
+	}
+	_, err = Download(ctx, store, DownloadOptions{Key: key3, Target: t.TempDir()}, nil)
+	if !errors.Is(err, repo.ErrCorrupt) || !strings.Contains(err.Error(), "pack") {
+		t.Fatalf("restore with the packs gone: %v, want ErrCorrupt naming the pack", err)
+	}
+}

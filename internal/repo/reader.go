@@ -1,0 +1,253 @@
+package repo
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kbak/kbak/uploader"
+)
+
+// Reader fetches chunks by id, checking each against its id before handing
+// it on.
+type Reader struct {
+	r     *Repo
+	h     *hasher
+	table []location // sorted by id prefix
+	packs []PackID
+}
+
+// location is where a chunk lies, in 32 bytes: a restore of a volume of a
+// million chunks holds 32 MiB of them.
+type location struct {
+	p                   prefix
+	pack                uint32 // index into Reader.packs
+	off, length, rawLen uint32
+}
+
+// NewReader loads the index.
+func (r *Repo) NewReader(ctx context.Context) (*Reader, error) {
+	rd := &Reader{r: r, h: newHasher(r.cfg.IDKey)}
+	packNo := map[PackID]uint32{}
+	err := r.ForEachEntry(ctx, func(e Entry) error {
+		n, ok := packNo[e.Pack]
+		if !ok {
+			n = uint32(len(rd.packs))
+			packNo[e.Pack] = n
+			rd.packs = append(rd.packs, e.Pack)
+		}
+		rd.table = append(rd.table, location{p: prefixOf(e.ID), pack: n, off: e.Offset, length: e.Length, rawLen: e.RawLength})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(rd.table, func(a, b location) int { return cmpPrefix(a.p, b.p) })
+	rd.table = slices.CompactFunc(rd.table, func(a, b location) bool { return a.p == b.p })
+	return rd, nil
+}
+
+// Has reports whether the index lists chunk id.
+func (rd *Reader) Has(id ID) bool {
+	_, ok := rd.lookup(id)
+	return ok
+}
+
+func (rd *Reader) lookup(id ID) (location, bool) {
+	p := prefixOf(id)
+	i, ok := slices.BinarySearchFunc(rd.table, p, func(l location, p prefix) int { return cmpPrefix(l.p, p) })
+	if !ok {
+		return location{}, false
+	}
+	return rd.table[i], true
+}
+
+// ErrMissingChunk is wrapped by errors for a chunk that no index lists.
+var ErrMissingChunk = errors.New("chunk missing from the repository")
+
+// Fetch reads the chunks of refs in order and passes each to fn, which must
+// not keep the slice. It fetches ahead: batches of neighbouring blobs are
+// read with one ranged GET per pack span, several batches at once.
+func (rd *Reader) Fetch(ctx context.Context, refs <-chan Ref, fn func(Ref, []byte) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	order := make(chan *batch, fetchAhead)
+	work := make(chan *batch, fetchAhead)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(order)
+		defer close(work)
+		b := &batch{done: make(chan struct{})}
+		send := func() bool {
+			select {
+			case order <- b:
+			case <-gctx.Done():
+				return false
+			}
+			work <- b // never blocks longer than order: same capacity, taken first
+			b = &batch{done: make(chan struct{})}
+			return true
+		}
+		for ref := range refs {
+			loc, ok := rd.lookup(ref.ID)
+			if !ok {
+				b.err = fmt.Errorf("%w: chunk %s is in no index: the repository lacks data this backup needs (pruned or damaged): run `kbak verify`", ErrMissingChunk, ref.ID.Short())
+				send() // the batch carries the error to its turn
+				return nil
+			}
+			b.refs = append(b.refs, ref)
+			b.locs = append(b.locs, loc)
+			b.stored += int64(loc.length)
+			if b.stored >= batchBytes || len(b.refs) >= batchRefs {
+				if !send() {
+					return nil
+				}
+			}
+		}
+		if len(b.refs) > 0 {
+			send()
+		}
+		return nil
+	})
+	for range fetchWorkers {
+		g.Go(func() error {
+			dec, err := newBlobDecoder()
+			if err != nil {
+				return err
+			}
+			defer dec.Close()
+			for b := range work {
+				if b.err == nil {
+					b.err = rd.fetchBatch(gctx, dec, b)
+				}
+				close(b.done)
+			}
+			return nil
+		})
+	}
+	var consumeErr error
+	for b := range order {
+		select {
+		case <-b.done:
+		case <-ctx.Done():
+		}
+		if consumeErr == nil && ctx.Err() == nil {
+			if b.err != nil {
+				consumeErr = b.err
+			}
+			for i := 0; consumeErr == nil && i < len(b.data); i++ {
+				consumeErr = fn(b.refs[i], b.data[i])
+			}
+			if consumeErr != nil {
+				cancel(consumeErr)
+			}
+		}
+	}
+	if err := g.Wait(); err != nil && consumeErr == nil {
+		consumeErr = err
+	}
+	if consumeErr == nil && ctx.Err() != nil {
+		consumeErr = context.Cause(ctx)
+	}
+	// Let the producer of refs go.
+	for range refs {
+	}
+	return consumeErr
+}
+
+// How far Fetch reads ahead: fetchAhead batches of about batchBytes stored
+// bytes, fetchWorkers of them at once.
+const (
+	fetchAhead   = 4
+	fetchWorkers = 3
+	batchBytes   = 4 << 20
+	batchRefs    = 1024
+	// spanGap is the most unwanted bytes read to join two blobs of a pack
+	// into one GET.
+	spanGap = 256 << 10
+)
+
+type batch struct {
+	refs   []Ref
+	locs   []location
+	stored int64
+	data   [][]byte
+	err    error
+	done   chan struct{}
+}
+
+// fetchBatch reads every blob of b, grouping neighbours in a pack into one
+// ranged GET.
+func (rd *Reader) fetchBatch(ctx context.Context, dec decoder, b *batch) error {
+	b.data = make([][]byte, len(b.refs))
+	idx := make([]int, len(b.refs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(x, y int) int {
+		lx, ly := b.locs[x], b.locs[y]
+		return cmp.Or(cmp.Compare(lx.pack, ly.pack), cmp.Compare(lx.off, ly.off))
+	})
+	for start := 0; start < len(idx); {
+		first := b.locs[idx[start]]
+		end := int64(first.off) + int64(first.length)
+		stop := start + 1
+		for stop < len(idx) {
+			l := b.locs[idx[stop]]
+			if l.pack != first.pack || int64(l.off) > end+spanGap {
+				break
+			}
+			end = max(end, int64(l.off)+int64(l.length))
+			stop++
+		}
+		span, err := rd.readSpan(ctx, rd.packs[first.pack], int64(first.off), end-int64(first.off))
+		if err != nil {
+			return err
+		}
+		for _, i := range idx[start:stop] {
+			l := b.locs[i]
+			rel := int64(l.off) - int64(first.off)
+			blob := span[rel : rel+int64(l.length)]
+			data, err := decodeBlob(dec, nil, blob, l.rawLen)
+			if err != nil {
+				return fmt.Errorf("%w: chunk %s in pack %s: %v", ErrCorrupt, b.refs[i].ID.Short(), rd.packs[l.pack], err)
+			}
+			if rd.h.id(data) != b.refs[i].ID {
+				return fmt.Errorf("%w: chunk %s in pack %s does not match its id: the pack is damaged", ErrCorrupt, b.refs[i].ID.Short(), rd.packs[l.pack])
+			}
+			b.data[i] = data
+		}
+		start = stop
+	}
+	return nil
+}
+
+// decoder is what fetchBatch needs of a zstd decoder.
+type decoder = blobDecoder
+
+func (rd *Reader) readSpan(ctx context.Context, pack PackID, off, n int64) ([]byte, error) {
+	rc, err := rd.r.store.GetRange(ctx, Keys.Pack(pack), off, n)
+	if errors.Is(err, uploader.ErrNotFound) {
+		return nil, fmt.Errorf("%w: pack %s is missing: the repository lacks data this backup needs: run `kbak verify`", ErrCorrupt, pack)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read pack %s: %w", pack, err)
+	}
+	defer rc.Close()
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: pack %s is shorter than its index says (truncated)", ErrCorrupt, pack)
+		}
+		return nil, fmt.Errorf("read pack %s: %w", pack, err)
+	}
+	return buf, nil
+}

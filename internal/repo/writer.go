@@ -1,0 +1,338 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/restic/chunker"
+)
+
+// WriterOptions tune a Writer.
+type WriterOptions struct {
+	// Workers compress chunks in parallel; 0 means GOMAXPROCS.
+	Workers int
+	// Level is the zstd level 1 (fastest) to 4; 0 means 1.
+	Level int
+}
+
+// WriterStats count what a Writer did; read them with Stats.
+type WriterStats struct {
+	Chunks      int64 // chunks of the written streams
+	Bytes       int64 // their bytes
+	NewChunks   int64 // chunks the repository did not hold yet
+	NewBytes    int64 // their bytes
+	StoredBytes int64 // bytes of new blobs: what this writer added
+	Packs       int64 // packs written
+}
+
+// Writer stores streams as chunks in the repository. It is safe for
+// concurrent use: a mover writes file data and the recipe at once. Packs are
+// uploaded as they fill; Close writes the last one and the index.
+type Writer struct {
+	r     *Repo
+	h     *hasher
+	level int
+
+	mu    sync.Mutex
+	known *idSet
+
+	jobs    chan job
+	workers sync.WaitGroup
+
+	packMu  sync.Mutex
+	cur     *pack
+	done    []packEntries // uploaded, not yet in an index
+	free    chan *pack
+	uploads sync.WaitGroup
+	sem     chan struct{}
+
+	ctx    context.Context // of the uploads
+	cancel context.CancelCauseFunc
+
+	chunkers sync.Pool
+	bufs     sync.Pool
+
+	chunks, bytes, newChunks, newBytes, stored, packs atomic.Int64
+}
+
+type job struct {
+	id   ID
+	data []byte
+	buf  *[]byte
+}
+
+type pack struct {
+	id      PackID
+	data    []byte
+	entries []Entry
+}
+
+// indexEvery is how many uploaded packs' entries go into one index object
+// while a long stream is written: ~1 GiB of packs, so a crash loses little
+// and no index grows large.
+const indexEvery = 64
+
+// NewWriter loads the set of chunks the repository holds and starts the
+// compression workers. Call Close, or Abort, to end it.
+func (r *Repo) NewWriter(ctx context.Context, opts WriterOptions) (*Writer, error) {
+	known := newIDSet()
+	err := r.ForEachEntry(ctx, func(e Entry) error {
+		known.add(e.ID)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	known.merge()
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	wctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	w := &Writer{
+		r: r, h: newHasher(r.cfg.IDKey), level: opts.Level, known: known,
+		jobs: make(chan job, workers),
+		free: make(chan *pack, 2),
+		sem:  make(chan struct{}, 1), // one pack uploading while the next fills
+		ctx:  wctx, cancel: cancel,
+	}
+	maxChunk := int(r.cfg.Chunker.MaxSize)
+	w.bufs.New = func() any { b := make([]byte, 0, maxChunk); return &b }
+	w.chunkers.New = func() any {
+		return chunker.NewWithBoundaries(nil, r.cfg.Chunker.Polynomial, r.cfg.Chunker.MinSize, r.cfg.Chunker.MaxSize)
+	}
+	for range workers {
+		enc, err := newBlobEncoder(opts.Level)
+		if err != nil {
+			cancel(err)
+			return nil, err
+		}
+		w.workers.Add(1)
+		go w.compress(enc)
+	}
+	return w, nil
+}
+
+// Known reports whether the repository (or this writer) holds chunk id.
+func (w *Writer) Known(id ID) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.known.has(id)
+}
+
+// WriteStream cuts rd into chunks, stores those the repository lacks and
+// returns the stream's chunk list.
+func (w *Writer) WriteStream(ctx context.Context, rd io.Reader) ([]Ref, error) {
+	c := w.chunkers.Get().(*chunker.Chunker)
+	defer w.chunkers.Put(c)
+	p := w.r.cfg.Chunker
+	c.ResetWithBoundaries(rd, p.Polynomial, p.MinSize, p.MaxSize)
+	c.SetAverageBits(p.AverageBits)
+	var refs []Ref
+	for {
+		if err := w.failed(ctx); err != nil {
+			return nil, err
+		}
+		buf := w.bufs.Get().(*[]byte)
+		ch, err := c.Next((*buf)[:0])
+		if err == io.EOF {
+			w.bufs.Put(buf)
+			return refs, nil
+		}
+		if err != nil {
+			w.bufs.Put(buf)
+			return nil, err
+		}
+		id := w.h.id(ch.Data)
+		refs = append(refs, Ref{ID: id, Size: uint32(ch.Length)})
+		w.chunks.Add(1)
+		w.bytes.Add(int64(ch.Length))
+		w.mu.Lock()
+		isNew := w.known.add(id)
+		w.mu.Unlock()
+		if !isNew {
+			w.bufs.Put(buf)
+			continue
+		}
+		w.newChunks.Add(1)
+		w.newBytes.Add(int64(ch.Length))
+		select {
+		case w.jobs <- job{id: id, data: ch.Data, buf: buf}:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-w.ctx.Done():
+			return nil, context.Cause(w.ctx)
+		}
+	}
+}
+
+// WriteBytes stores one small stream held in memory.
+func (w *Writer) WriteBytes(ctx context.Context, b []byte) ([]Ref, error) {
+	return w.WriteStream(ctx, bytes.NewReader(b))
+}
+
+func (w *Writer) failed(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
+	}
+	if w.ctx.Err() != nil {
+		return context.Cause(w.ctx)
+	}
+	return nil
+}
+
+func (w *Writer) compress(enc *zstd.Encoder) {
+	defer w.workers.Done()
+	defer enc.Close()
+	var dst []byte
+	for {
+		var j job
+		var ok bool
+		select {
+		case j, ok = <-w.jobs:
+		case <-w.ctx.Done():
+			return
+		}
+		if !ok {
+			return
+		}
+		dst = encodeBlob(enc, dst[:0], j.data)
+		raw := len(j.data)
+		w.bufs.Put(j.buf)
+		w.addBlob(j.id, raw, dst)
+	}
+}
+
+// addBlob appends a blob to the current pack and sends the pack off when
+// it is full.
+func (w *Writer) addBlob(id ID, raw int, blob []byte) {
+	w.packMu.Lock()
+	if w.cur == nil {
+		p, err := w.newPack()
+		if err != nil {
+			w.packMu.Unlock()
+			w.cancel(err)
+			return
+		}
+		w.cur = p
+	}
+	p := w.cur
+	p.entries = append(p.entries, Entry{ID: id, Pack: p.id, Offset: uint32(len(p.data)), Length: uint32(len(blob)), RawLength: uint32(raw)})
+	p.data = append(p.data, blob...)
+	w.stored.Add(int64(len(blob)))
+	full := int64(len(p.data)) >= w.r.cfg.PackSize
+	if full {
+		w.cur = nil
+	}
+	w.packMu.Unlock()
+	if full {
+		w.upload(p)
+	}
+}
+
+func (w *Writer) newPack() (*pack, error) {
+	id, err := newPackID()
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case p := <-w.free:
+		p.id, p.data, p.entries = id, p.data[:0], nil
+		return p, nil
+	default:
+		return &pack{id: id, data: make([]byte, 0, w.r.cfg.PackSize+int64(w.r.cfg.Chunker.MaxSize)/8)}, nil
+	}
+}
+
+// upload stores p in the background; the caller blocks while another pack
+// is uploading, which bounds memory to two packs.
+func (w *Writer) upload(p *pack) {
+	select {
+	case w.sem <- struct{}{}:
+	case <-w.ctx.Done():
+		return
+	}
+	w.uploads.Add(1)
+	go func() {
+		defer w.uploads.Done()
+		defer func() { <-w.sem }()
+		err := w.r.store.Put(w.ctx, Keys.Pack(p.id), bytes.NewReader(p.data), int64(len(p.data)))
+		if err != nil {
+			w.cancel(fmt.Errorf("write pack %s: %w", p.id, err))
+			return
+		}
+		w.packs.Add(1)
+		w.packMu.Lock()
+		w.done = append(w.done, packEntries{pack: p.id, entries: p.entries})
+		var batch []packEntries
+		if len(w.done) >= indexEvery {
+			batch, w.done = w.done, nil
+		}
+		w.packMu.Unlock()
+		select {
+		case w.free <- p:
+		default:
+		}
+		if batch != nil {
+			if err := w.r.putIndex(w.ctx, batch); err != nil {
+				w.cancel(err)
+			}
+		}
+	}()
+}
+
+// Close stores what is still buffered, waits for every upload and writes
+// the index of what it stored. The chunk lists WriteStream returned are
+// valid in the repository only once Close returned nil.
+func (w *Writer) Close(ctx context.Context) error {
+	close(w.jobs) // callers have no WriteStream running
+	w.workers.Wait()
+	w.packMu.Lock()
+	p := w.cur
+	w.cur = nil
+	w.packMu.Unlock()
+	if p != nil && len(p.entries) > 0 && w.ctx.Err() == nil {
+		w.upload(p)
+	}
+	w.uploads.Wait()
+	if err := w.ctx.Err(); err != nil {
+		return context.Cause(w.ctx)
+	}
+	w.packMu.Lock()
+	batch := w.done
+	w.done = nil
+	w.packMu.Unlock()
+	if err := w.r.putIndex(ctx, batch); err != nil {
+		w.cancel(err)
+		return err
+	}
+	w.cancel(errClosed)
+	return nil
+}
+
+var errClosed = errors.New("writer closed")
+
+// Abort stops the writer without writing an index for what it stored: the
+// packs it uploaded are garbage that gc removes after its grace period.
+// WriteStream calls still running return the cause.
+func (w *Writer) Abort(cause error) {
+	w.cancel(cause)
+	w.workers.Wait()
+	w.uploads.Wait()
+}
+
+// Stats returns the writer's counters.
+func (w *Writer) Stats() WriterStats {
+	return WriterStats{
+		Chunks: w.chunks.Load(), Bytes: w.bytes.Load(),
+		NewChunks: w.newChunks.Load(), NewBytes: w.newBytes.Load(),
+		StoredBytes: w.stored.Load(), Packs: w.packs.Load(),
+	}
+}

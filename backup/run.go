@@ -100,7 +100,7 @@ func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error
 			return nil, err
 		}
 	}
-	layout, err := catalog.NewLayout(opts.Namespace, opts.StatefulSet, id)
+	layout, err := catalog.NewLayout(opts.Namespace, opts.StatefulSet, id, catalog.FormatArchive)
 	if err != nil {
 		return nil, err
 	}
@@ -490,7 +490,7 @@ func (r *run) fromSnapshot(ctx context.Context, v *volume) error {
 	// Deferred after runMover, which deletes its pod first: pvc-protection
 	// would hold a claim still mounted.
 	defer r.deleteClaim(ctx, ns, tmp.Name)
-	res, err := r.runMover(ctx, v.claim.Name, r.moverPod(v, tmp.Name, ""))
+	res, err := r.runMover(ctx, v, r.moverPod(v, tmp.Name, ""))
 	if err != nil {
 		return err
 	}
@@ -510,7 +510,7 @@ func (r *run) fromFiles(ctx context.Context, v *volume) error {
 	if v.claim.Pod != nil {
 		node = v.claim.Pod.Spec.NodeName
 	}
-	res, err := r.runMover(ctx, v.claim.Name, r.moverPod(v, v.claim.Name, node))
+	res, err := r.runMover(ctx, v, r.moverPod(v, v.claim.Name, node))
 	if err != nil {
 		return err
 	}
@@ -575,6 +575,8 @@ func (r *run) moverPod(v *volume, claim, node string) *corev1.Pod {
 		HasSessionToken: r.sessionToken,
 		HasCABundle:     r.caBundle,
 		Resources:       res,
+		// The kubelet ends a mover kbak no longer watches.
+		ActiveDeadline: r.transferTimeout(v) + r.opts.PodStartTimeout,
 	}.Pod()
 }
 

@@ -151,9 +151,13 @@ func statuses(m *catalog.Manifest) map[string]string {
 func TestRunMoverCannotStart(t *testing.T) {
 	f := newFixture(2, []int{0, 2}) // ordinal 1 lost its claim; 2 is left from a scale-down
 	var nodes []string
+	var deadlines []int64
 	f.kc.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		pod := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod)
 		nodes = append(nodes, pod.Spec.NodeName)
+		if d := pod.Spec.ActiveDeadlineSeconds; d != nil {
+			deadlines = append(deadlines, *d)
+		}
 		// What the kubelet reports for an image that is not on the node.
 		pod.Status.Phase = corev1.PodPending
 		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "mover", Image: pod.Spec.Containers[0].Image,
@@ -184,6 +188,10 @@ func TestRunMoverCannotStart(t *testing.T) {
 	}
 	if !slices.Equal(nodes, []string{"node-0"}) {
 		t.Errorf("mover pods on nodes %q, want next to the app pod on node-0", nodes)
+	}
+	// The default transfer deadline of a 1Gi claim and the start timeout.
+	if want := int64((kube.TransferDeadline(1<<30) + time.Hour) / time.Second); !slices.Equal(deadlines, []int64{want}) {
+		t.Errorf("mover pods' activeDeadlineSeconds %v, want [%d]", deadlines, want)
 	}
 	if len(f.cat.written) != 0 || !slices.Equal(f.cat.deleted, []string{id}) {
 		t.Errorf("manifests written %d, deleted %v: want none written and %s dropped", len(f.cat.written), f.cat.deleted, id)

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -74,6 +75,9 @@ type MoverPod struct {
 	// Kubernetes API, so its token is not mounted.
 	ServiceAccount string
 	Resources      corev1.ResourceRequirements
+	// ActiveDeadline, when positive, is how long the pod may run before
+	// the kubelet stops it, so a mover whose kbak died still ends.
+	ActiveDeadline time.Duration
 }
 
 // Pod renders the mover pod.
@@ -146,6 +150,13 @@ func (m MoverPod) Pod() *corev1.Pod {
 			Containers:                    []corev1.Container{c},
 			Volumes:                       volumes,
 		},
+	}
+	if m.ActiveDeadline > 0 {
+		secs := int64(m.ActiveDeadline / time.Second)
+		if m.ActiveDeadline%time.Second != 0 {
+			secs++
+		}
+		pod.Spec.ActiveDeadlineSeconds = &secs
 	}
 	return pod
 }

@@ -3,6 +3,7 @@ package deploy
 import (
 	"slices"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -83,5 +84,28 @@ func TestCredentialsSecret(t *testing.T) {
 	}
 	if s.Labels["a"] != "b" || s.Namespace != "ns" || s.Name != "creds" {
 		t.Errorf("meta = %+v", s.ObjectMeta)
+	}
+}
+
+func TestMoverPodActiveDeadline(t *testing.T) {
+	tests := []struct {
+		name     string
+		deadline time.Duration
+		want     int64 // 0: not set
+	}{
+		{"none", 0, 0},
+		{"whole seconds", 35 * time.Minute, 2100},
+		{"a part second rounded up", 35*time.Minute + time.Millisecond, 2101},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := MoverPod{Name: "p", Claim: "c", ActiveDeadline: tt.deadline}.Pod().Spec.ActiveDeadlineSeconds
+			switch {
+			case tt.want == 0 && got != nil:
+				t.Errorf("activeDeadlineSeconds %d, want none", *got)
+			case tt.want != 0 && (got == nil || *got != tt.want):
+				t.Errorf("activeDeadlineSeconds %v, want %d", got, tt.want)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package deploy
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"k8s.io/utils/ptr"
 
@@ -43,6 +44,10 @@ const (
 	DefaultStartingDeadlineSeconds = 600
 	DefaultSuccessfulJobsHistory   = 3
 	DefaultFailedJobsHistory       = 3
+	// A run still going after this long is stopped (the Job's
+	// activeDeadlineSeconds, the agent's runDeadline): with concurrency
+	// Forbid, a hung run would otherwise hold back every later one.
+	DefaultRunDeadline = 6 * time.Hour
 )
 
 // Schedule describes a CronJob that runs `kbak backup` with its own
@@ -80,7 +85,10 @@ type Schedule struct {
 	// grants pods/exec.
 	PreHook, PostHook, HookContainer string
 
-	StartingDeadlineSeconds    int64
+	StartingDeadlineSeconds int64
+	// RunDeadline bounds one run, as its Job's activeDeadlineSeconds;
+	// default DefaultRunDeadline.
+	RunDeadline                time.Duration
 	SuccessfulJobsHistoryLimit int32
 	FailedJobsHistoryLimit     int32
 	// Retention is a human summary of the policy, kept as an annotation for
@@ -224,6 +232,14 @@ func (s Schedule) CronJob() *batchv1.CronJob {
 	// A failed backup is not retried by the Job: the next scheduled run is
 	// the retry, and a Job that shows Failed is what the operator watches.
 	backoff := int32(0)
+	run := s.RunDeadline
+	if run <= 0 {
+		run = DefaultRunDeadline
+	}
+	active := int64(run / time.Second)
+	if run%time.Second != 0 {
+		active++
+	}
 	return &batchv1.CronJob{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "batch/v1", Kind: "CronJob"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.Namespace, Labels: ScheduleLabels(s.Name, s.StatefulSet), Annotations: annotations},
@@ -238,7 +254,8 @@ func (s Schedule) CronJob() *batchv1.CronJob {
 			JobTemplate: batchv1.JobTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
 				Spec: batchv1.JobSpec{
-					BackoffLimit: &backoff,
+					BackoffLimit:          &backoff,
+					ActiveDeadlineSeconds: &active,
 					Template: corev1.PodTemplateSpec{
 						ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
 						Spec:       s.podSpec(name),

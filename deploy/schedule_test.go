@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -23,17 +24,20 @@ func testSchedule() Schedule {
 
 func TestScheduleCronJob(t *testing.T) {
 	tests := []struct {
-		name      string
-		edit      func(*Schedule)
-		wantImage string
-		wantPull  corev1.PullPolicy
-		wantTZ    bool
+		name         string
+		edit         func(*Schedule)
+		wantImage    string
+		wantPull     corev1.PullPolicy
+		wantTZ       bool
+		wantDeadline int64 // the Job's activeDeadlineSeconds
 	}{
-		{"defaults", func(*Schedule) {}, DefaultMoverImage, corev1.PullIfNotPresent, true},
+		{"defaults", func(*Schedule) {}, DefaultMoverImage, corev1.PullIfNotPresent, true, 6 * 3600},
 		{"own image", func(s *Schedule) {
 			s.Image, s.PullPolicy, s.TimeZone = "registry.example/kbak:1.2", corev1.PullAlways, ""
 		},
-			"registry.example/kbak:1.2", corev1.PullAlways, false},
+			"registry.example/kbak:1.2", corev1.PullAlways, false, 6 * 3600},
+		{"own run deadline, a part second rounded up", func(s *Schedule) { s.RunDeadline = 90*time.Minute + time.Millisecond },
+			DefaultMoverImage, corev1.PullIfNotPresent, true, 90*60 + 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -45,6 +49,9 @@ func TestScheduleCronJob(t *testing.T) {
 				*spec.SuccessfulJobsHistoryLimit != DefaultSuccessfulJobsHistory || *spec.FailedJobsHistoryLimit != DefaultFailedJobsHistory ||
 				*spec.JobTemplate.Spec.BackoffLimit != 0 || *spec.Suspend {
 				t.Errorf("CronJob spec %+v", spec)
+			}
+			if d := spec.JobTemplate.Spec.ActiveDeadlineSeconds; d == nil || *d != tt.wantDeadline {
+				t.Errorf("job activeDeadlineSeconds %v, want %d", d, tt.wantDeadline)
 			}
 			if (spec.TimeZone != nil) != tt.wantTZ || tt.wantTZ && *spec.TimeZone != s.TimeZone {
 				t.Errorf("timeZone %v, want %q", spec.TimeZone, s.TimeZone)

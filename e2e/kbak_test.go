@@ -81,8 +81,15 @@ func (r result) String() string {
 // (KUBECONFIG, KBAK_REPO, S3 credentials) and its mover image.
 func kbakCmd(t *testing.T, e *env, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
+	return kbakCmdEnv(t, e, nil, args...)
+}
+
+// kbakCmdEnv is kbakCmd with env added last (a later value of a variable
+// wins over the test bed's).
+func kbakCmdEnv(t *testing.T, e *env, env []string, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+	t.Helper()
 	cmd := exec.Command(kbakBinary(t), args...)
-	cmd.Env = append(os.Environ(), "KBAK_MOVER_IMAGE="+e.KbakImage, "KBAK_REPO="+e.Repo)
+	cmd.Env = append(append(os.Environ(), "KBAK_MOVER_IMAGE="+e.KbakImage, "KBAK_REPO="+e.Repo), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	return cmd, &out, &errb
@@ -91,7 +98,13 @@ func kbakCmd(t *testing.T, e *env, args ...string) (*exec.Cmd, *bytes.Buffer, *b
 // runKbak runs kbak to its end.
 func runKbak(t *testing.T, e *env, args ...string) result {
 	t.Helper()
-	cmd, out, errb := kbakCmd(t, e, args...)
+	return runKbakEnv(t, e, nil, args...)
+}
+
+// runKbakEnv is runKbak with env added to the test bed's environment.
+func runKbakEnv(t *testing.T, e *env, env []string, args ...string) result {
+	t.Helper()
+	cmd, out, errb := kbakCmdEnv(t, e, env, args...)
 	err := cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {

@@ -327,3 +327,32 @@ func TestDRRestore(t *testing.T) {
 	compareRecords(t, want, readStatefulSetData(t, e, drNamespace, statefulSet(t, e, drNamespace, "db")))
 	noLeftovers(t, e, drNamespace, false)
 }
+
+// The S3 endpoint given only by KBAK_S3_ENDPOINT (the repository URL names
+// none) reaches the mover pods: a backup and a restore through it succeed,
+// and the manifest records the URL the movers were given.
+func TestEndpointFromEnvironment(t *testing.T) {
+	e := newEnv(t)
+	ns := createNamespace(t, e, "s3-env")
+	sts := applyStatefulSet(t, e, ns, "db", 1, e.SnapClass)
+	want := writeOrdinalData(t, e, ns, sts)
+	env := []string{"KBAK_REPO=s3://" + e.Bucket, "KBAK_S3_ENDPOINT=" + e.S3Endpoint}
+
+	r := runKbakEnv(t, e, env, "backup", "sts/db", "-n", ns, "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("kbak backup with the endpoint in KBAK_S3_ENDPOINT: %s", r)
+	}
+	var m catalog.Manifest
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
+		t.Fatalf("decode backup output: %v\n%s", err, r.stdout)
+	}
+	checkBackedUp(t, e, &m, want)
+
+	deleteStatefulSetAndClaims(t, e, ns, "db", 1)
+	r = runKbakEnv(t, e, env, "restore", m.ID, "--create-statefulset", "--pod-start-timeout", "3m", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("kbak restore with the endpoint in KBAK_S3_ENDPOINT: %s", r)
+	}
+	compareRecords(t, want, readStatefulSetData(t, e, ns, statefulSet(t, e, ns, "db")))
+	noLeftovers(t, e, ns, false)
+}

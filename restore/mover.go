@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -9,14 +10,14 @@ import (
 	"github.com/kbak/kbak/internal/mover"
 )
 
-// runPod runs a pod to its end and, when events is true, returns the
-// mover's result read from its log; the pod is gone when it returns, so a
-// failed claim can be deleted at once.
-func (r *run) runPod(ctx context.Context, pvc string, pod *corev1.Pod, events bool) (*mover.Result, error) {
+// runPod runs a pod to its end within transfer and, when events is true,
+// returns the mover's result read from its log; the pod is gone when it
+// returns, so a failed claim can be deleted at once.
+func (r *run) runPod(ctx context.Context, pvc string, pod *corev1.Pod, events bool, transfer time.Duration) (*mover.Result, error) {
 	o := kube.PodRun{
 		What:            pvc,
 		PodStartTimeout: r.opts.PodStartTimeout,
-		TransferTimeout: r.opts.TransferTimeout,
+		TransferTimeout: transfer,
 		CleanupTimeout:  r.opts.CleanupTimeout,
 		PollInterval:    r.opts.PollInterval,
 		Log:             r.log.With("pvc", pvc),
@@ -25,6 +26,15 @@ func (r *run) runPod(ctx context.Context, pvc string, pod *corev1.Pod, events bo
 		o.OnEvent = func(ev mover.Event) { r.progress(pvc, ev) }
 	}
 	return kube.RunPod(ctx, r.deps.Kube, pod, o)
+}
+
+// transferTimeout bounds the pods that fill c: the option, else a deadline
+// from the bytes the backup holds for it.
+func (r *run) transferTimeout(c Claim) time.Duration {
+	if r.opts.TransferTimeout > 0 {
+		return r.opts.TransferTimeout
+	}
+	return kube.TransferDeadline(c.RawBytes)
 }
 
 func (r *run) progress(pvc string, ev mover.Event) {

@@ -83,7 +83,10 @@ type Options struct {
 	ID string
 
 	PodStartTimeout time.Duration // scheduling, binding, provisioning, image pull; default 5m
-	TransferTimeout time.Duration // one mover's whole run; default none
+	// TransferTimeout bounds one mover's whole run; default
+	// kube.TransferDeadline of the volume's raw bytes. Its pod gets it, plus
+	// PodStartTimeout, as activeDeadlineSeconds.
+	TransferTimeout time.Duration
 	ReadyTimeout    time.Duration // the re-created StatefulSet becoming Ready; default 10m
 	CleanupTimeout  time.Duration // deleting what the run made; default 2m
 	PollInterval    time.Duration // default 1s

@@ -390,9 +390,12 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 	if r.opts.Resources != nil {
 		res = *r.opts.Resources
 	}
+	transfer := r.transferTimeout(c)
 	spec := deploy.MoverPod{
 		Name: name, Namespace: p.Namespace, Image: r.opts.Image, PullPolicy: r.opts.PullPolicy,
 		Claim: c.Name, Resources: res,
+		// The kubelet ends a pod kbak no longer watches.
+		ActiveDeadline: transfer + r.opts.PodStartTimeout,
 	}
 	if c.Source == SourceSnapshot && c.VolumeMode == corev1.PersistentVolumeBlock {
 		// A pod mounts a raw block claim as a device, which the mover pod
@@ -403,7 +406,7 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 		spec.Labels = r.runLabels(RoleBinder)
 		spec.Args = binderArgs
 		spec.ReadOnly = true
-		if _, err := r.runPod(ctx, c.Name, spec.Pod(), false); err != nil {
+		if _, err := r.runPod(ctx, c.Name, spec.Pod(), false, transfer); err != nil {
 			return nil, fmt.Errorf("provision %s from snapshot %s: %w", c.Name, c.Snapshot, err)
 		}
 		return &mover.Result{Files: c.Files, RawBytes: c.RawBytes}, nil
@@ -412,7 +415,7 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 	spec.Args = deploy.DownloadArgs(r.opts.Repo, c.Key, c.SHA256)
 	spec.Restore = true
 	spec.SecretName, spec.HasSessionToken, spec.HasCABundle = r.secret, r.sessionToken, r.caBundle
-	out, err := r.runPod(ctx, c.Name, spec.Pod(), true)
+	out, err := r.runPod(ctx, c.Name, spec.Pod(), true, transfer)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -144,7 +145,10 @@ func TestRun(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			var pods atomic.Int32
-			kc.PrependReactor("create", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+			var deadlines sync.Map // pod name → activeDeadlineSeconds
+			kc.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				pod := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod)
+				deadlines.Store(pod.Name, pod.Spec.ActiveDeadlineSeconds)
 				if n := pods.Add(1); tt.cancelAt > 0 && int(n) >= tt.cancelAt {
 					cancel()
 				}
@@ -158,6 +162,15 @@ func TestRun(t *testing.T) {
 			if res == nil {
 				t.Fatal("no result")
 			}
+			// The default transfer deadline of a volume of about 100 bytes and
+			// the start timeout, rounded up to seconds.
+			want := int64((kube.TransferDeadline(101) + p.opts.PodStartTimeout + time.Second - 1) / time.Second)
+			deadlines.Range(func(pod, d any) bool {
+				if d := d.(*int64); d == nil || *d != want {
+					t.Errorf("pod %s activeDeadlineSeconds %v, want %d", pod, d, want)
+				}
+				return true
+			})
 			if got := res.Restored(); !slices.Equal(got, tt.wantRestored) {
 				t.Errorf("restored ordinals %v, want %v (%+v)", got, tt.wantRestored, res.Ordinals)
 			}

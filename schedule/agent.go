@@ -15,8 +15,11 @@ import (
 
 // RunFunc runs one backup of a schedule. The agent calls it on the
 // schedule's timetable, never twice at once for the same schedule; ctx is
-// cancelled when the agent stops.
+// cancelled when the agent stops or the run's deadline passes.
 type RunFunc func(ctx context.Context, s ScheduleSpec) (RunResult, error)
+
+// ErrRunDeadline is wrapped by the error of a run stopped by its deadline.
+var ErrRunDeadline = errors.New("run deadline")
 
 // RunResult is what a successful run reports for the metrics.
 type RunResult struct {
@@ -61,6 +64,9 @@ func NewAgent(cfg Config, run RunFunc, log *slog.Logger, now func() time.Time) (
 	}
 	if now == nil {
 		now = time.Now
+	}
+	if d := cfg.runDeadline(); d <= 0 {
+		return nil, fmt.Errorf("agent: runDeadline %s: give a positive duration, e.g. 6h", d)
 	}
 	a := &Agent{cfg: cfg, run: run, log: log, now: now, specs: map[string]Spec{}, stats: map[string]*runStats{}}
 	for _, s := range cfg.Schedules {
@@ -133,14 +139,19 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// RunOnce runs schedule s now and records the outcome. A panic in the run
-// function counts as a failure and does not take the agent down. Unlike the
-// cron's runs, a RunOnce is not skipped while another run of s is going.
+// RunOnce runs schedule s now, within the configuration's runDeadline, and
+// records the outcome. A panic in the run function counts as a failure and
+// does not take the agent down. Unlike the cron's runs, a RunOnce is not
+// skipped while another run of s is going.
 func (a *Agent) RunOnce(ctx context.Context, s ScheduleSpec) (err error) {
 	st := a.stats[s.Name]
 	if st == nil {
 		return fmt.Errorf("%w: %s is not in the agent configuration", ErrNotFound, s.Name)
 	}
+	// A hung run would otherwise make the cron skip every later one.
+	deadline := a.cfg.runDeadline()
+	ctx, cancel := context.WithTimeoutCause(ctx, deadline, fmt.Errorf("%w of %s passed (raise runDeadline in the agent configuration)", ErrRunDeadline, deadline))
+	defer cancel()
 	a.mu.Lock()
 	st.running = true
 	a.mu.Unlock()
@@ -171,6 +182,9 @@ func (a *Agent) RunOnce(ctx context.Context, s ScheduleSpec) (err error) {
 		}
 	}()
 	res, err = a.run(ctx, s)
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrRunDeadline) && !errors.Is(err, ErrRunDeadline) {
+		err = fmt.Errorf("%w: %w", cause, err)
+	}
 	return err
 }
 

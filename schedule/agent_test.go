@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kbak/kbak/deploy"
 )
@@ -32,11 +33,15 @@ schedules:
   keepLast: 2
 `
 	tests := []struct {
-		name    string
-		yaml    string
-		wantErr string
+		name         string
+		yaml         string
+		wantErr      string
+		wantDeadline time.Duration
 	}{
-		{name: "minimal", yaml: base},
+		{name: "minimal", yaml: base, wantDeadline: 6 * time.Hour},
+		{name: "run deadline", yaml: base + "runDeadline: 90m\n", wantDeadline: 90 * time.Minute},
+		{name: "zero run deadline", yaml: base + "runDeadline: 0s\n", wantErr: "runDeadline 0s: give a positive duration"},
+		{name: "negative run deadline", yaml: base + "runDeadline: -1h\n", wantErr: "runDeadline -1h0m0s"},
 		{name: "unknown field", yaml: base + "  keepDayly: 7\n", wantErr: `unknown field "keepDayly"`},
 		{name: "bad cron", yaml: strings.Replace(base, "@every 1m", "@often", 1), wantErr: `cron spec "@often"`},
 		{name: "no retention", yaml: strings.Replace(base, "keepLast: 2", "keepLast: 0", 1), wantErr: "keeps nothing"},
@@ -63,6 +68,9 @@ schedules:
 			s := cfg.Schedules[0]
 			if cfg.Listen != DefaultListen || s.Repo != "s3://backups/prod" || s.Secret != "store" || s.Policy().KeepLast != 2 {
 				t.Errorf("defaults not filled in: %+v", cfg)
+			}
+			if got := cfg.runDeadline(); got != tt.wantDeadline {
+				t.Errorf("run deadline %s, want %s", got, tt.wantDeadline)
 			}
 		})
 	}
@@ -159,6 +167,67 @@ kbak_schedule_next_run_timestamp_seconds{schedule="blog",namespace="blog",statef
 `
 	if got := b.String(); got != want {
 		t.Errorf("metrics:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestRunOnceDeadline: every run has a deadline, 6h unless configured; a
+// run still going then is cancelled and fails saying so.
+func TestRunOnceDeadline(t *testing.T) {
+	tests := []struct {
+		name     string
+		deadline *metav1.Duration
+		want     time.Duration // the deadline the run function sees
+		hang     bool          // the run waits for its context
+	}{
+		{name: "default", want: 6 * time.Hour},
+		{name: "configured", deadline: &metav1.Duration{Duration: 90 * time.Minute}, want: 90 * time.Minute},
+		{name: "a hung run is stopped", deadline: &metav1.Duration{Duration: 50 * time.Millisecond}, want: 50 * time.Millisecond, hang: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.RunDeadline = tt.deadline
+			var left time.Duration
+			a, err := NewAgent(cfg, func(ctx context.Context, _ ScheduleSpec) (RunResult, error) {
+				d, ok := ctx.Deadline()
+				if !ok {
+					return RunResult{}, errors.New("run without a deadline")
+				}
+				left = time.Until(d)
+				if tt.hang {
+					<-ctx.Done()
+					return RunResult{}, ctx.Err()
+				}
+				return RunResult{BackupID: "a"}, nil
+			}, nil, time.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- a.RunOnce(context.Background(), cfg.Schedules[0]) }()
+			select {
+			case err = <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatal("RunOnce still going after 20s")
+			}
+			if left > tt.want || left < tt.want-time.Minute {
+				t.Errorf("run had %s left, want about %s", left, tt.want)
+			}
+			if !tt.hang {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrRunDeadline) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "run deadline of 50ms passed") {
+				t.Errorf("hung run: %v, want an error saying the run deadline of 50ms passed", err)
+			}
+		})
+	}
+	cfg := testConfig()
+	cfg.RunDeadline = &metav1.Duration{}
+	if _, err := NewAgent(cfg, func(context.Context, ScheduleSpec) (RunResult, error) { return RunResult{}, nil }, nil, nil); err == nil {
+		t.Error("NewAgent accepted a zero runDeadline")
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kbak/kbak/deploy"
@@ -19,6 +21,7 @@ const DefaultListen = ":9090"
 //	listen: ":9090"
 //	repo: s3://backups/prod?endpoint=https://minio.example:9000
 //	secret: kbak-store            # in every schedule's namespace, for the movers
+//	runDeadline: 6h               # a run still going is stopped; default 6h
 //	schedules:
 //	- name: shop-nightly
 //	  statefulset: mariadb
@@ -28,10 +31,20 @@ const DefaultListen = ":9090"
 //	  keepDaily: 7
 //	  keepWeekly: 4
 type Config struct {
-	Listen    string         `json:"listen,omitempty"`
-	Repo      string         `json:"repo,omitempty"`
-	Secret    string         `json:"secret,omitempty"`
-	Schedules []ScheduleSpec `json:"schedules"`
+	Listen string `json:"listen,omitempty"`
+	Repo   string `json:"repo,omitempty"`
+	Secret string `json:"secret,omitempty"`
+	// RunDeadline bounds every run; nil is deploy.DefaultRunDeadline.
+	RunDeadline *metav1.Duration `json:"runDeadline,omitempty"`
+	Schedules   []ScheduleSpec   `json:"schedules"`
+}
+
+// runDeadline is how long one run may take.
+func (c Config) runDeadline() time.Duration {
+	if c.RunDeadline == nil {
+		return deploy.DefaultRunDeadline
+	}
+	return c.RunDeadline.Duration
 }
 
 // ScheduleSpec is one schedule the agent runs. Repo and Secret default to
@@ -93,6 +106,9 @@ func ParseConfig(data []byte) (Config, error) {
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
+	}
+	if cfg.RunDeadline != nil && cfg.RunDeadline.Duration <= 0 {
+		return Config{}, fmt.Errorf("runDeadline %s: give a positive duration, e.g. 6h", cfg.RunDeadline.Duration)
 	}
 	seen := map[string]bool{}
 	for i := range cfg.Schedules {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -49,6 +50,10 @@ type CreateOptions struct {
 	PostHook      string
 	HookContainer string
 
+	// RunDeadline stops a run still going after this long; default
+	// deploy.DefaultRunDeadline.
+	RunDeadline time.Duration
+
 	// Set by Create from the Secret; Render takes them as given.
 	HasSessionToken bool
 	HasCABundle     bool
@@ -82,6 +87,9 @@ func (o CreateOptions) schedule() (deploy.Schedule, error) {
 	if err := o.Policy.Validate(); err != nil {
 		return deploy.Schedule{}, fmt.Errorf("%w (every scheduled run prunes by it)", err)
 	}
+	if o.RunDeadline < 0 {
+		return deploy.Schedule{}, fmt.Errorf("run deadline %s: give a positive duration", o.RunDeadline)
+	}
 	args := deploy.RetentionArgs(o.Policy.KeepLast, o.Policy.Hourly, o.Policy.Daily, o.Policy.Weekly, o.Policy.Monthly)
 	if o.Method != "" {
 		args = append(args, "--method", o.Method)
@@ -103,7 +111,8 @@ func (o CreateOptions) schedule() (deploy.Schedule, error) {
 		Secret: o.Secret, HasSessionToken: o.HasSessionToken, HasCABundle: o.HasCABundle,
 		BackupArgs: args,
 		PreHook:    o.PreHook, PostHook: o.PostHook, HookContainer: o.HookContainer,
-		Retention: o.Policy.String(),
+		RunDeadline: o.RunDeadline,
+		Retention:   o.Policy.String(),
 	}, nil
 }
 

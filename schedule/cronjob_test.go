@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -51,11 +52,12 @@ func cronJobOf(t *testing.T, objs []runtime.Object) *batchv1.CronJob {
 
 func TestRender(t *testing.T) {
 	tests := []struct {
-		name     string
-		edit     func(*CreateOptions)
-		wantErr  string
-		wantArgs []string // after "backup sts/mariadb -n shop --repo s3://backups/prod"
-		wantTZ   string
+		name         string
+		edit         func(*CreateOptions)
+		wantErr      string
+		wantArgs     []string // after "backup sts/mariadb -n shop --repo s3://backups/prod"
+		wantTZ       string
+		wantDeadline int64 // the Job's activeDeadlineSeconds; 0 is the default 6h
 	}{
 		{name: "defaults", edit: func(*CreateOptions) {},
 			wantArgs: []string{"--secret", "store", "--mover-pull-policy", "IfNotPresent", "--prune", "--keep-last", "3", "--keep-daily", "7"}},
@@ -74,6 +76,9 @@ func TestRender(t *testing.T) {
 		{name: "bad name", edit: func(o *CreateOptions) { o.Name = "Nightly" }, wantErr: `schedule name "Nightly"`},
 		{name: "long name", edit: func(o *CreateOptions) { o.Name = strings.Repeat("a", 48) }, wantErr: "use at most 47"},
 		{name: "no repo", edit: func(o *CreateOptions) { o.Repo = "" }, wantErr: "--repo"},
+		{name: "run deadline", edit: func(o *CreateOptions) { o.RunDeadline = 2 * time.Hour }, wantDeadline: 7200,
+			wantArgs: []string{"--secret", "store", "--mover-pull-policy", "IfNotPresent", "--prune", "--keep-last", "3", "--keep-daily", "7"}},
+		{name: "negative run deadline", edit: func(o *CreateOptions) { o.RunDeadline = -time.Hour }, wantErr: "run deadline -1h0m0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,6 +109,13 @@ func TestRender(t *testing.T) {
 			}
 			if gotTZ != tt.wantTZ {
 				t.Errorf("timeZone %q, want %q", gotTZ, tt.wantTZ)
+			}
+			wantDeadline := tt.wantDeadline
+			if wantDeadline == 0 {
+				wantDeadline = 6 * 3600
+			}
+			if d := cj.Spec.JobTemplate.Spec.ActiveDeadlineSeconds; d == nil || *d != wantDeadline {
+				t.Errorf("job activeDeadlineSeconds %v, want %d", d, wantDeadline)
 			}
 			var role *rbacv1.Role
 			for _, o := range objs {

@@ -112,7 +112,7 @@ func writeBackup(t *testing.T, repo string, ns, sts string, created time.Time, c
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := catalog.NewLayout(ns, sts, id)
+	l, err := catalog.NewLayout(ns, sts, id, catalog.FormatArchive)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,6 +54,8 @@ EXAMPLES:
 					&cli.StringFlag{Name: "post-hook", Usage: "command run in each app pod after the cut", Category: "Hooks"},
 					&cli.StringFlag{Name: "hook-container", Usage: "container the hooks run in", Category: "Hooks"},
 					&cli.BoolFlag{Name: "suspend", Usage: "create the CronJob suspended"},
+					&cli.DurationFlag{Name: "run-deadline", Value: deploy.DefaultRunDeadline, Action: positive("run-deadline"),
+						Usage: "stop a run still going after this long (the Job's activeDeadlineSeconds), so a hung run does not hold back the next"},
 					&cli.StringFlag{Name: "dry-run", Usage: "client: print the manifests instead of applying them"},
 					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "yaml", Usage: "with --dry-run=client: yaml or json"},
 				}),
@@ -132,6 +134,7 @@ func scheduleCreate(c *cli.Context) error {
 		Secret: c.String("secret"), Image: c.String("image"), PullPolicy: corev1.PullPolicy(c.String("pull-policy")),
 		Method: c.String("method"), SnapshotClass: c.String("snapshot-class"), KeepSnapshots: c.Bool("keep-snapshots"),
 		Parallel: c.Int("parallel"), PreHook: c.String("pre-hook"), PostHook: c.String("post-hook"), HookContainer: c.String("hook-container"),
+		RunDeadline: c.Duration("run-deadline"),
 	}
 	objs, err := schedule.Render(o)
 	if err != nil {
@@ -222,6 +225,7 @@ CONFIGURATION (YAML):
    listen: ":9090"
    repo: s3://backups/prod?endpoint=https://minio.example.com
    secret: kbak-store
+   runDeadline: 6h
    schedules:
      - name: mariadb-nightly
        namespace: shop
@@ -239,6 +243,9 @@ EXAMPLES:
 			cfg, err := schedule.LoadConfig(c.Path("config"))
 			if err != nil {
 				return usageError{err}
+			}
+			if err := resolveScheduleRepos(c, cfg.Schedules); err != nil {
+				return err
 			}
 			image, pull, err := moverSetup(c)
 			if err != nil {
@@ -314,4 +321,22 @@ EXAMPLES:
 			},
 		}},
 	}
+}
+
+// resolveScheduleRepos folds the agent's own S3 settings (flags and
+// environment) into every schedule's repository URL, which its mover pods
+// get as their only description of the store.
+func resolveScheduleRepos(c *cli.Context, specs []schedule.ScheduleSpec) error {
+	opts, err := storeOptions(c)
+	if err != nil {
+		return err
+	}
+	for i := range specs {
+		repo, err := uploader.ResolveURL(c.Context, specs[i].Repo, opts)
+		if err != nil {
+			return fmt.Errorf("schedule %s: %w", specs[i].Name, err)
+		}
+		specs[i].Repo = repo
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -32,6 +33,18 @@ func kubeFlags() []cli.Flag {
 		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "namespace of the StatefulSet (default: the kubeconfig context's)", Category: "Cluster"},
 		&cli.PathFlag{Name: "kubeconfig", EnvVars: []string{"KUBECONFIG"}, Usage: "kubeconfig file (default: in-cluster config, then ~/.kube/config)", Category: "Cluster"},
 		&cli.StringFlag{Name: "context", Usage: "kubeconfig context to use", Category: "Cluster"},
+		&cli.DurationFlag{Name: "request-timeout", Value: 30 * time.Second, Action: positive("request-timeout"), Category: "Cluster",
+			Usage: "how long the Kubernetes API server may take to answer a request (log follows and exec: to start answering)"},
+	}
+}
+
+// positive is the Action of a duration flag that must be greater than zero.
+func positive(name string) func(*cli.Context, time.Duration) error {
+	return func(_ *cli.Context, d time.Duration) error {
+		if d <= 0 {
+			return usagef("--%s %s: give a positive duration, e.g. --%s 30s", name, d, name)
+		}
+		return nil
 	}
 }
 
@@ -73,13 +86,21 @@ func storeOptions(c *cli.Context) (uploader.Options, error) {
 	return opts, nil
 }
 
-// repoURL returns --repo, or a usage error saying how to give one.
+// repoURL returns --repo with every S3 setting of the flags and the
+// environment folded into it (endpoint, region, path style), the one URL
+// that mover pods, CronJobs and the agent are given: they have neither this
+// process's flags nor its environment. A missing --repo is a usage error
+// saying how to give one.
 func repoURL(c *cli.Context) (string, error) {
 	repo := c.String("repo")
 	if repo == "" {
 		return "", usagef("no repository: pass --repo s3://BUCKET/PREFIX (or file:///DIR), or set KBAK_REPO")
 	}
-	return repo, nil
+	opts, err := storeOptions(c)
+	if err != nil {
+		return "", err
+	}
+	return uploader.ResolveURL(c.Context, repo, opts)
 }
 
 // openStore opens the repository named by the flags and checks it is

@@ -8,6 +8,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kbak/kbak/internal/kube"
 )
 
 // cluster is what commands that talk to Kubernetes get from the flags.
@@ -19,7 +21,8 @@ type cluster struct {
 }
 
 // connect loads the kubeconfig the way kubectl does (--kubeconfig,
-// KUBECONFIG, ~/.kube/config, then the in-cluster ServiceAccount).
+// KUBECONFIG, ~/.kube/config, then the in-cluster ServiceAccount); every
+// request of its clients gets --request-timeout.
 func connect(c *cli.Context) (*cluster, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if p := c.Path("kubeconfig"); p != "" {
@@ -39,6 +42,9 @@ func connect(c *cli.Context) (*cluster, error) {
 		return nil, fmt.Errorf("load kubeconfig namespace: %w", err)
 	}
 	cfg.UserAgent = "kbak/" + version
+	// Not cfg.Timeout: it would also cut the log follows that last a whole
+	// transfer and the exec streams of hooks.
+	kube.WithRequestTimeout(cfg, c.Duration("request-timeout"))
 	// Backups create many objects in a burst; the client's default 5 qps
 	// would make a 10-ordinal StatefulSet wait on its own rate limiter.
 	cfg.QPS, cfg.Burst = 50, 100

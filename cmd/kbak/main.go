@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/kbak/kbak/internal/kube"
 )
 
 func main() {
@@ -25,9 +28,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	err := app.RunContext(ctx, permuteArgs(app, args))
 	code := exitCode(ctx, err)
 	if err != nil && code != exitOK {
-		fmt.Fprintln(stderr, "kbak: "+oneLine(err.Error()))
+		fmt.Fprintln(stderr, "kbak: "+errorLine(err))
 	}
 	return code
+}
+
+// errorLine is what a person reads about err: the libraries' words, unless
+// kbak knows better what to do next.
+func errorLine(err error) string {
+	var timeout *kube.APITimeoutError
+	if errors.As(err, &timeout) {
+		return fmt.Sprintf("the Kubernetes API server at %s did not answer within %s: check that it is up and reachable, or raise --request-timeout", timeout.Server, timeout.After)
+	}
+	return oneLine(err.Error())
 }
 
 // oneLine keeps an error to one line however the libraries below formatted

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
@@ -31,6 +32,29 @@ type PodRun struct {
 	CleanupTimeout  time.Duration // deleting the pod
 	PollInterval    time.Duration
 	Log             *slog.Logger
+}
+
+// Transfer rate and slack of TransferDeadline.
+const (
+	transferFloorRate = 5 << 20 // bytes per second
+	transferSlack     = 30 * time.Minute
+)
+
+// TransferDeadline is the default bound of one mover's whole run over bytes
+// of data: half an hour for a slow start and the upload's tail, then 5 MiB/s,
+// well below what a working mover reads, compresses and sends, so that a
+// mover that hangs ends while a slow one finishes.
+func TransferDeadline(bytes int64) time.Duration {
+	bytes = max(bytes, 0)
+	secs := bytes / transferFloorRate
+	if bytes%transferFloorRate != 0 {
+		secs++
+	}
+	// Beyond any volume; the cap leaves callers room to add to the result.
+	if limit := int64((math.MaxInt64/2 - transferSlack) / time.Second); secs > limit {
+		secs = limit
+	}
+	return transferSlack + time.Duration(secs)*time.Second
 }
 
 // RunPod creates pod, follows its log until the mover's last event and

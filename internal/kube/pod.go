@@ -2,9 +2,11 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -200,7 +202,11 @@ func Exec(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, ns, po
 		return "", fmt.Errorf("exec in pod %s/%s: %w", ns, pod, err)
 	}
 	var out tailBuffer
-	err = exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Stderr: &out})
+	var timedOut atomic.Pointer[APITimeoutError]
+	err = exec.StreamWithContext(context.WithValue(ctx, timeoutsKey{}, &timedOut), remotecommand.StreamOptions{Stdout: &out, Stderr: &out})
+	if te := timedOut.Load(); te != nil && err != nil && !errors.Is(err, ErrAPITimeout) {
+		err = te // the SPDY executor keeps only its text
+	}
 	if err != nil {
 		if t := strings.TrimSpace(out.String()); t != "" {
 			return out.String(), fmt.Errorf("exec %q in pod %s/%s container %s: %w: %s", strings.Join(cmd, " "), ns, pod, container, err, t)

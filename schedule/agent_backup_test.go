@@ -15,6 +15,7 @@ import (
 
 	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/repo"
 )
 
 // memCatalog keeps whole manifests, as the store would.
@@ -47,6 +48,11 @@ func (c *memCatalog) Delete(_ context.Context, id string) (*catalog.Manifest, er
 		}
 	}
 	return nil, catalog.ErrBackupNotFound
+}
+
+// SweepData has no shared data to free: the manifests are all there is.
+func (c *memCatalog) SweepData(context.Context, repo.SweepOptions) (*repo.SweepResult, error) {
+	return nil, nil
 }
 
 func (c *memCatalog) ids() []string {

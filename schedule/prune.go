@@ -8,12 +8,14 @@ import (
 	"slices"
 
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/repo"
 )
 
 // Catalog is what pruning needs of the backup catalog.
 type Catalog interface {
 	List(ctx context.Context, f catalog.Filter) ([]catalog.Summary, error)
 	Delete(ctx context.Context, id string) (*catalog.Manifest, error)
+	SweepData(ctx context.Context, opts repo.SweepOptions) (*repo.SweepResult, error)
 }
 
 // PruneResult is the verdict on every backup pruning looked at, newest first
@@ -24,6 +26,9 @@ type PruneResult struct {
 	// Deleted holds the manifests of removed backups (nil when unreadable),
 	// so the caller can clean what they kept in the cluster.
 	Deleted []*catalog.Manifest `json:"-"`
+	// Data is what freeing the deduplicating repository's shared data did,
+	// when a removed backup was of that format.
+	Data *repo.SweepResult `json:"data,omitempty"`
 }
 
 // Prune applies p to the backups matching f, each StatefulSet on its own, and
@@ -68,6 +73,13 @@ func Prune(ctx context.Context, cat Catalog, f catalog.Filter, p Policy, dryRun 
 			}
 			res.Deleted = append(res.Deleted, m)
 		}
+	}
+	if slices.ContainsFunc(res.Deleted, func(m *catalog.Manifest) bool { return m == nil || m.Format == catalog.FormatRepo }) {
+		data, err := cat.SweepData(ctx, repo.SweepOptions{Grace: catalog.DataGrace})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("prune: backups removed, but their data stays until the next prune or gc: %w", err))
+		}
+		res.Data = data
 	}
 	return res, errors.Join(errs...)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/repo"
 )
 
 type fakeCatalog struct {
@@ -17,6 +18,10 @@ type fakeCatalog struct {
 }
 
 var _ Catalog = &fakeCatalog{}
+
+func (f *fakeCatalog) SweepData(context.Context, repo.SweepOptions) (*repo.SweepResult, error) {
+	return nil, nil
+}
 
 func (f *fakeCatalog) List(context.Context, catalog.Filter) ([]catalog.Summary, error) {
 	return f.list, nil

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kbak/kbak/internal/mover"
+	"github.com/kbak/kbak/internal/repo"
 	"github.com/kbak/kbak/uploader"
 )
 
@@ -26,6 +27,7 @@ func moverCommand() *cli.Command {
 {"type":"result",...} or {"type":"error",...} at the end.
 
 EXAMPLES:
+   kbak mover upload --repo file:///tmp/repo --source /data --key kbak/v2/backups/ns/db/ID/volumes/data-db-0.tree --parent KEY0
    kbak mover upload --repo file:///tmp/repo --source /data --key kbak/v1/ns/db/ID/volumes/data-db-0.tar.zst
    kbak mover download --repo file:///tmp/repo --key KEY --sha256 HEX --target /restore`,
 		Subcommands: []*cli.Command{
@@ -38,6 +40,8 @@ EXAMPLES:
 					&cli.StringFlag{Name: "result-key", Usage: "object key for the JSON result (written after the archive)"},
 					&cli.Int64Flag{Name: "size-hint", Usage: "expected bytes; chooses the multipart part size"},
 					&cli.StringFlag{Name: "compression", Value: mover.DefaultCompression, Usage: "zstd:1 (fastest) to zstd:4 (smallest)"},
+					&cli.StringFlag{Name: "parent", Usage: "tree key of an earlier upload of the same volume: its unchanged files are not read again (" + repo.TreeSuffix + " keys only)"},
+					&cli.StringFlag{Name: "parent-match", Value: mover.ParentMatchStrict, Usage: "how a file is known unchanged: strict (size, mtime, ctime, inode) or size-mtime (a snapshot's copy, with new inodes)"},
 					progress,
 				}),
 				Action: func(c *cli.Context) error {
@@ -60,6 +64,7 @@ EXAMPLES:
 						return mover.Upload(c.Context, store, mover.UploadOptions{
 							Source: c.Path("source"), Key: c.String("key"), ResultKey: c.String("result-key"),
 							SizeHint: c.Int64("size-hint"), Compression: c.String("compression"),
+							Parent: c.String("parent"), ParentMatch: c.String("parent-match"), KbakVersion: version,
 						}, ev)
 					})
 				},

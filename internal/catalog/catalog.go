@@ -11,16 +11,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kbak/kbak/internal/repo"
 	"github.com/kbak/kbak/uploader"
 )
 
-// Store is the part of uploader.Store the catalog uses.
+// Store is the part of uploader.Store the catalog uses: the repository's
+// (for the shared data of format 2 backups) and Stat.
 type Store interface {
-	Put(ctx context.Context, key string, r io.Reader, size int64) error
-	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	repo.Store
 	Stat(ctx context.Context, key string) (uploader.ObjectInfo, error)
-	List(ctx context.Context, prefix string, fn func(uploader.ObjectInfo) error) error
-	Delete(ctx context.Context, key string) error
 }
 
 var _ Store = uploader.Store(nil)
@@ -435,4 +434,23 @@ func (c *Catalog) listBackupObjects(ctx context.Context, fn func(Key, uploader.O
 		}
 	}
 	return nil
+}
+
+// DataGrace is how old a pack must be before SweepData removes it when no
+// backup references it: a backup whose lock went stale may still write.
+const DataGrace = time.Hour
+
+// SweepData frees the shared data of the deduplicating repository that no
+// backup references any more (see repo.Sweep): run it after deleting
+// backups. A store without a repository has nothing to sweep (nil result).
+func (c *Catalog) SweepData(ctx context.Context, opts repo.SweepOptions) (*repo.SweepResult, error) {
+	r, err := repo.Open(ctx, c.store)
+	if errors.Is(err, repo.ErrNoRepository) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.Sweep(ctx, opts)
+	return &res, err
 }

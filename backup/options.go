@@ -59,6 +59,10 @@ type Options struct {
 
 	Parallel    int    // mover pods at once; default 2
 	Compression string // default "zstd:1"
+	// Format is the repository format the backup is written in:
+	// catalog.FormatRepo (the default: deduplicated, incremental) or
+	// catalog.FormatArchive (one tar+zstd object a volume).
+	Format int
 
 	Image      string // mover image; default deploy.DefaultMoverImage
 	PullPolicy corev1.PullPolicy
@@ -99,6 +103,9 @@ func (o *Options) setDefaults() {
 	if o.Parallel <= 0 {
 		o.Parallel = 2
 	}
+	if o.Format == 0 {
+		o.Format = catalog.FormatRepo
+	}
 	if o.Compression == "" {
 		o.Compression = "zstd:1"
 	}
@@ -131,6 +138,9 @@ func (o *Options) validate() error {
 	if o.Repo == "" {
 		return fmt.Errorf("%w: no repository: pass --repo s3://BUCKET/PREFIX", ErrUsage)
 	}
+	if o.Format != catalog.FormatRepo && o.Format != catalog.FormatArchive {
+		return fmt.Errorf("%w: repository format %d: use %d (deduplicated) or %d (one archive a volume)", ErrUsage, o.Format, catalog.FormatRepo, catalog.FormatArchive)
+	}
 	if o.Credentials != nil && o.SecretName != "" {
 		return fmt.Errorf("%w: credentials and --secret are exclusive: give one", ErrUsage)
 	}
@@ -155,6 +165,9 @@ type Catalog interface {
 	// Delete removes every object of backup id; used when a run fails or is
 	// interrupted so it leaves nothing in the store.
 	Delete(ctx context.Context, id string) (*catalog.Manifest, error)
+	// Latest returns the newest Completed backup matching f, whose volumes
+	// are the parents of the next backup's.
+	Latest(ctx context.Context, f catalog.Filter) (*catalog.Manifest, error)
 }
 
 var _ Catalog = (*catalog.Catalog)(nil)

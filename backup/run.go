@@ -36,6 +36,10 @@ type run struct {
 	sessionToken bool
 	caBundle     bool
 
+	// parents are, per PVC, the volume of the latest backup of the
+	// deduplicating repository whose unchanged files a mover may reuse.
+	parents map[string]parent
+
 	mu         sync.Mutex // guards hooks and progress calls
 	hooks      []catalog.HookRun
 	progressMu sync.Mutex
@@ -100,7 +104,7 @@ func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error
 			return nil, err
 		}
 	}
-	layout, err := catalog.NewLayout(opts.Namespace, opts.StatefulSet, id, catalog.FormatArchive)
+	layout, err := catalog.NewLayout(opts.Namespace, opts.StatefulSet, id, opts.Format)
 	if err != nil {
 		return nil, err
 	}
@@ -114,6 +118,7 @@ func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error
 	if err != nil {
 		return nil, err
 	}
+	r.parents = r.findParents(ctx)
 	if err := r.useSecret(ctx); err != nil {
 		return nil, err
 	}
@@ -126,6 +131,7 @@ func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error
 	}
 
 	m := &catalog.Manifest{
+		Format:      formatOf(opts.Format),
 		ID:          id,
 		KbakVersion: opts.KbakVersion,
 		ClusterID:   r.clusterID(ctx),
@@ -567,7 +573,7 @@ func (r *run) moverPod(v *volume, claim, node string) *corev1.Pod {
 		Labels:          kube.Labels(r.id, r.opts.StatefulSet, kube.RoleMover),
 		Image:           r.opts.Image,
 		PullPolicy:      r.opts.PullPolicy,
-		Args:            deploy.UploadArgs(r.opts.Repo, r.layout.VolumeKey(v.claim.Name), r.layout.ResultKey(v.claim.Name), v.claim.Size.Value(), r.opts.Compression),
+		Args:            r.upload(v).Args(),
 		Claim:           claim,
 		ReadOnly:        true,
 		NodeName:        node,
@@ -639,6 +645,11 @@ func (r *run) entry(v *volume) catalog.Volume {
 		e.Files = v.result.Files
 		e.SHA256 = v.result.SHA256
 		e.Compression = v.result.Compression
+		e.ReadBytes, e.SkippedFiles = v.result.ReadBytes, v.result.SkippedFiles
+		e.Chunks, e.NewChunks = v.result.Chunks, v.result.NewChunks
+		if p := r.parents[c.Name]; p.key != "" && p.key == v.result.Parent {
+			e.Parent = p.id
+		}
 	}
 	if e.Status != catalog.VolumeCompleted && e.Snapshot != nil {
 		// Cleanup deletes the snapshot of a volume that was not backed up.

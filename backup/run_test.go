@@ -51,6 +51,18 @@ func (c *fakeCatalog) Delete(_ context.Context, id string) (*catalog.Manifest, e
 	return nil, fmt.Errorf("delete %s: %w", id, catalog.ErrBackupNotFound)
 }
 
+// Latest returns the newest manifest written, as the catalog would.
+func (c *fakeCatalog) Latest(_ context.Context, f catalog.Filter) (*catalog.Manifest, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := len(c.written) - 1; i >= 0; i-- {
+		if m := c.written[i]; m.Status == catalog.StatusCompleted && f.Match(m.Namespace, m.StatefulSet) {
+			return m, nil
+		}
+	}
+	return nil, catalog.ErrBackupNotFound
+}
+
 // journal records, in order, what a run did that a test checks the order of.
 type journal struct {
 	mu    sync.Mutex

@@ -16,6 +16,8 @@ const DefaultMoverImage = "kbak.local/kbak:dev"
 // Where a mover pod finds its volume and its store's CA bundle.
 const (
 	MoverDataPath  = "/data"
+	moverTmpDir    = "/tmp" // spooled upload parts and the repository's file caches
+	tmpVolume      = "tmp"
 	moverCADir     = "/etc/kbak/ca"
 	moverContainer = "mover"
 	dataVolume     = "data"
@@ -33,10 +35,25 @@ const (
 	KeyCABundle = "ca.crt"
 )
 
-// UploadArgs are the mover's arguments to archive /data into key.
-func UploadArgs(repo, key, resultKey string, sizeHint int64, compression string) []string {
-	return []string{"mover", "upload", "--repo", repo, "--source", MoverDataPath, "--key", key,
-		"--result-key", resultKey, "--size-hint", strconv.FormatInt(sizeHint, 10), "--compression", compression}
+// Upload says what an upload mover stores where.
+type Upload struct {
+	Repo, Key, ResultKey string
+	SizeHint             int64
+	Compression          string
+	// Parent and ParentMatch let a mover of the deduplicating repository
+	// skip the files unchanged since an earlier upload (see kbak mover
+	// upload --help).
+	Parent, ParentMatch string
+}
+
+// Args are the mover's arguments to store /data.
+func (u Upload) Args() []string {
+	args := []string{"mover", "upload", "--repo", u.Repo, "--source", MoverDataPath, "--key", u.Key,
+		"--result-key", u.ResultKey, "--size-hint", strconv.FormatInt(u.SizeHint, 10), "--compression", u.Compression}
+	if u.Parent != "" {
+		args = append(args, "--parent", u.Parent, "--parent-match", u.ParentMatch)
+	}
+	return args
 }
 
 // DownloadArgs are the mover's arguments to extract key into /data after
@@ -102,7 +119,11 @@ func (m MoverPod) Pod() *corev1.Pod {
 		Image:           image,
 		ImagePullPolicy: pull,
 		Args:            m.Args,
-		VolumeMounts:    []corev1.VolumeMount{{Name: dataVolume, MountPath: MoverDataPath, ReadOnly: m.ReadOnly}},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: dataVolume, MountPath: MoverDataPath, ReadOnly: m.ReadOnly},
+			{Name: tmpVolume, MountPath: moverTmpDir},
+		},
+		Env: []corev1.EnvVar{{Name: "TMPDIR", Value: moverTmpDir}},
 		Resources:       m.Resources,
 		// Reading every file whatever its owner needs root with
 		// DAC_READ_SEARCH; nothing else is granted.
@@ -121,6 +142,9 @@ func (m MoverPod) Pod() *corev1.Pod {
 			ClaimName: m.Claim,
 			ReadOnly:  m.ReadOnly,
 		}},
+	}, {
+		Name:         tmpVolume,
+		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
 	}}
 	if m.SecretName != "" {
 		c.Env = append(c.Env, secretEnv(KeyAccessKeyID, m.SecretName, false), secretEnv(KeySecretAccessKey, m.SecretName, false))

@@ -9,7 +9,7 @@ import (
 )
 
 func TestUploadArgs(t *testing.T) {
-	got := UploadArgs("s3://b/p?endpoint=http://10.88.0.1:7070", "kbak/v1/ns/db/id/volumes/data-db-0.tar.zst", "kbak/v1/ns/db/id/volumes/data-db-0.json", 1<<30, "zstd:1")
+	got := Upload{Repo: "s3://b/p?endpoint=http://10.88.0.1:7070", Key: "kbak/v1/ns/db/id/volumes/data-db-0.tar.zst", ResultKey: "kbak/v1/ns/db/id/volumes/data-db-0.json", SizeHint: 1 << 30, Compression: "zstd:1"}.Args()
 	want := []string{"mover", "upload", "--repo", "s3://b/p?endpoint=http://10.88.0.1:7070", "--source", "/data",
 		"--key", "kbak/v1/ns/db/id/volumes/data-db-0.tar.zst", "--result-key", "kbak/v1/ns/db/id/volumes/data-db-0.json",
 		"--size-hint", "1073741824", "--compression", "zstd:1"}
@@ -30,11 +30,11 @@ func TestMoverPod(t *testing.T) {
 		env     []string // names, in order
 		volumes int
 	}{
-		{"no credentials", MoverPod{Name: "p", Claim: "c", ReadOnly: true}, nil, 1},
-		{"keys only", MoverPod{Name: "p", Claim: "c", ReadOnly: true, SecretName: "s"}, []string{KeyAccessKeyID, KeySecretAccessKey}, 1},
+		{"no credentials", MoverPod{Name: "p", Claim: "c", ReadOnly: true}, []string{"TMPDIR"}, 2},
+		{"keys only", MoverPod{Name: "p", Claim: "c", ReadOnly: true, SecretName: "s"}, []string{"TMPDIR", KeyAccessKeyID, KeySecretAccessKey}, 2},
 		{"token and CA", MoverPod{Name: "p", Claim: "c", ReadOnly: true, SecretName: "s", HasSessionToken: true, HasCABundle: true},
-			[]string{KeyAccessKeyID, KeySecretAccessKey, KeySessionToken, "AWS_CA_BUNDLE"}, 2},
-		{"pinned to a node", MoverPod{Name: "p", Claim: "c", ReadOnly: true, NodeName: "n1"}, nil, 1},
+			[]string{"TMPDIR", KeyAccessKeyID, KeySecretAccessKey, KeySessionToken, "AWS_CA_BUNDLE"}, 3},
+		{"pinned to a node", MoverPod{Name: "p", Claim: "c", ReadOnly: true, NodeName: "n1"}, []string{"TMPDIR"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,6 +51,10 @@ func TestMoverPod(t *testing.T) {
 			if pvc == nil || pvc.ClaimName != "c" || !pvc.ReadOnly || !c.VolumeMounts[0].ReadOnly || c.VolumeMounts[0].MountPath != "/data" {
 				t.Errorf("data volume %+v mount %+v: want claim c read-only at /data", pvc, c.VolumeMounts[0])
 			}
+			// Spooled parts and file caches need a writable scratch directory.
+			if tmp := spec.Volumes[1].EmptyDir; tmp == nil || c.VolumeMounts[1].MountPath != "/tmp" || c.VolumeMounts[1].ReadOnly {
+				t.Errorf("scratch volume %+v mount %+v: want an emptyDir at /tmp", spec.Volumes[1], c.VolumeMounts[1])
+			}
 			if c.Image != DefaultMoverImage || c.ImagePullPolicy != corev1.PullIfNotPresent {
 				t.Errorf("image %s pull %s", c.Image, c.ImagePullPolicy)
 			}
@@ -58,7 +62,7 @@ func TestMoverPod(t *testing.T) {
 			for _, e := range c.Env {
 				names = append(names, e.Name)
 				// Credentials are only ever references to the Secret.
-				if e.Name != "AWS_CA_BUNDLE" && (e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef.Name != "s" || e.ValueFrom.SecretKeyRef.Key != e.Name) {
+				if e.Name != "AWS_CA_BUNDLE" && e.Name != "TMPDIR" && (e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef.Name != "s" || e.ValueFrom.SecretKeyRef.Key != e.Name) {
 					t.Errorf("env %s = %+v, want a secretKeyRef to s/%s", e.Name, e, e.Name)
 				}
 			}
@@ -66,8 +70,8 @@ func TestMoverPod(t *testing.T) {
 				t.Errorf("env %v, want %v", names, tt.env)
 			}
 			if tt.m.HasCABundle {
-				if ca := spec.Volumes[1].Secret; ca == nil || ca.SecretName != "s" || ca.Items[0].Key != KeyCABundle {
-					t.Errorf("CA volume %+v", spec.Volumes[1])
+				if ca := spec.Volumes[2].Secret; ca == nil || ca.SecretName != "s" || ca.Items[0].Key != KeyCABundle {
+					t.Errorf("CA volume %+v", spec.Volumes[2])
 				}
 			}
 			if sc := c.SecurityContext; sc == nil || *sc.AllowPrivilegeEscalation || !slices.Equal(sc.Capabilities.Add, []corev1.Capability{"DAC_READ_SEARCH"}) {

@@ -43,8 +43,9 @@ func TestBackupSnapshotThreeReplicas(t *testing.T) {
 			t.Errorf("%s: method %s consistency %s, want snapshot and crash", v.PVC, v.Method, v.Consistency)
 		case v.Snapshot == nil || v.Snapshot.Retained || v.Snapshot.Class != e.SnapshotClass:
 			t.Errorf("%s: snapshot %+v, want one of class %s, not retained", v.PVC, v.Snapshot, e.SnapshotClass)
-		case v.StorageClass != e.SnapClass || v.SHA256 == "" || v.StoredBytes == 0 || v.Files == 0:
-			t.Errorf("%s: class %s sha256 %q stored %d files %d", v.PVC, v.StorageClass, v.SHA256, v.StoredBytes, v.Files)
+		case v.StorageClass != e.SnapClass || !strings.HasSuffix(v.Key, ".tree") || v.Chunks == 0 || v.ReadBytes != v.RawBytes || v.Files == 0:
+			t.Errorf("%s: class %s key %s chunks %d read %d of %d bytes, files %d; want a tree of the deduplicating repository, every byte read",
+				v.PVC, v.StorageClass, v.Key, v.Chunks, v.ReadBytes, v.RawBytes, v.Files)
 		}
 	}
 	if m.Spec.Name != "db" || len(m.Spec.Spec.VolumeClaimTemplates) != 1 || m.Spec.UID != "" || m.Spec.ResourceVersion != "" {

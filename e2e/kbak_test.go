@@ -244,12 +244,14 @@ func store(t *testing.T, e *env) uploader.Store {
 func objectsOf(t *testing.T, e *env, ns string) []string {
 	t.Helper()
 	var keys []string
-	err := store(t, e).List(ctx(t), catalog.Root+ns+"/", func(o uploader.ObjectInfo) error {
-		keys = append(keys, o.Key)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	for _, root := range []string{catalog.Root, catalog.RootV2} {
+		err := store(t, e).List(ctx(t), root+ns+"/", func(o uploader.ObjectInfo) error {
+			keys = append(keys, o.Key)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	return keys
 }

@@ -50,6 +50,16 @@ func (c *memCatalog) Delete(_ context.Context, id string) (*catalog.Manifest, er
 	return nil, catalog.ErrBackupNotFound
 }
 
+// Latest returns the newest Completed manifest.
+func (c *memCatalog) Latest(_ context.Context, f catalog.Filter) (*catalog.Manifest, error) {
+	for i := len(c.manifests) - 1; i >= 0; i-- {
+		if m := c.manifests[i]; m.Status == catalog.StatusCompleted && f.Match(m.Namespace, m.StatefulSet) {
+			return m, nil
+		}
+	}
+	return nil, catalog.ErrBackupNotFound
+}
+
 // SweepData has no shared data to free: the manifests are all there is.
 func (c *memCatalog) SweepData(context.Context, repo.SweepOptions) (*repo.SweepResult, error) {
 	return nil, nil

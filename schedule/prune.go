@@ -29,6 +29,9 @@ type PruneResult struct {
 	// Data is what freeing the deduplicating repository's shared data did,
 	// when a removed backup was of that format.
 	Data *repo.SweepResult `json:"data,omitempty"`
+	// DataDeferred says why the shared data was not swept (a backup was
+	// running); the next prune or gc frees it.
+	DataDeferred string `json:"dataDeferred,omitempty"`
 }
 
 // Prune applies p to the backups matching f, each StatefulSet on its own, and
@@ -76,7 +79,11 @@ func Prune(ctx context.Context, cat Catalog, f catalog.Filter, p Policy, dryRun 
 	}
 	if slices.ContainsFunc(res.Deleted, func(m *catalog.Manifest) bool { return m == nil || m.Format == catalog.FormatRepo }) {
 		data, err := cat.SweepData(ctx, repo.SweepOptions{Grace: catalog.DataGrace})
-		if err != nil {
+		switch {
+		case errors.Is(err, repo.ErrLocked):
+			// A backup is running: its chunks may be among the garbage.
+			res.DataDeferred = err.Error()
+		case err != nil:
 			errs = append(errs, fmt.Errorf("prune: backups removed, but their data stays until the next prune or gc: %w", err))
 		}
 		res.Data = data

@@ -23,6 +23,10 @@ import (
 // stays the same for any object size, disk holds (Concurrency+1) parts.
 const DefaultBufferBytes = 48 * MiB
 
+// maxSeekablePut is the largest object a Put sends in one request straight
+// from a seekable reader of known size.
+const maxSeekablePut = 64 * MiB
+
 // Put sends objects smaller than one part with a single PutObject and
 // larger ones as a multipart upload that streams: parts are read into at
 // most Concurrency+1 buffers while up to Concurrency parts are in flight.
@@ -31,6 +35,11 @@ func (s *S3Store) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
+	if rs, ok := r.(io.ReadSeeker); ok && size >= 0 && size <= maxSeekablePut {
+		// Already in memory or on disk (a pack, a file cache): one request,
+		// retried from the reader itself, and no copy.
+		return s.putSingle(ctx, key, k, rs, size)
+	}
 	pool := s.newPartPool(PartSize(size, s.partSize))
 	defer pool.close()
 	r = ctxReader{ctx, r}
@@ -38,19 +47,19 @@ func (s *S3Store) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	first, err := pool.first(r, size)
 	switch {
 	case err == io.EOF:
-		return s.putSingle(ctx, key, k, first)
+		return s.putSingle(ctx, key, k, first.body(), first.n)
 	case err != nil:
 		return fmt.Errorf("put %s: read data: %w", key, err)
 	}
 	return s.putMultipart(ctx, key, k, r, pool, first)
 }
 
-func (s *S3Store) putSingle(ctx context.Context, key, k string, p *partBuf) error {
+func (s *S3Store) putSingle(ctx context.Context, key, k string, body io.ReadSeeker, n int64) error {
 	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:        &s.bucket,
 		Key:           &k,
-		Body:          p.body(), // seekable: the SDK can retry
-		ContentLength: aws.Int64(p.n),
+		Body:          body, // seekable: the SDK can retry
+		ContentLength: aws.Int64(n),
 	})
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)

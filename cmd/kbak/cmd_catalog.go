@@ -17,6 +17,7 @@ import (
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
+	"github.com/kbak/kbak/internal/repo"
 	"github.com/kbak/kbak/restore"
 	"github.com/kbak/kbak/schedule"
 )
@@ -70,7 +71,7 @@ EXAMPLES:
 
 func printSummaries(w io.Writer, list []catalog.Summary) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAMESPACE\tSTATEFULSET\tCREATED\tSTATUS\tVOLUMES\tSIZE\tSTORED\tMETHOD")
+	fmt.Fprintln(tw, "ID\tNAMESPACE\tSTATEFULSET\tCREATED\tSTATUS\tVOLUMES\tSIZE\tADDED\tMETHOD")
 	for _, s := range list {
 		status := string(s.Status)
 		if s.Error != "" {
@@ -129,6 +130,7 @@ func printManifest(w io.Writer, m *catalog.Manifest) error {
 	fmt.Fprintf(tw, "Duration:\t%s\n", m.Finished.Sub(m.Started).Round(time.Millisecond))
 	fmt.Fprintf(tw, "Snapshot spread:\t%s\n", m.SnapshotSpread.Duration)
 	fmt.Fprintf(tw, "kbak version:\t%s\n", m.KbakVersion)
+	fmt.Fprintf(tw, "Format:\t%s\n", formatName(m.Format))
 	fmt.Fprintf(tw, "Cluster:\t%s\n", m.ClusterID)
 	for _, h := range m.Hooks {
 		line := fmt.Sprintf("%s in %s", h.Name, h.Pod)
@@ -142,16 +144,27 @@ func printManifest(w io.Writer, m *catalog.Manifest) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PVC\tORDINAL\tCLASS\tSIZE\tMETHOD\tCONSISTENCY\tDATA\tSTORED\tFILES\tSTATUS")
+	fmt.Fprintln(tw, "PVC\tORDINAL\tCLASS\tSIZE\tMETHOD\tCONSISTENCY\tDATA\tREAD\tADDED\tFILES\tUNCHANGED\tSTATUS")
 	for _, v := range m.Volumes {
 		status := string(v.Status)
 		if v.Error != "" {
 			status += ": " + v.Error
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", v.PVC, v.Ordinal, v.StorageClass, v.Capacity.String(),
-			v.Method, v.Consistency, humanBytes(v.RawBytes), humanBytes(v.StoredBytes), v.Files, status)
+		read, unchanged := humanBytes(v.RawBytes), "-"
+		if m.Format == catalog.FormatRepo {
+			read, unchanged = humanBytes(v.ReadBytes), fmt.Sprint(v.SkippedFiles)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", v.PVC, v.Ordinal, v.StorageClass, v.Capacity.String(),
+			v.Method, v.Consistency, humanBytes(v.RawBytes), read, humanBytes(v.StoredBytes), v.Files, unchanged, status)
 	}
 	return tw.Flush()
+}
+
+func formatName(f int) string {
+	if f == catalog.FormatRepo {
+		return "2 (deduplicated: unchanged data is stored once)"
+	}
+	return "1 (one tar+zstd archive a volume)"
 }
 
 func deleteCommand() *cli.Command {
@@ -180,6 +193,13 @@ EXAMPLES:
 				return err
 			}
 			fmt.Fprintf(stdout(c), "deleted %s\n", id)
+			if m == nil || m.Format == catalog.FormatRepo {
+				data, err := cat.SweepData(c.Context, repo.SweepOptions{Grace: catalog.DataGrace})
+				printSweep(c, data, false)
+				if err != nil {
+					fmt.Fprintf(stderr(c), "repository data: not freed now (%s); the next kbak prune or kbak gc frees it\n", oneLine(err.Error()))
+				}
+			}
 			return deleteRetainedSnapshots(c, []*catalog.Manifest{m})
 		},
 	}
@@ -274,6 +294,10 @@ EXAMPLES:
 				}
 			} else {
 				printDecisions(stdout(c), res, c.Bool("dry-run"))
+				printSweep(c, res.Data, false)
+			}
+			if res.DataDeferred != "" {
+				fmt.Fprintf(stderr(c), "repository data: not freed now (%s); the next kbak prune or kbak gc frees it\n", oneLine(res.DataDeferred))
 			}
 			if pruneErr != nil {
 				return pruneErr
@@ -331,6 +355,21 @@ type gcResult struct {
 	Cluster []kube.Run       `json:"cluster"`
 	// ClusterSkipped says why the cluster was not swept, when it was not.
 	ClusterSkipped string `json:"clusterSkipped,omitempty"`
+	// Data is what sweeping the deduplicating repository found and did.
+	Data *repo.SweepResult `json:"data,omitempty"`
+}
+
+// printSweep says on stderr what freeing shared data did.
+func printSweep(c *cli.Context, r *repo.SweepResult, dryRun bool) {
+	if r == nil {
+		return
+	}
+	verb := "freed"
+	if dryRun {
+		verb = "would free"
+	}
+	fmt.Fprintf(stderr(c), "repository data: %s %s (%d packs removed, %d rewritten); %s referenced by %d volumes stays\n",
+		verb, humanBytes(r.FreedBytes), r.DeletedPacks, r.RepackedPacks, humanBytes(r.LiveBytes), r.Trees)
 }
 
 func gcAction(c *cli.Context) error {
@@ -347,6 +386,14 @@ func gcAction(c *cli.Context) error {
 	orphans, gcErr := cat.GC(c.Context, c.Duration("grace"), now, dry)
 	if orphans != nil {
 		res.Store = orphans
+	}
+	if gcErr == nil {
+		// After the orphans' trees went: their chunks are garbage now.
+		data, err := cat.SweepData(c.Context, repo.SweepOptions{Grace: c.Duration("grace"), Now: now, DryRun: dry})
+		res.Data, gcErr = data, err
+		if format != "json" {
+			printSweep(c, data, dry)
+		}
 	}
 	if c.Bool("no-cluster") {
 		res.ClusterSkipped = "--no-cluster"
@@ -417,11 +464,37 @@ func verifyAction(c *cli.Context) error {
 	}
 	var checks []check
 	var failed int
+	var checker *repo.Checker
+	if m.Format == catalog.FormatRepo && !c.Bool("read-data") {
+		r, err := repo.Open(c.Context, store)
+		if err != nil {
+			return err
+		}
+		if checker, err = r.NewChecker(c.Context); err != nil {
+			return err
+		}
+	}
 	for _, v := range m.Volumes {
 		if v.Status != catalog.VolumeCompleted {
 			continue
 		}
 		ck := check{PVC: v.PVC}
+		if checker != nil {
+			res, err := checker.Check(c.Context, v.Key)
+			switch {
+			case err != nil:
+				ck.Error = err.Error()
+			case res.Missing > 0:
+				ck.Error = fmt.Sprintf("%d of %d chunks missing (%s)", res.Missing, res.Chunks, res.First)
+			default:
+				ck.OK, ck.Files, ck.Bytes = true, v.Files, v.RawBytes
+			}
+			if !ck.OK {
+				failed++
+			}
+			checks = append(checks, ck)
+			continue
+		}
 		res, err := mover.Download(c.Context, store, mover.DownloadOptions{Key: v.Key, SHA256: v.SHA256}, nil)
 		switch {
 		case err != nil:
@@ -523,17 +596,23 @@ func verifyCommand() *cli.Command {
 		Name:      "verify",
 		Usage:     "download every object of a backup and check it, writing nothing",
 		ArgsUsage: "ID",
-		Description: `Reads every volume archive of the backup, checks its sha256 against the
-manifest and reads the archive through to its end, writing nothing. With
---restore-test it also restores the backup into a scratch namespace of the
-cluster through mover pods and compares what arrived with the manifest.
+		Description: `For a backup of format 2 (deduplicated), checks that every chunk each
+volume references is listed by the repository's index in a pack that exists;
+with --read-data it also reads every chunk, checks it against its id and
+reads each volume's archive stream through, writing nothing. For format 1,
+reads every volume archive, checks its sha256 against the manifest and reads
+it through. With --restore-test it also restores the backup into a scratch
+namespace of the cluster through mover pods and compares what arrived with
+the manifest.
 
 EXAMPLES:
    kbak verify mariadb-20261122T020000Z-3f2a
+   kbak verify mariadb-20261122T020000Z-3f2a --read-data
    kbak verify mariadb-20261122T020000Z-3f2a --restore-test -n shop
 
 ` + exitCodesHelp,
 		Flags: flags(repoFlags(), kubeFlags(), moverFlags(), []cli.Flag{
+			&cli.BoolFlag{Name: "read-data", Usage: "format 2: read and check every chunk, not only that it is there"},
 			&cli.BoolFlag{Name: "restore-test", Usage: "also restore into a scratch namespace kbak-verify-ID, compare file counts and sizes with the manifest, and remove the namespace"},
 			outputFlag(), verboseFlag(),
 		}),

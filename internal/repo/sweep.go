@@ -61,6 +61,9 @@ func (r *Repo) Sweep(ctx context.Context, opts SweepOptions) (SweepResult, error
 	}
 	defer lock.Unlock(ctx)
 
+	if !opts.DryRun {
+		r.removeStaleLocks(ctx, opts.Now)
+	}
 	live := newIDSet()
 	trees, err := r.trees(ctx)
 	if err != nil {
@@ -245,4 +248,19 @@ func (r *Repo) repack(ctx context.Context, old []packEntries) ([]packEntries, er
 		}
 	}
 	return out, flush()
+}
+
+// removeStaleLocks deletes the locks of holders that died: nothing
+// refreshed them for LockStale.
+func (r *Repo) removeStaleLocks(ctx context.Context, now time.Time) {
+	var stale []string
+	_ = r.store.List(ctx, Keys.LockPrefix(), func(oi uploader.ObjectInfo) error {
+		if now.Sub(oi.ModTime) > LockStale {
+			stale = append(stale, oi.Key)
+		}
+		return nil
+	})
+	for _, k := range stale {
+		_ = r.store.Delete(ctx, k)
+	}
 }

@@ -123,8 +123,8 @@ func (m MoverPod) Pod() *corev1.Pod {
 			{Name: dataVolume, MountPath: MoverDataPath, ReadOnly: m.ReadOnly},
 			{Name: tmpVolume, MountPath: moverTmpDir},
 		},
-		Env: []corev1.EnvVar{{Name: "TMPDIR", Value: moverTmpDir}},
-		Resources:       m.Resources,
+		Env:       []corev1.EnvVar{{Name: "TMPDIR", Value: moverTmpDir}},
+		Resources: m.Resources,
 		// Reading every file whatever its owner needs root with
 		// DAC_READ_SEARCH; nothing else is granted.
 		SecurityContext: &corev1.SecurityContext{

@@ -1,76 +1,314 @@
 #!/usr/bin/env bash
-# Whole-process benchmark of kbak's data path against the tools everyone
-# knows, on the same data in the same run:
-#   upload:   kbak mover upload → local S3 server   vs  tar -cf - DIR | zstd -1 -T0 > FILE
-#   download: kbak mover download → empty directory  vs  zstd -dc FILE | tar -xf - -C DIR
-# It prints MB/s of source data, the ratio kbak/baseline and peak RSS.
-# BENCH_SIZE (default 1GiB) sets the data set size; BENCH_DIR where it lives.
+# Whole-process benchmark of kbak against restic and kopia: the same data,
+# the same S3 server, the same run. For each S3 server (versitygw and MinIO,
+# built by e2e/s3-build.sh) and each run, on a fresh server:
+#   1. full backup of a fresh copy of the e2e/benchdata data set: kbak
+#      (format 2, a .tree key), kbak format 1 (a .tar.zst key), restic, kopia;
+#   2. second backup of the unchanged data set (kbak with --parent);
+#   3. the 1 % change (e2e/bench/benchtool change), then another backup;
+#   4. restore of the latest backup into a fresh, empty directory;
+#   5. backup and restore of a data set of many small files.
+# It prints one table of medians with kbak's advantage over restic and
+# kopia, and writes the same to bench-results.json.
+#
+# Every measured command starts with restic's and kopia's caches empty, as
+# it would in a new mover pod; kbak keeps no cache. Dirty pages are written
+# back before each measurement. Restores go to directories that did not
+# exist before; they are deleted only after all restores of the phase, then
+# the disk is given a moment (ext4 creates files slowly right after large
+# deletions).
+#
+#   BENCH_SIZE (1GiB)  BENCH_RUNS (3)  BENCH_SMALL_FILES (200000)
+#   BENCH_QUICK=1      128MiB, 1 run, 20000 small files: to try the script
+#   BENCH_S3 ("versitygw minio")  BENCH_DIR (/var/tmp/kbak-bench)  BENCH_PORT (7171)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-size=${BENCH_SIZE:-1GiB}
-dir=${BENCH_DIR:-/var/tmp/kbak-bench}
-port=${BENCH_PORT:-7171}
 cd "$repo"
+. e2e/versions.env
 
-command -v zstd >/dev/null || { apt-get update -qq && apt-get install -y -qq zstd; }
-[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; }
-
-mkdir -p "$dir"
-data="$dir/data-$size"
-if [ ! -f "$data/.complete" ]; then
-  rm -rf "$data"
-  echo "bench: generating a $size database-like data set in $data"
-  go run ./e2e/benchdata --out "$data" --size "$size"
-  touch "$data/.complete"
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+  size=${BENCH_SIZE:-128MiB} runs=${BENCH_RUNS:-1} small_count=${BENCH_SMALL_FILES:-20000}
+else
+  size=${BENCH_SIZE:-1GiB} runs=${BENCH_RUNS:-3} small_count=${BENCH_SMALL_FILES:-200000}
 fi
-bytes=$(du -sb --exclude=.complete "$data" | cut -f1)
-apparent=$(find "$data" -type f ! -name .complete -printf '%s\n' | awk '{s+=$1} END {print s}')
+servers=${BENCH_S3:-versitygw minio}
+dir=${BENCH_DIR:-/var/tmp/kbak-bench}
+base_port=${BENCH_PORT:-7171}
+samples="$dir/samples.tsv"
+work="$dir/work"              # the copy that is backed up and changed
+restores="$dir/restore"
 
-make -s build >/dev/null
-gw=$(e2e/s3-build.sh versitygw)
-s3dir="$dir/s3"; rm -rf "$s3dir"; mkdir -p "$s3dir/bench"   # a posix bucket is a directory
 export AWS_ACCESS_KEY_ID=benchkey AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
-"$gw" --access "$AWS_ACCESS_KEY_ID" --secret "$AWS_SECRET_ACCESS_KEY" --port "127.0.0.1:$port" posix "$s3dir" >"$dir/versitygw.log" 2>&1 &
-gwpid=$!
-trap 'kill $gwpid 2>/dev/null; wait $gwpid 2>/dev/null; rm -rf "$s3dir" "$dir/out" "$dir/baseline.tar.zst"' EXIT
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-repo_url="s3://bench?endpoint=http://127.0.0.1:$port&region=us-east-1&path-style=true"
+export AWS_EC2_METADATA_DISABLED=true
+export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$dir/cache/restic"
+export KOPIA_PASSWORD=bench KOPIA_CONFIG_PATH="$dir/kopia/repository.config"
+export KOPIA_CACHE_DIRECTORY="$dir/cache/kopia" KOPIA_CHECK_FOR_UPDATES=false
 
-# Run a command under /usr/bin/time; sets secs and rss_mib. Dirty pages of
-# the previous step are written back first, so that no side pays for
-# another's writes.
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+setup() {
+  command -v zstd >/dev/null || { apt-get update -qq && apt-get install -y -qq zstd; }
+  [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; }
+  mkdir -p "$dir/bin"
+  make -s build >/dev/null
+  go build -o "$dir/bin/benchtool" ./e2e/bench/benchtool
+  kbak=$repo/bin/kbak
+  benchtool=$dir/bin/benchtool
+  versitygw=$(e2e/s3-build.sh versitygw)
+  minio=$(e2e/s3-build.sh minio)
+  restic=$(e2e/bench/tools.sh restic)
+  kopia=$(e2e/bench/tools.sh kopia)
+
+  data="$dir/data-$size"
+  if [ ! -f "$data/.complete" ]; then
+    rm -rf "$data"
+    log "generating a $size database-like data set in $data"
+    go run ./e2e/benchdata --out "$data" --size "$size"
+    touch "$data/.complete"
+  fi
+  small="$dir/small-$small_count"
+  if [ ! -f "$small.complete" ]; then
+    rm -rf "$small"
+    log "generating $small_count small files in $small"
+    "$benchtool" smallfiles --out "$small" --count "$small_count"
+    touch "$small.complete"
+  fi
+  : >"$samples"
+}
+
+cleanup() {
+  stop_server
+  rm -rf "$work" "$restores" "$dir/cache" "$dir/kopia" "$dir"/s3-*
+}
+
+# settle writes dirty pages back and gives the disk a moment, so that no
+# measurement pays for an earlier step's writes or deletions.
+settle() { sync; sleep "${BENCH_SETTLE:-2}"; }
+
+# measure CMD...: runs CMD once, its stdout to $dir/cmd.out; sets secs and
+# rss_mib (peak resident memory of CMD).
 measure() {
   local t0 t1
   sync
   t0=$(date +%s.%N)
-  /usr/bin/time -f '%M' -o "$dir/time.out" "$@"
+  if ! /usr/bin/time -f '%M' -o "$dir/time.out" "$@" >"$dir/cmd.out" 2>"$dir/cmd.err"; then
+    log "failed: $*"; tail -20 "$dir/cmd.err" >&2; exit 1
+  fi
   t1=$(date +%s.%N)
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
   rss_mib=$(( $(tail -1 "$dir/time.out") / 1024 ))
 }
-rate() { awk -v n="$apparent" -v s="$1" 'BEGIN {printf "%.1f", n / s / 1e6}'; }
-ratio() { awk -v base="$1" -v kbak="$2" 'BEGIN {printf "%.2f", base / kbak}'; }
 
-# Warm the page cache so both sides read the same way.
-tar -cf - -C "$data" . >/dev/null
+# record METRIC CONTENDER VALUE: one sample for the report.
+record() { printf '%s\t%s\t%s\t%s\n' "$server" "$2" "$1" "$3" >>"$samples"; }
 
-measure bash -c "tar -cf - -C '$data' . | zstd -q -1 -T0 > '$dir/baseline.tar.zst'"
-base_up=$secs; base_up_rss=$rss_mib
-measure bin/kbak mover upload --repo "$repo_url" --source "$data" --key bench/data.tar.zst --size-hint "$apparent" --progress-interval 0
-kbak_up=$secs; kbak_up_rss=$rss_mib
+# out_num FIELD: the last number named FIELD in the measured command's output.
+out_num() { grep -o "\"$1\": *[0-9]*" "$dir/cmd.out" | tail -1 | grep -o '[0-9]*$'; }
+out_str() { grep -o "\"$1\": *\"[^\"]*\"" "$dir/cmd.out" | head -1 | cut -d'"' -f4; }
 
-rm -rf "$dir/out"; mkdir -p "$dir/out"
-measure bash -c "zstd -q -dc '$dir/baseline.tar.zst' | tar -xf - -C '$dir/out'"
-base_down=$secs; base_down_rss=$rss_mib
-rm -rf "$dir/out"; mkdir -p "$dir/out"
-measure bin/kbak mover download --repo "$repo_url" --key bench/data.tar.zst --target "$dir/out" --progress-interval 0
-kbak_down=$secs; kbak_down_rss=$rss_mib
+# tree_stats DIR: "FILES BYTES" of the regular files under DIR.
+tree_stats() { find "$1" -type f ! -name .complete -printf '%s\n' | awk '{n++; s += $1} END {printf "%d %d\n", n, s}'; }
+mbps() { awk -v n="$1" -v s="$2" 'BEGIN {printf "%.3f", n / s / 1e6}'; }
 
-stored=$(stat -c %s "$s3dir/bench/bench/data.tar.zst")
-baseline_stored=$(stat -c %s "$dir/baseline.tar.zst")
-printf '\nbench: %s data set, %d bytes of file content (%d on disk), kbak archive %d bytes (tar|zstd -1: %d)\n' "$size" "$apparent" "$bytes" "$stored" "$baseline_stored"
-printf '%-44s %10s %8s %10s\n' "what" "MB/s" "ratio" "peak RSS"
-printf '%-44s %10s %8s %7s MiB\n' "tar | zstd -1 -T0 > file" "$(rate "$base_up")" "1.00" "$base_up_rss"
-printf '%-44s %10s %8s %7s MiB\n' "kbak mover upload → S3 (loopback)" "$(rate "$kbak_up")" "$(ratio "$base_up" "$kbak_up")" "$kbak_up_rss"
-printf '%-44s %10s %8s %7s MiB\n' "zstd -dc file | tar -x" "$(rate "$base_down")" "1.00" "$base_down_rss"
-printf '%-44s %10s %8s %7s MiB\n' "kbak mover download ← S3 + extract" "$(rate "$kbak_down")" "$(ratio "$base_down" "$kbak_down")" "$kbak_down_rss"
+# rotate N ITEMS...: the items, starting at the Nth, so that no contender
+# always goes first.
+rotate() {
+  local n=$1; shift
+  local items=("$@") i
+  for ((i = 0; i < ${#items[@]}; i++)); do echo "${items[(i + n) % ${#items[@]}]}"; done
+}
+
+start_server() {
+  local i
+  s3dir="$dir/s3-$server"
+  rm -rf "$s3dir"; mkdir -p "$s3dir"
+  case $server in
+    versitygw)
+      port=$base_port
+      "$versitygw" --access "$AWS_ACCESS_KEY_ID" --secret "$AWS_SECRET_ACCESS_KEY" --region us-east-1 \
+        --port "127.0.0.1:$port" --quiet posix "$s3dir" >"$dir/$server.log" 2>&1 & ;;
+    minio)
+      port=$((base_port + 1))
+      MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY MINIO_BROWSER=off MINIO_UPDATE=off \
+        "$minio" server "$s3dir" --address "127.0.0.1:$port" --quiet >"$dir/$server.log" 2>&1 & ;;
+    *) log "unknown S3 server $server (versitygw or minio)"; exit 2 ;;
+  esac
+  server_pid=$!
+  endpoint="http://127.0.0.1:$port"
+  for i in $(seq 300); do
+    "$benchtool" bucket create --endpoint "$endpoint" --bucket bench-kbak 2>/dev/null && break
+    [ "$i" -lt 300 ] || { log "$server did not start; see $dir/$server.log"; exit 1; }
+    sleep 0.1
+  done
+  for b in kbak-f1 restic kopia; do "$benchtool" bucket create --endpoint "$endpoint" --bucket "bench-$b"; done
+  restic_cmd=("$restic" -r "s3:$endpoint/bench-restic" -o s3.bucket-lookup=path -o s3.region=us-east-1)
+  kopia_cmd=("$kopia" --no-auto-maintenance --disable-file-logging)
+}
+
+stop_server() {
+  [ -n "${server_pid:-}" ] || return 0
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=
+  rm -rf "$s3dir"
+}
+
+bucket_bytes() { "$benchtool" bucket size --endpoint "$endpoint" --bucket "bench-$1"; }
+kbak_repo() { echo "s3://bench-$1?endpoint=$endpoint&region=us-east-1&path-style=true"; }
+
+# init_repos creates restic's and kopia's repositories (not measured); kopia
+# compresses with zstd-fastest like kbak's zstd:1 (its default is none).
+init_repos() {
+  rm -rf "$dir/cache" "$dir/kopia"
+  "${restic_cmd[@]}" init >/dev/null
+  "${kopia_cmd[@]}" repository create s3 --bucket bench-kopia --endpoint "127.0.0.1:$port" \
+    --disable-tls --region us-east-1 >/dev/null 2>&1
+  "${kopia_cmd[@]}" policy set --global --compression=zstd-fastest >/dev/null
+}
+
+clear_caches() { rm -rf "$dir/cache"; }
+
+# backup CONTENDER SOURCE NAME: one measured backup of SOURCE (NAME: db or
+# small), on top of the contender's last backup of it. Sets secs, rss_mib,
+# grown (how much the contender's bucket grew) and added (what the tool says
+# it added; kopia says nothing, so its bucket growth).
+backup() {
+  local who=$1 src=$2 name=$3 before key
+  before=$(bucket_bytes "$who")
+  clear_caches
+  case $who in
+    kbak)
+      key=$(printf 'kbak/v2/backups/bench/%s/%s-20260101T000000Z-%04d/volumes/data.tree' "$name" "$name" $((++kbak_seq)))
+      measure "$kbak" mover upload --repo "$(kbak_repo kbak)" --source "$src" --key "$key" \
+        ${last[kbak:$name]:+--parent "${last[kbak:$name]}"} --progress-interval 0
+      added=$(out_num storedBytes); last[kbak:$name]=$key ;;
+    kbak-f1)
+      key="bench/$name.tar.zst"
+      measure "$kbak" mover upload --repo "$(kbak_repo kbak-f1)" --source "$src" --key "$key" \
+        --size-hint "$(tree_stats "$src" | cut -d' ' -f2)" --progress-interval 0
+      added=$(out_num storedBytes); last[kbak-f1:$name]=$key ;;
+    restic)
+      measure "${restic_cmd[@]}" backup --json --host bench "$src"
+      added=$(out_num data_added_packed); last[restic:$name]="$(out_str snapshot_id):$src" ;;
+    kopia)
+      measure "${kopia_cmd[@]}" snapshot create --json "$src"
+      last[kopia:$name]=$(out_str id) ;;
+  esac
+  grown=$(( $(bucket_bytes "$who") - before ))
+  [ "$who" != kopia ] || added=$grown
+}
+
+# restore CONTENDER NAME TARGET: one measured restore of the contender's last
+# backup of NAME into the new directory TARGET.
+restore() {
+  local who=$1 what=${last[$1:$2]} target=$3
+  clear_caches
+  mkdir -p "$target"
+  case $who in
+    kbak | kbak-f1) measure "$kbak" mover download --repo "$(kbak_repo "$who")" --key "$what" --target "$target" --progress-interval 0 ;;
+    restic) measure "${restic_cmd[@]}" restore "$what" --target "$target" ;;
+    kopia) measure "${kopia_cmd[@]}" snapshot restore "$what" "$target" ;;
+  esac
+}
+
+# verify DIR WANT: a restore has the files and bytes it should.
+verify() {
+  local got; got=$(tree_stats "$1")
+  [ "$got" = "$2" ] || { log "$1 has $got (files bytes), want $2"; exit 1; }
+}
+
+bench_run() {
+  local run=$1 who full_stats changed_stats small_stats
+  declare -gA last=()
+  kbak_seq=0
+  log "$server, run $run of $runs"
+  start_server
+  rm -rf "$work"; cp -a "$data" "$work"; rm -f "$work/.complete"
+  full_stats=$(tree_stats "$work")
+  init_repos
+  settle
+
+  declare -A full_size=()
+  for who in $(rotate "$run" kbak kbak-f1 restic kopia); do
+    backup "$who" "$work" db
+    record full.mbps "$who" "$(mbps "${full_stats#* }" "$secs")"
+    record full.rss "$who" "$rss_mib"
+    full_size[$who]=$(bucket_bytes "$who")
+    record full.stored "$who" "${full_size[$who]}"
+  done
+  for who in $(rotate "$run" kbak restic kopia); do
+    backup "$who" "$work" db
+    record unchanged.secs "$who" "$secs"
+    record unchanged.added "$who" "$added"
+    record unchanged.bucket "$who" "$grown"
+    record unchanged.pct "$who" "$(awk -v a="$grown" -v f="${full_size[$who]}" 'BEGIN {printf "%.4f", 100 * a / f}')"
+  done
+
+  "$benchtool" change --dir "$work" --seed "$run" >&2
+  changed_stats=$(tree_stats "$work")
+  settle
+  for who in $(rotate "$run" kbak restic kopia); do
+    backup "$who" "$work" db
+    record change.secs "$who" "$secs"
+    record change.added "$who" "$added"
+    record change.bucket "$who" "$grown"
+    record change.rss "$who" "$rss_mib"
+  done
+
+  for who in $(rotate "$run" kbak kbak-f1 restic kopia); do
+    restore "$who" db "$restores/$server-$run-db-$who"
+    if [ "$who" = kbak-f1 ]; then verify "$restores/$server-$run-db-$who" "$full_stats"
+    else verify "$restores/$server-$run-db-$who" "$changed_stats"; fi
+    local n=$changed_stats; [ "$who" != kbak-f1 ] || n=$full_stats
+    record restore.mbps "$who" "$(mbps "${n#* }" "$secs")"
+    record restore.rss "$who" "$rss_mib"
+  done
+  rm -rf "$restores"; settle
+
+  small_stats=$(tree_stats "$small")
+  for who in $(rotate "$run" kbak restic kopia); do
+    backup "$who" "$small" small
+    record small.backup.secs "$who" "$secs"
+    record small.backup.rss "$who" "$rss_mib"
+  done
+  for who in $(rotate "$run" kbak restic kopia); do
+    restore "$who" small "$restores/$server-$run-small-$who"
+    verify "$restores/$server-$run-small-$who" "$small_stats"
+    record small.restore.secs "$who" "$secs"
+    record small.restore.rss "$who" "$rss_mib"
+  done
+  rm -rf "$restores"
+  stop_server
+  settle
+}
+
+report() {
+  local full small_stats
+  full=$(tree_stats "$data")
+  small_stats=$(tree_stats "$small")
+  cat >"$dir/meta" <<EOF
+date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+size=$size
+dataFiles=${full% *}
+dataBytes=${full#* }
+smallFiles=${small_stats% *}
+smallBytes=${small_stats#* }
+runs=$runs
+servers=${servers// /,}
+cpus=$(nproc)
+kbak=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+restic=$RESTIC_VERSION
+kopia=$KOPIA_VERSION
+EOF
+  "$benchtool" report --samples "$samples" --meta "$dir/meta" --json "$repo/bench-results.json"
+  log "wrote $repo/bench-results.json"
+}
+
+setup
+trap cleanup EXIT
+start=$(date +%s)
+for server in $servers; do
+  for run in $(seq "$runs"); do bench_run "$run"; done
+done
+report
+log "took $(( $(date +%s) - start ))s"

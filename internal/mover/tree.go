@@ -35,6 +35,15 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 	if match != ParentMatchStrict && match != ParentMatchSizeMTime {
 		return Result{}, fmt.Errorf("parent match %q: use %s or %s", match, ParentMatchStrict, ParentMatchSizeMTime)
 	}
+	// The shared lock keeps prune from removing chunks this upload finds in
+	// the index and reuses; prune holding its lock makes the upload wait.
+	lctx, cancel := context.WithTimeout(ctx, lockWait)
+	lock, err := r.LockWait(lctx, repo.LockShared, "upload of "+opts.Key, 10*time.Second)
+	cancel()
+	if err != nil {
+		return Result{}, fmt.Errorf("upload %s: %w", opts.Key, err)
+	}
+	defer lock.Unlock(ctx)
 	var parent *repo.FileCache
 	if opts.Parent != "" {
 		parent, err = repo.OpenFileCache(ctx, store, repo.FileCacheKey(opts.Parent), opts.TempDir)
@@ -126,6 +135,9 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 	res.Finished = time.Now().UTC()
 	return res, writeResult(ctx, store, opts.ResultKey, res)
 }
+
+// lockWait bounds how long an upload waits for a prune to finish.
+const lockWait = 15 * time.Minute
 
 // unchanged returns the parent's entry of a file that has not changed since,
 // when every chunk it lists is still in the repository.

@@ -1,6 +1,7 @@
 package mover
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -117,5 +118,26 @@ func TestTreeUploadParentDownload(t *testing.T) {
 	_, err = Download(ctx, store, DownloadOptions{Key: key3, Target: t.TempDir()}, nil)
 	if !errors.Is(err, repo.ErrCorrupt) || !strings.Contains(err.Error(), "pack") {
 		t.Fatalf("restore with the packs gone: %v, want ErrCorrupt naming the pack", err)
+	}
+}
+
+// An upload does not start while prune holds the repository: it waits, and
+// gives up when its context ends, naming the lock.
+func TestTreeUploadWaitsForPrune(t *testing.T) {
+	store := fileStore(t)
+	r, err := repo.Init(t.Context(), store, repo.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := r.Lock(t.Context(), repo.LockExclusive, "prune")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock(t.Context())
+	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+	defer cancel()
+	_, err = Upload(ctx, store, UploadOptions{Source: tree(t), Key: "kbak/v2/backups/ns/s/s-1/volumes/d.tree"}, nil)
+	if !errors.Is(err, repo.ErrLocked) || !strings.Contains(err.Error(), "prune") {
+		t.Fatalf("upload during prune: %v, want ErrLocked naming the prune", err)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -12,8 +13,16 @@ import (
 	"github.com/kbak/kbak/uploader"
 )
 
-// moverMemoryLimit is the Go heap's soft limit in mover processes.
-const moverMemoryLimit = 100 << 20
+// The Go runtime's soft memory limit in mover processes: it makes the
+// garbage collector run and return memory before a pod's 128 MiB are
+// reached (the binary itself adds ~36 MiB). A format 1 archive's live
+// memory is its part buffers and zstd jobs (~90 MiB); the deduplicating
+// repository's is its chunk-id set (16 MiB a TiB of unique data) and a few
+// chunks (~45 MiB), and it churns more, so its limit is lower.
+const (
+	moverMemoryLimit     = 100 << 20
+	repoMoverMemoryLimit = 64 << 20
+)
 
 // moverCommand is what mover pods run. It is hidden: operators use backup and
 // restore, which start mover pods with exactly these arguments.
@@ -98,10 +107,11 @@ EXAMPLES:
 // still goes back to main for the exit code.
 func runMover(c *cli.Context, transfer func(*mover.Emitter) (mover.Result, error)) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
-		// A mover's live memory is its part buffers and the zstd jobs
-		// (~90 MiB); a soft limit keeps the garbage collector from letting
-		// the heap double past that, so pods fit a 128 MiB limit.
-		debug.SetMemoryLimit(moverMemoryLimit)
+		limit := int64(moverMemoryLimit)
+		if strings.HasSuffix(c.String("key"), repo.TreeSuffix) {
+			limit = repoMoverMemoryLimit
+		}
+		debug.SetMemoryLimit(limit)
 	}
 	ev := mover.NewEmitter(stdout(c), c.Duration("progress-interval"))
 	res, err := transfer(ev)

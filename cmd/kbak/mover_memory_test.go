@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/kbak/kbak/internal/repo"
 	"github.com/kbak/kbak/uploader"
 	"github.com/kbak/kbak/uploader/uploadertest"
 )
@@ -69,5 +70,46 @@ func writeRandomFile(t *testing.T, path string, size int64) {
 	defer f.Close()
 	if _, err := io.CopyN(f, rand.Reader, size); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A mover's peak RSS stays under 128 MiB with a repository holding 1 TiB of
+// unique data (an index of 1 048 576 chunks of 1 MiB, made up: the data is
+// not needed to measure what the index costs), for an upload that
+// deduplicates against it and for a restore.
+func TestMoverPeakRSSLargeRepository(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a 1 TiB index")
+	}
+	dir := t.TempDir()
+	store, err := uploader.NewFileStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Init(t.Context(), store, repo.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SyntheticIndex(t.Context(), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	writeRandomFile(t, filepath.Join(src, "db.bin"), 64*uploader.MiB)
+	const key = "kbak/v2/backups/ns/db/db-20260101T000000Z-0001/volumes/data-db-0.tree"
+	for _, args := range [][]string{
+		{"mover", "upload", "--repo", "file://" + dir, "--source", src, "--key", key, "--progress-interval", "0"},
+		{"mover", "download", "--repo", "file://" + dir, "--key", key, "--target", t.TempDir(), "--progress-interval", "0"},
+	} {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true", "TMPDIR="+t.TempDir(), mainArgsEnv+"="+strings.Join(args, "\n"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kbak %s: %v\n%s", args[1], err, out)
+		}
+		peak := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
+		t.Logf("peak RSS of kbak mover %s against a 1 TiB repository: %d MiB", args[1], peak/uploader.MiB)
+		if peak > 128*uploader.MiB {
+			t.Errorf("kbak mover %s: peak RSS %d MiB, want at most 128 MiB", args[1], peak/uploader.MiB)
+		}
 	}
 }

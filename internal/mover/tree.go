@@ -57,7 +57,7 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 			res.Parent, res.ParentMatch = opts.Parent, match
 		}
 	}
-	w, err := r.NewWriter(ctx, repo.WriterOptions{Level: level, Workers: opts.Concurrency})
+	w, err := r.NewWriter(ctx, repo.WriterOptions{Level: level, Workers: opts.Concurrency, TempDir: opts.TempDir})
 	if err != nil {
 		return Result{}, err
 	}
@@ -177,9 +177,9 @@ func downloadTree(ctx context.Context, store Store, opts DownloadOptions, ev *Em
 	if err != nil {
 		return Result{}, fmt.Errorf("download %s: %w", opts.Key, err)
 	}
-	rd, err := r.NewReader(ctx)
+	rd, err := r.NewVolumeReader(ctx, opts.Key)
 	if err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("download %s: %w", opts.Key, err)
 	}
 	var counters archive.Counters
 	var fetched atomic.Int64
@@ -212,7 +212,7 @@ func downloadTree(ctx context.Context, store Store, opts DownloadOptions, ev *Em
 		ref  repo.Ref
 		data []byte
 	}
-	chunks := make(chan chunk, 16)
+	chunks := make(chan chunk, 4)
 	g.Go(func() error {
 		defer close(chunks)
 		return rd.Fetch(gctx, refs, func(ref repo.Ref, b []byte) error {

@@ -6,6 +6,9 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
+// smallWindow is the zstd window of everything the repository compresses.
+const smallWindow = 256 << 10
+
 // A blob is a chunk as stored in a pack: one type byte, then the payload.
 const (
 	blobRaw  = 0 // the chunk as it is: it did not compress
@@ -67,7 +70,9 @@ func newBlobEncoder(level int) (*zstd.Encoder, error) {
 	case 4:
 		l = zstd.SpeedBestCompression
 	}
-	return zstd.NewWriter(nil, zstd.WithEncoderLevel(l), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	// A small window as for the archive's fast levels: a chunk compresses
+	// about as well, and each encoder's state stays small.
+	return zstd.NewWriter(nil, zstd.WithEncoderLevel(l), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(smallWindow))
 }
 
 // blobDecoder is the zstd decoder a reader keeps.

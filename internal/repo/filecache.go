@@ -93,7 +93,7 @@ func NewFileCacheWriter(dir string) (*FileCacheWriter, error) {
 		return nil, fmt.Errorf("create file cache: %w", err)
 	}
 	os.Remove(f.Name())
-	enc, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	enc, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(smallWindow))
 	if err != nil {
 		f.Close()
 		return nil, err

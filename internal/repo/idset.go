@@ -93,3 +93,12 @@ func (s *idSet) len() int {
 	s.merge()
 	return len(s.sorted)
 }
+
+// grow makes room for n more ids loaded in bulk.
+func (s *idSet) grow(n int) { s.sorted = slices.Grow(s.sorted, n) }
+
+// sortLoaded sorts ids appended to sorted in bulk, dropping duplicates.
+func (s *idSet) sortLoaded() {
+	slices.SortFunc(s.sorted, cmpPrefix)
+	s.sorted = slices.CompactFunc(s.sorted, func(a, b prefix) bool { return a == b })
+}

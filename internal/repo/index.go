@@ -41,7 +41,7 @@ type packEntries struct {
 // encodeIndex writes one index object's content.
 func encodeIndex(packs []packEntries) ([]byte, error) {
 	var buf bytes.Buffer
-	enc, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	enc, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(smallWindow))
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +70,7 @@ func encodeIndex(packs []packEntries) ([]byte, error) {
 
 // decodeIndex calls fn for every entry of one index object.
 func decodeIndex(r io.Reader, fn func(Entry) error) error {
-	dec, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(8<<20))
+	dec, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(8<<20), zstd.WithDecoderLowmem(true))
 	if err != nil {
 		return err
 	}
@@ -136,11 +136,20 @@ func (r *Repo) indexObjects(ctx context.Context) ([]IndexObject, error) {
 
 // ForEachEntry calls fn for every entry of every index object. The same
 // chunk may be listed more than once (two movers stored it at the same
-// time, or a repack copied it); any entry of it will do.
-func (r *Repo) ForEachEntry(ctx context.Context, fn func(Entry) error) error {
+// time, or a repack copied it); any entry of it will do. sizeHint, when
+// not nil, is first told about how many entries to expect, so that a
+// caller can allocate once.
+func (r *Repo) ForEachEntry(ctx context.Context, sizeHint func(n int), fn func(Entry) error) error {
 	objs, err := r.indexObjects(ctx)
 	if err != nil {
 		return err
+	}
+	if sizeHint != nil {
+		var total int64
+		for _, o := range objs {
+			total += o.Size
+		}
+		sizeHint(int(total/indexEntryBytes) + 1024)
 	}
 	for _, o := range objs {
 		if err := r.readIndex(ctx, o, fn); err != nil {
@@ -149,6 +158,11 @@ func (r *Repo) ForEachEntry(ctx context.Context, fn func(Entry) error) error {
 	}
 	return nil
 }
+
+// indexEntryBytes is about what an entry takes in a stored index: its id
+// (random, so incompressible) and three short varints. It only sizes
+// allocations.
+const indexEntryBytes = 36
 
 func (r *Repo) readIndex(ctx context.Context, o IndexObject, fn func(Entry) error) error {
 	rc, err := r.store.Get(ctx, o.Key)

@@ -32,9 +32,36 @@ type location struct {
 
 // NewReader loads the index.
 func (r *Repo) NewReader(ctx context.Context) (*Reader, error) {
+	return r.newReader(ctx, nil)
+}
+
+// NewVolumeReader loads the part of the index that the volume with tree
+// treeKey needs: a restore holds 32 bytes a chunk of the volume, however
+// large the repository.
+func (r *Repo) NewVolumeReader(ctx context.Context, treeKey string) (*Reader, error) {
+	need := newIDSet()
+	err := VolumeRefs(ctx, r.store, treeKey, func(id ID) error {
+		need.add(id)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	need.merge()
+	return r.newReader(ctx, need)
+}
+
+func (r *Repo) newReader(ctx context.Context, need *idSet) (*Reader, error) {
 	rd := &Reader{r: r, h: newHasher(r.cfg.IDKey)}
 	packNo := map[PackID]uint32{}
-	err := r.ForEachEntry(ctx, func(e Entry) error {
+	sizeHint := func(n int) { rd.table = make([]location, 0, n) }
+	if need != nil {
+		sizeHint = func(int) { rd.table = make([]location, 0, need.len()) }
+	}
+	err := r.ForEachEntry(ctx, sizeHint, func(e Entry) error {
+		if need != nil && !need.has(e.ID) {
+			return nil
+		}
 		n, ok := packNo[e.Pack]
 		if !ok {
 			n = uint32(len(rd.packs))
@@ -163,8 +190,8 @@ func (rd *Reader) Fetch(ctx context.Context, refs <-chan Ref, fn func(Ref, []byt
 // How far Fetch reads ahead: fetchAhead batches of about batchBytes stored
 // bytes, fetchWorkers of them at once.
 const (
-	fetchAhead   = 4
-	fetchWorkers = 3
+	fetchAhead   = 3
+	fetchWorkers = 2
 	batchBytes   = 4 << 20
 	batchRefs    = 1024
 	// spanGap is the most unwanted bytes read to join two blobs of a pack

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,8 @@ type WriterOptions struct {
 	Workers int
 	// Level is the zstd level 1 (fastest) to 4; 0 means 1.
 	Level int
+	// TempDir holds the packs being filled and sent; "" is TMPDIR.
+	TempDir string
 }
 
 // WriterStats count what a Writer did; read them with Stats.
@@ -36,9 +39,10 @@ type WriterStats struct {
 // concurrent use: a mover writes file data and the recipe at once. Packs are
 // uploaded as they fill; Close writes the last one and the index.
 type Writer struct {
-	r     *Repo
-	h     *hasher
-	level int
+	r       *Repo
+	h       *hasher
+	level   int
+	tempDir string
 
 	mu    sync.Mutex
 	known *idSet
@@ -52,6 +56,7 @@ type Writer struct {
 	free    chan *pack
 	uploads sync.WaitGroup
 	sem     chan struct{}
+	files   []*os.File // of the packs, closed by Close and Abort
 
 	ctx    context.Context // of the uploads
 	cancel context.CancelCauseFunc
@@ -68,9 +73,13 @@ type job struct {
 	buf  *[]byte
 }
 
+// pack is one pack being assembled: in memory (repack), or for a writer in
+// an unlinked temporary file, so that a mover's memory holds no pack.
 type pack struct {
 	id      PackID
 	data    []byte
+	file    *os.File
+	size    int64
 	entries []Entry
 }
 
@@ -83,28 +92,31 @@ const indexEvery = 64
 // compression workers. Call Close, or Abort, to end it.
 func (r *Repo) NewWriter(ctx context.Context, opts WriterOptions) (*Writer, error) {
 	known := newIDSet()
-	err := r.ForEachEntry(ctx, func(e Entry) error {
-		known.add(e.ID)
+	err := r.ForEachEntry(ctx, known.grow, func(e Entry) error {
+		known.sorted = append(known.sorted, prefixOf(e.ID))
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	known.merge()
+	known.sortLoaded()
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	wctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	w := &Writer{
-		r: r, h: newHasher(r.cfg.IDKey), level: opts.Level, known: known,
-		jobs: make(chan job, workers),
-		free: make(chan *pack, 2),
+		r: r, h: newHasher(r.cfg.IDKey), level: opts.Level, tempDir: opts.TempDir, known: known,
+		jobs: make(chan job, 1),
+		free: make(chan *pack, 1),
 		sem:  make(chan struct{}, 1), // one pack uploading while the next fills
 		ctx:  wctx, cancel: cancel,
 	}
-	maxChunk := int(r.cfg.Chunker.MaxSize)
-	w.bufs.New = func() any { b := make([]byte, 0, maxChunk); return &b }
+	// Buffers start at twice the average chunk; the chunker grows one for
+	// a larger chunk. Buffers of the maximum size would count 8 MiB each
+	// against the mover's memory limit whatever the chunks.
+	bufSize := 2 << r.cfg.Chunker.AverageBits
+	w.bufs.New = func() any { b := make([]byte, 0, bufSize); return &b }
 	w.chunkers.New = func() any {
 		return chunker.NewWithBoundaries(nil, r.cfg.Chunker.Polynomial, r.cfg.Chunker.MinSize, r.cfg.Chunker.MaxSize)
 	}
@@ -178,6 +190,17 @@ func (w *Writer) WriteBytes(ctx context.Context, b []byte) ([]Ref, error) {
 	return w.WriteStream(ctx, bytes.NewReader(b))
 }
 
+// putBuf returns a chunk buffer to the pool, unless the chunker grew it
+// for a large chunk: few chunks are large, and the pool would keep every
+// buffer at the largest size seen.
+func (w *Writer) putBuf(buf *[]byte, used []byte) {
+	if cap(used) > 2<<w.r.cfg.Chunker.AverageBits {
+		return
+	}
+	*buf = used[:0]
+	w.bufs.Put(buf)
+}
+
 func (w *Writer) failed(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
@@ -205,8 +228,11 @@ func (w *Writer) compress(enc *zstd.Encoder) {
 		}
 		dst = encodeBlob(enc, dst[:0], j.data)
 		raw := len(j.data)
-		w.bufs.Put(j.buf)
+		w.putBuf(j.buf, j.data)
 		w.addBlob(j.id, raw, dst)
+		if cap(dst) > 4<<w.r.cfg.Chunker.AverageBits {
+			dst = nil // a large chunk's: do not keep it for the small ones
+		}
 	}
 }
 
@@ -224,10 +250,15 @@ func (w *Writer) addBlob(id ID, raw int, blob []byte) {
 		w.cur = p
 	}
 	p := w.cur
-	p.entries = append(p.entries, Entry{ID: id, Pack: p.id, Offset: uint32(len(p.data)), Length: uint32(len(blob)), RawLength: uint32(raw)})
-	p.data = append(p.data, blob...)
+	if _, err := p.file.WriteAt(blob, p.size); err != nil {
+		w.packMu.Unlock()
+		w.cancel(fmt.Errorf("write pack %s to a temporary file: %w", p.id, err))
+		return
+	}
+	p.entries = append(p.entries, Entry{ID: id, Pack: p.id, Offset: uint32(p.size), Length: uint32(len(blob)), RawLength: uint32(raw)})
+	p.size += int64(len(blob))
 	w.stored.Add(int64(len(blob)))
-	full := int64(len(p.data)) >= w.r.cfg.PackSize
+	full := p.size >= w.r.cfg.PackSize
 	if full {
 		w.cur = nil
 	}
@@ -244,11 +275,17 @@ func (w *Writer) newPack() (*pack, error) {
 	}
 	select {
 	case p := <-w.free:
-		p.id, p.data, p.entries = id, p.data[:0], nil
+		p.id, p.size, p.entries = id, 0, nil
 		return p, nil
 	default:
-		return &pack{id: id, data: make([]byte, 0, w.r.cfg.PackSize+int64(w.r.cfg.Chunker.MaxSize)/8)}, nil
 	}
+	f, err := os.CreateTemp(w.tempDir, "kbak-pack-*")
+	if err != nil {
+		return nil, fmt.Errorf("create a temporary pack file (set TMPDIR to a writable directory): %w", err)
+	}
+	os.Remove(f.Name()) // unlinked: gone with the process, whatever ends it
+	w.files = append(w.files, f)
+	return &pack{id: id, file: f}, nil
 }
 
 // upload stores p in the background; the caller blocks while another pack
@@ -263,7 +300,7 @@ func (w *Writer) upload(p *pack) {
 	go func() {
 		defer w.uploads.Done()
 		defer func() { <-w.sem }()
-		err := w.r.store.Put(w.ctx, Keys.Pack(p.id), bytes.NewReader(p.data), int64(len(p.data)))
+		err := w.r.store.Put(w.ctx, Keys.Pack(p.id), io.NewSectionReader(p.file, 0, p.size), p.size)
 		if err != nil {
 			w.cancel(fmt.Errorf("write pack %s: %w", p.id, err))
 			return
@@ -303,6 +340,7 @@ func (w *Writer) Close(ctx context.Context) error {
 	}
 	w.uploads.Wait()
 	if err := w.ctx.Err(); err != nil {
+		w.closeFiles()
 		return context.Cause(w.ctx)
 	}
 	w.packMu.Lock()
@@ -311,10 +349,21 @@ func (w *Writer) Close(ctx context.Context) error {
 	w.packMu.Unlock()
 	if err := w.r.putIndex(ctx, batch); err != nil {
 		w.cancel(err)
+		w.closeFiles()
 		return err
 	}
 	w.cancel(errClosed)
+	w.closeFiles()
 	return nil
+}
+
+func (w *Writer) closeFiles() {
+	w.packMu.Lock()
+	defer w.packMu.Unlock()
+	for _, f := range w.files {
+		f.Close()
+	}
+	w.files = nil
 }
 
 var errClosed = errors.New("writer closed")
@@ -326,6 +375,7 @@ func (w *Writer) Abort(cause error) {
 	w.cancel(cause)
 	w.workers.Wait()
 	w.uploads.Wait()
+	w.closeFiles()
 }
 
 // Stats returns the writer's counters.

@@ -115,9 +115,13 @@ func TestTreeUploadParentDownload(t *testing.T) {
 	for _, p := range packs {
 		store.Delete(ctx, p)
 	}
-	_, err = Download(ctx, store, DownloadOptions{Key: key3, Target: t.TempDir()}, nil)
+	target := t.TempDir()
+	_, err = Download(ctx, store, DownloadOptions{Key: key3, Target: target}, nil)
 	if !errors.Is(err, repo.ErrCorrupt) || !strings.Contains(err.Error(), "pack") {
 		t.Fatalf("restore with the packs gone: %v, want ErrCorrupt naming the pack", err)
+	}
+	if left, _ := os.ReadDir(target); len(left) != 0 {
+		t.Errorf("a restore that could not succeed wrote %d entries into the target", len(left))
 	}
 }
 

@@ -48,7 +48,31 @@ func (r *Repo) NewVolumeReader(ctx context.Context, treeKey string) (*Reader, er
 		return nil, err
 	}
 	need.merge()
-	return r.newReader(ctx, need)
+	rd, err := r.newReader(ctx, need)
+	if err != nil {
+		return nil, err
+	}
+	// Whatever can be known missing before a byte is written: a chunk no
+	// index lists, a pack that is gone.
+	if missing := need.len() - len(rd.table); missing > 0 {
+		return nil, fmt.Errorf("%w: %d of the volume's %d chunks are in no index: the repository lacks data this backup needs (pruned or damaged): run `kbak verify`", ErrMissingChunk, missing, need.len())
+	}
+	present := make(map[PackID]bool, len(rd.packs))
+	err = r.store.List(ctx, Keys.PackPrefix(), func(oi uploader.ObjectInfo) error {
+		if id, ok := Keys.ParsePack(oi.Key); ok {
+			present[id] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list packs: %w", err)
+	}
+	for _, p := range rd.packs {
+		if !present[p] {
+			return nil, fmt.Errorf("%w: pack %s is missing: the repository lacks data this backup needs: run `kbak verify`", ErrCorrupt, p)
+		}
+	}
+	return rd, nil
 }
 
 func (r *Repo) newReader(ctx context.Context, need *idSet) (*Reader, error) {

@@ -1,67 +1,9 @@
 package backup
 
 import (
-	"log/slog"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/kbak/kbak/internal/kube"
-
-	corev1 "k8s.io/api/core/v1"
-
-	"github.com/kbak/kbak/internal/mover"
 )
-
-const (
-	progressLine = `{"type":"progress","time":"2026-11-22T06:00:00Z","progress":{"rawBytes":10,"storedBytes":4,"files":1}}`
-	resultLine   = `{"type":"result","time":"2026-11-22T06:00:01Z","result":{"key":"k","rawBytes":20,"storedBytes":8,"files":2,"sha256":"ab","compression":"zstd:1"}}`
-	errorLine    = `{"type":"error","time":"2026-11-22T06:00:01Z","error":"put k: access denied"}`
-)
-
-func TestReadEventsAndOutcome(t *testing.T) {
-	succeeded := &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodSucceeded}}
-	failed := &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{{
-		Name: "mover", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 2}},
-	}}}}
-	tests := []struct {
-		name      string
-		log       string
-		pod       *corev1.Pod
-		events    int
-		wantBytes int64
-		wantErr   string
-	}{
-		{"result", progressLine + "\n" + resultLine + "\n", succeeded, 2, 20, ""},
-		{"error event", progressLine + "\n" + errorLine + "\n", failed, 2, 0, "mover for data-db-0: put k: access denied"},
-		{"result but pod failed", resultLine + "\n", failed, 1, 0, "reported a result but its pod failed: container mover exited with code 2"},
-		{"panic without events", "panic: boom\ngoroutine 1\n", failed, 0, 0, "exited with code 2: panic: boom | goroutine 1"},
-		{"success without result", progressLine + "\n", succeeded, 1, 0, "ended without a result event"},
-		{"garbage and blank lines skipped", "\nnot json\n" + resultLine + "\n\n", succeeded, 1, 20, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var seen []mover.Event
-			final, tail := kube.ReadEvents(strings.NewReader(tt.log), func(ev mover.Event) { seen = append(seen, ev) }, slog.New(slog.DiscardHandler))
-			if len(seen) != tt.events {
-				t.Errorf("passed on %d events, want %d", len(seen), tt.events)
-			}
-			res, err := kube.MoverOutcome("data-db-0", final, tt.pod, tail)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.RawBytes != tt.wantBytes {
-				t.Errorf("raw bytes %d, want %d", res.RawBytes, tt.wantBytes)
-			}
-		})
-	}
-}
 
 func TestSpreadOf(t *testing.T) {
 	t0 := time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)

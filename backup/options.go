@@ -86,7 +86,7 @@ type Options struct {
 	SnapshotTimeout time.Duration // cut and readyToUse, each; default 10m
 	PodStartTimeout time.Duration // scheduling, binding, image pull; default 5m
 	// TransferTimeout bounds one mover's whole run; default
-	// kube.TransferDeadline of the claim's capacity. Its pod gets it, plus
+	// moverrun.TransferDeadline of the claim's capacity. Its pod gets it, plus
 	// PodStartTimeout, as activeDeadlineSeconds.
 	TransferTimeout time.Duration
 	CleanupTimeout  time.Duration // deleting what the run made; default 2m

@@ -22,6 +22,7 @@ import (
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
+	"github.com/kbak/kbak/internal/moverrun"
 )
 
 // run is the state of one backup run.
@@ -32,17 +33,15 @@ type run struct {
 	layout catalog.Layout
 	log    *slog.Logger
 
-	secret       string // credentials Secret the movers use, "" for none
-	sessionToken bool
-	caBundle     bool
+	secret deploy.SecretRef // the credentials Secret the movers read
+	movers *moverrun.Launcher
 
 	// parents are, per PVC, the volume of the latest backup of the
 	// deduplicating repository whose unchanged files a mover may reuse.
 	parents map[string]parent
 
-	mu         sync.Mutex // guards hooks and progress calls
-	hooks      []catalog.HookRun
-	progressMu sync.Mutex
+	mu    sync.Mutex // guards hooks
+	hooks []catalog.HookRun
 }
 
 // volume is one claim's way through a run.
@@ -112,6 +111,10 @@ func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error
 	r := &run{
 		deps: deps, opts: opts, id: id, layout: layout,
 		log: deps.Log.With("namespace", opts.Namespace, "statefulset", opts.StatefulSet, "backup_id", id),
+	}
+	r.movers = &moverrun.Launcher{
+		Kube: deps.Kube, PodStartTimeout: opts.PodStartTimeout, TransferTimeout: opts.TransferTimeout,
+		CleanupTimeout: opts.CleanupTimeout, PollInterval: opts.PollInterval, Log: r.log, Progress: opts.Progress,
 	}
 
 	vols, err := r.plan(ctx, d)
@@ -274,53 +277,27 @@ func podName(p *corev1.Pod) string {
 	return p.Name
 }
 
-// useSecret checks the Secret named by SecretName and notes its optional
-// keys, so that a typo fails before anything is created.
+// useSecret checks the Secret named by SecretName, so that a typo fails
+// before anything is created.
 func (r *run) useSecret(ctx context.Context) error {
-	if r.opts.Credentials != nil {
-		r.secret = kube.Name("kbak", r.id, "creds")
-		r.sessionToken = r.opts.Credentials.SessionToken != ""
-		r.caBundle = len(r.opts.Credentials.CABundle) > 0
-		return nil
-	}
 	if r.opts.SecretName == "" {
 		return nil
 	}
-	s, err := r.deps.Kube.CoreV1().Secrets(r.opts.Namespace).Get(ctx, r.opts.SecretName, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return fmt.Errorf("secret %s/%s not found: create it with keys %s and %s, or drop --secret", r.opts.Namespace, r.opts.SecretName, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
+	ref, err := moverrun.UseSecret(ctx, r.deps.Kube, r.opts.Namespace, r.opts.SecretName)
+	var se *moverrun.SecretError
+	if errors.As(err, &se) && se.NotFound() {
+		return fmt.Errorf("%w: create it with keys %s and %s, or drop --secret", err, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
 	}
-	if err != nil {
-		return fmt.Errorf("get secret %s/%s: %w", r.opts.Namespace, r.opts.SecretName, err)
-	}
-	for _, k := range []string{deploy.KeyAccessKeyID, deploy.KeySecretAccessKey} {
-		if _, ok := s.Data[k]; !ok {
-			if _, ok := s.StringData[k]; !ok {
-				return fmt.Errorf("secret %s/%s has no key %s: the movers read the store credentials from keys %s and %s", r.opts.Namespace, r.opts.SecretName, k, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
-			}
-		}
-	}
-	_, r.sessionToken = s.Data[deploy.KeySessionToken]
-	_, r.caBundle = s.Data[deploy.KeyCABundle]
-	r.secret = s.Name
-	return nil
+	r.secret = ref
+	return err
 }
 
-func (r *run) createSecret(ctx context.Context) error {
-	s := deploy.CredentialsSecret(r.opts.Namespace, r.secret, kube.Labels(r.id, r.opts.StatefulSet, kube.RoleCredentials), *r.opts.Credentials)
-	_, err := r.deps.Kube.CoreV1().Secrets(r.opts.Namespace).Create(ctx, s, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		// A retry of this run: the name is derived from the run id. Replace
-		// the data in case the credentials changed between tries.
-		if err := r.deps.Kube.CoreV1().Secrets(r.opts.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("replace secret %s/%s: %w", s.Namespace, s.Name, err)
-		}
-		_, err = r.deps.Kube.CoreV1().Secrets(r.opts.Namespace).Create(ctx, s, metav1.CreateOptions{})
-	}
-	if err != nil {
-		return fmt.Errorf("create secret %s/%s: %w", s.Namespace, s.Name, err)
-	}
-	return nil
+// createSecret puts the caller's credentials into a Secret of this run; its
+// name is derived from the run id, so a retry replaces the last try's.
+func (r *run) createSecret(ctx context.Context) (err error) {
+	name := kube.Name("kbak", r.id, "creds")
+	r.secret, err = moverrun.CreateSecret(ctx, r.deps.Kube, r.opts.Namespace, name, kube.Labels(r.id, r.opts.StatefulSet, kube.RoleCredentials), *r.opts.Credentials)
+	return err
 }
 
 // clusterID is the UID of kube-system, which survives everything but a new
@@ -348,12 +325,11 @@ func (r *run) execute(ctx context.Context, vols []*volume) time.Duration {
 			files = append(files, v)
 		}
 	}
-	sem := make(chan struct{}, r.opts.Parallel)
-	var all sync.WaitGroup
+	pool := moverrun.NewPool(r.opts.Parallel)
 	spread := r.cut(ctx, snaps)
 	for _, v := range snaps {
 		if v.err == nil {
-			r.start(ctx, &all, sem, v, r.fromSnapshot)
+			r.start(ctx, pool, v, r.fromSnapshot)
 		}
 	}
 	if len(files) > 0 {
@@ -363,40 +339,32 @@ func (r *run) execute(ctx context.Context, vols []*volume) time.Duration {
 				v.err = err
 			}
 		} else {
-			var group sync.WaitGroup
+			// The application stays quiesced until its live files are copied.
+			copying := pool.Share()
 			for _, v := range files {
 				v.quiesced = r.hooksEnabled() && v.claim.Pod != nil
-				r.start(ctx, &group, sem, v, r.fromFiles)
+				r.start(ctx, copying, v, r.fromFiles)
 			}
-			group.Wait()
+			copying.Wait()
 			thaw()
 		}
 	}
-	all.Wait()
+	pool.Wait()
 	return spread
 }
 
-// start runs fn for v once a mover slot is free.
-func (r *run) start(ctx context.Context, wg *sync.WaitGroup, sem chan struct{}, v *volume, fn func(context.Context, *volume) error) {
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			v.err = context.Cause(ctx)
-			return
-		}
-		defer func() { <-sem }()
+// start backs up v with fn once the pool has room.
+func (r *run) start(ctx context.Context, pool *moverrun.Pool, v *volume, fn func(context.Context, *volume) error) {
+	pool.Go(ctx, &v.err, func(ctx context.Context) error {
 		log := r.log.With("pvc", v.claim.Name)
 		log.Info("backing up volume", "method", v.method)
 		if err := fn(ctx, v); err != nil {
-			v.err = err
 			log.Error("volume failed", "err", err)
-			return
+			return err
 		}
 		log.Info("volume done", "bytes", v.result.RawBytes, "stored_bytes", v.result.StoredBytes, "files", v.result.Files)
-	}()
+		return nil
+	})
 }
 
 // cut quiesces, creates the VolumeSnapshots of vols one right after the
@@ -493,10 +461,10 @@ func (r *run) fromSnapshot(ctx context.Context, v *volume) error {
 	if _, err := kube.CreateClaim(ctx, r.deps.Kube, tmp); err != nil {
 		return err
 	}
-	// Deferred after runMover, which deletes its pod first: pvc-protection
+	// Deferred after the mover ran, which deletes its pod first: pvc-protection
 	// would hold a claim still mounted.
 	defer r.deleteClaim(ctx, ns, tmp.Name)
-	res, err := r.runMover(ctx, v, r.moverPod(v, tmp.Name, ""))
+	res, err := r.movers.Run(ctx, v.claim.Name, r.moverPod(v, tmp.Name, ""), v.claim.Size.Value())
 	if err != nil {
 		return err
 	}
@@ -516,11 +484,22 @@ func (r *run) fromFiles(ctx context.Context, v *volume) error {
 	if v.claim.Pod != nil {
 		node = v.claim.Pod.Spec.NodeName
 	}
-	res, err := r.runMover(ctx, v, r.moverPod(v, v.claim.Name, node))
+	res, err := r.movers.Run(ctx, v.claim.Name, r.moverPod(v, v.claim.Name, node), v.claim.Size.Value())
 	if err != nil {
 		return err
 	}
 	return r.accept(v, res)
+}
+
+// deleteClaim deletes a temporary claim on a context that survives
+// cancellation of the run.
+func (r *run) deleteClaim(ctx context.Context, ns, name string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.CleanupTimeout)
+	defer cancel()
+	err := r.deps.Kube.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		r.log.Warn("delete temporary claim", "pvc", name, "err", err)
+	}
 }
 
 func (r *run) accept(v *volume, res *mover.Result) error {
@@ -568,31 +547,19 @@ func (r *run) moverPod(v *volume, claim, node string) *corev1.Pod {
 		res = *r.opts.Resources
 	}
 	return deploy.MoverPod{
-		Name:            v.name,
-		Namespace:       r.opts.Namespace,
-		Labels:          kube.Labels(r.id, r.opts.StatefulSet, kube.RoleMover),
-		Image:           r.opts.Image,
-		PullPolicy:      r.opts.PullPolicy,
-		Args:            r.upload(v).Args(),
-		Claim:           claim,
-		ReadOnly:        true,
-		NodeName:        node,
-		SecretName:      r.secret,
-		HasSessionToken: r.sessionToken,
-		HasCABundle:     r.caBundle,
-		Resources:       res,
-		// The kubelet ends a mover kbak no longer watches.
-		ActiveDeadline: r.transferTimeout(v) + r.opts.PodStartTimeout,
+		Name:           v.name,
+		Namespace:      r.opts.Namespace,
+		Labels:         kube.Labels(r.id, r.opts.StatefulSet, kube.RoleMover),
+		Image:          r.opts.Image,
+		PullPolicy:     r.opts.PullPolicy,
+		Args:           r.upload(v).Args(),
+		Claim:          claim,
+		ReadOnly:       true,
+		NodeName:       node,
+		Secret:         r.secret,
+		Resources:      res,
+		ActiveDeadline: r.movers.ActiveDeadline(v.claim.Size.Value()),
 	}.Pod()
-}
-
-func (r *run) progress(pvc string, ev mover.Event) {
-	if r.opts.Progress == nil {
-		return
-	}
-	r.progressMu.Lock()
-	defer r.progressMu.Unlock()
-	r.opts.Progress(pvc, ev)
 }
 
 // entry renders v for the manifest.

@@ -23,6 +23,7 @@ import (
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/kube/kubetest"
+	"github.com/kbak/kbak/internal/moverrun"
 )
 
 const (
@@ -202,7 +203,7 @@ func TestRunMoverCannotStart(t *testing.T) {
 		t.Errorf("mover pods on nodes %q, want next to the app pod on node-0", nodes)
 	}
 	// The default transfer deadline of a 1Gi claim and the start timeout.
-	if want := int64((kube.TransferDeadline(1<<30) + time.Hour) / time.Second); !slices.Equal(deadlines, []int64{want}) {
+	if want := int64((moverrun.TransferDeadline(1<<30) + time.Hour) / time.Second); !slices.Equal(deadlines, []int64{want}) {
 		t.Errorf("mover pods' activeDeadlineSeconds %v, want [%d]", deadlines, want)
 	}
 	if len(f.cat.written) != 0 || !slices.Equal(f.cat.deleted, []string{id}) {

@@ -79,12 +79,9 @@ type MoverPod struct {
 	// NodeName pins the pod next to the application pod that holds a
 	// ReadWriteOnce volume; empty lets the scheduler choose.
 	NodeName string
-	// SecretName holds the store credentials; empty for stores that need
-	// none (file://). HasSessionToken and HasCABundle say which optional
-	// keys it carries.
-	SecretName      string
-	HasSessionToken bool
-	HasCABundle     bool
+	// Secret holds the store credentials; none for stores that need none
+	// (file://).
+	Secret SecretRef
 	// Restore movers must restore owners and modes, so they get the
 	// capabilities for that; backup movers only need to read everything.
 	Restore bool
@@ -146,23 +143,6 @@ func (m MoverPod) Pod() *corev1.Pod {
 		Name:         tmpVolume,
 		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
 	}}
-	if m.SecretName != "" {
-		c.Env = append(c.Env, secretEnv(KeyAccessKeyID, m.SecretName, false), secretEnv(KeySecretAccessKey, m.SecretName, false))
-		if m.HasSessionToken {
-			c.Env = append(c.Env, secretEnv(KeySessionToken, m.SecretName, true))
-		}
-		if m.HasCABundle {
-			c.Env = append(c.Env, corev1.EnvVar{Name: "AWS_CA_BUNDLE", Value: moverCADir + "/" + KeyCABundle})
-			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: caVolume, MountPath: moverCADir, ReadOnly: true})
-			volumes = append(volumes, corev1.Volume{
-				Name: caVolume,
-				VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-					SecretName: m.SecretName,
-					Items:      []corev1.KeyToPath{{Key: KeyCABundle, Path: KeyCABundle}},
-				}},
-			})
-		}
-	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, Labels: m.Labels},
 		Spec: corev1.PodSpec{
@@ -175,6 +155,7 @@ func (m MoverPod) Pod() *corev1.Pod {
 			Volumes:                       volumes,
 		},
 	}
+	m.Secret.Apply(&pod.Spec)
 	if m.ActiveDeadline > 0 {
 		secs := int64(m.ActiveDeadline / time.Second)
 		if m.ActiveDeadline%time.Second != 0 {
@@ -183,14 +164,6 @@ func (m MoverPod) Pod() *corev1.Pod {
 		pod.Spec.ActiveDeadlineSeconds = &secs
 	}
 	return pod
-}
-
-func secretEnv(key, secret string, optional bool) corev1.EnvVar {
-	ref := &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}
-	if optional {
-		ref.Optional = &optional
-	}
-	return corev1.EnvVar{Name: key, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ref}}
 }
 
 // DefaultMoverResources keep a mover schedulable on a small node while

@@ -31,8 +31,8 @@ func TestMoverPod(t *testing.T) {
 		volumes int
 	}{
 		{"no credentials", MoverPod{Name: "p", Claim: "c", ReadOnly: true}, []string{"TMPDIR"}, 2},
-		{"keys only", MoverPod{Name: "p", Claim: "c", ReadOnly: true, SecretName: "s"}, []string{"TMPDIR", KeyAccessKeyID, KeySecretAccessKey}, 2},
-		{"token and CA", MoverPod{Name: "p", Claim: "c", ReadOnly: true, SecretName: "s", HasSessionToken: true, HasCABundle: true},
+		{"keys only", MoverPod{Name: "p", Claim: "c", ReadOnly: true, Secret: SecretRef{Name: "s"}}, []string{"TMPDIR", KeyAccessKeyID, KeySecretAccessKey}, 2},
+		{"token and CA", MoverPod{Name: "p", Claim: "c", ReadOnly: true, Secret: SecretRef{Name: "s", SessionToken: true, CABundle: true}},
 			[]string{"TMPDIR", KeyAccessKeyID, KeySecretAccessKey, KeySessionToken, "AWS_CA_BUNDLE"}, 3},
 		{"pinned to a node", MoverPod{Name: "p", Claim: "c", ReadOnly: true, NodeName: "n1"}, []string{"TMPDIR"}, 2},
 	}
@@ -69,7 +69,7 @@ func TestMoverPod(t *testing.T) {
 			if !slices.Equal(names, tt.env) {
 				t.Errorf("env %v, want %v", names, tt.env)
 			}
-			if tt.m.HasCABundle {
+			if tt.m.Secret.CABundle {
 				if ca := spec.Volumes[2].Secret; ca == nil || ca.SecretName != "s" || ca.Items[0].Key != KeyCABundle {
 					t.Errorf("CA volume %+v", spec.Volumes[2])
 				}

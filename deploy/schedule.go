@@ -72,11 +72,8 @@ type Schedule struct {
 	S3Region    string
 	S3PathStyle bool
 	// Secret holds the store credentials; both the CronJob's kbak and its
-	// movers read them from it. HasSessionToken and HasCABundle say which
-	// optional keys it carries.
-	Secret          string
-	HasSessionToken bool
-	HasCABundle     bool
+	// movers read them from it.
+	Secret SecretRef
 
 	// BackupArgs are further `kbak backup` flags: retention (--keep-*),
 	// method, snapshot class. They follow --prune.
@@ -146,8 +143,8 @@ func (s Schedule) BackupCommand() []string {
 	if s.S3PathStyle {
 		args = append(args, "--s3-path-style")
 	}
-	if s.Secret != "" {
-		args = append(args, "--secret", s.Secret)
+	if s.Secret.Name != "" {
+		args = append(args, "--secret", s.Secret.Name)
 	}
 	args = append(args, "--mover-pull-policy", string(s.pullPolicy()))
 	if s.PreHook != "" {
@@ -188,7 +185,7 @@ func (s Schedule) Objects() []runtime.Object {
 	sa := subject{s.Namespace, name}
 	return []runtime.Object{
 		serviceAccount(s.Namespace, name, labels),
-		role(s.Namespace, name, labels, BackupRules(s.Secret, s.Hooks())),
+		role(s.Namespace, name, labels, BackupRules(s.Secret.Name, s.Hooks())),
 		roleBinding(s.Namespace, name, labels, "Role", name, sa),
 		clusterRole(clusterName, clusterLabels, ClusterReadRules()),
 		clusterRoleBinding(clusterName, clusterLabels, clusterName, sa),
@@ -279,23 +276,7 @@ func (s Schedule) podSpec(sa string) corev1.PodSpec {
 		SecurityContext:          controllerSecurityContext(),
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
-	var volumes []corev1.Volume
-	if s.Secret != "" {
-		// kbak itself writes the manifest and prunes, so it needs the same
-		// credentials as its movers, by reference.
-		c.Env = append(c.Env, secretEnv(KeyAccessKeyID, s.Secret, false), secretEnv(KeySecretAccessKey, s.Secret, false))
-		if s.HasSessionToken {
-			c.Env = append(c.Env, secretEnv(KeySessionToken, s.Secret, true))
-		}
-		if s.HasCABundle {
-			c.Env = append(c.Env, corev1.EnvVar{Name: "AWS_CA_BUNDLE", Value: moverCADir + "/" + KeyCABundle})
-			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: caVolume, MountPath: moverCADir, ReadOnly: true})
-			volumes = append(volumes, corev1.Volume{Name: caVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-				SecretName: s.Secret, Items: []corev1.KeyToPath{{Key: KeyCABundle, Path: KeyCABundle}},
-			}}})
-		}
-	}
-	return corev1.PodSpec{
+	spec := corev1.PodSpec{
 		// A run stopped by `schedule delete` or a node drain gets time to
 		// delete its mover pods, temporary claims and snapshots.
 		TerminationGracePeriodSeconds: &cleanupGrace,
@@ -303,8 +284,11 @@ func (s Schedule) podSpec(sa string) corev1.PodSpec {
 		AutomountServiceAccountToken:  ptr.To(true),
 		RestartPolicy:                 corev1.RestartPolicyNever,
 		Containers:                    []corev1.Container{c},
-		Volumes:                       volumes,
 	}
+	// kbak itself writes the manifest and prunes, so it needs the same
+	// credentials as its movers, by reference.
+	s.Secret.Apply(&spec)
+	return spec
 }
 
 // RetentionArgs are the `kbak backup` flags of a retention policy given as

@@ -18,7 +18,7 @@ import (
 func testSchedule() Schedule {
 	return Schedule{
 		Name: "nightly", Namespace: "shop", StatefulSet: "mariadb", Cron: "0 2 * * *", TimeZone: "Europe/Berlin",
-		Repo: "s3://backups/prod", Secret: "store", BackupArgs: []string{"--keep-daily", "7"}, Retention: "daily 7",
+		Repo: "s3://backups/prod", Secret: SecretRef{Name: "store"}, BackupArgs: []string{"--keep-daily", "7"}, Retention: "daily 7",
 	}
 }
 

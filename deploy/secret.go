@@ -36,3 +36,45 @@ func CredentialsSecret(ns, name string, labels map[string]string, c Credentials)
 		Data:       data,
 	}
 }
+
+// SecretRef names the Secret a pod reads the store credentials from, and
+// which of the optional keys it holds. The zero SecretRef is no Secret: a
+// store that needs none (file://, IAM roles for pods).
+type SecretRef struct {
+	Name         string
+	SessionToken bool // holds KeySessionToken
+	CABundle     bool // holds KeyCABundle
+}
+
+// Apply gives every container of spec the credentials as references to the
+// Secret, never as values, and, when the Secret holds a CA bundle, mounts it
+// and points AWS_CA_BUNDLE at it.
+func (r SecretRef) Apply(spec *corev1.PodSpec) {
+	if r.Name == "" {
+		return
+	}
+	for i := range spec.Containers {
+		c := &spec.Containers[i]
+		c.Env = append(c.Env, secretEnv(KeyAccessKeyID, r.Name, false), secretEnv(KeySecretAccessKey, r.Name, false))
+		if r.SessionToken {
+			c.Env = append(c.Env, secretEnv(KeySessionToken, r.Name, true))
+		}
+		if r.CABundle {
+			c.Env = append(c.Env, corev1.EnvVar{Name: "AWS_CA_BUNDLE", Value: moverCADir + "/" + KeyCABundle})
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: caVolume, MountPath: moverCADir, ReadOnly: true})
+		}
+	}
+	if r.CABundle {
+		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: caVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: r.Name, Items: []corev1.KeyToPath{{Key: KeyCABundle, Path: KeyCABundle}},
+		}}})
+	}
+}
+
+func secretEnv(key, secret string, optional bool) corev1.EnvVar {
+	ref := &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}
+	if optional {
+		ref.Optional = &optional
+	}
+	return corev1.EnvVar{Name: key, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ref}}
+}

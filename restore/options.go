@@ -84,7 +84,7 @@ type Options struct {
 
 	PodStartTimeout time.Duration // scheduling, binding, provisioning, image pull; default 5m
 	// TransferTimeout bounds one mover's whole run; default
-	// kube.TransferDeadline of the volume's raw bytes. Its pod gets it, plus
+	// moverrun.TransferDeadline of the volume's raw bytes. Its pod gets it, plus
 	// PodStartTimeout, as activeDeadlineSeconds.
 	TransferTimeout time.Duration
 	ReadyTimeout    time.Duration // the re-created StatefulSet becoming Ready; default 10m

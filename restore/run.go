@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,7 +21,7 @@ import (
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
-	"github.com/kbak/kbak/uploader"
+	"github.com/kbak/kbak/internal/moverrun"
 )
 
 // Status is the outcome of one ordinal or claim.
@@ -89,15 +90,12 @@ type run struct {
 	plan *Plan
 	log  *slog.Logger
 
-	secret       string
-	ownSecret    bool
-	sessionToken bool
-	caBundle     bool
+	secret    deploy.SecretRef // the credentials Secret the movers read
+	ownSecret bool             // made by this run, deleted after it
+	movers    *moverrun.Launcher
 
 	mu      sync.Mutex
 	created map[string]types.UID // claims this run created, by name
-
-	progressMu sync.Mutex
 }
 
 // job is one claim's way through a run.
@@ -128,6 +126,10 @@ func Run(ctx context.Context, deps Deps, p *Plan) (*Result, error) {
 	r := &run{
 		deps: deps, opts: p.opts, plan: p, created: map[string]types.UID{},
 		log: deps.Log.With("namespace", p.Namespace, "statefulset", p.StatefulSet, "backup_id", p.BackupID, "restore_id", p.RunID),
+	}
+	r.movers = &moverrun.Launcher{
+		Kube: deps.Kube, PodStartTimeout: p.opts.PodStartTimeout, TransferTimeout: p.opts.TransferTimeout,
+		CleanupTimeout: p.opts.CleanupTimeout, PollInterval: p.opts.PollInterval, Log: r.log, Progress: p.opts.Progress,
 	}
 	res := &Result{RunID: p.RunID, BackupID: p.BackupID, Namespace: p.Namespace, StatefulSet: p.StatefulSet}
 
@@ -253,13 +255,7 @@ func (r *run) createNamespace(ctx context.Context) (bool, error) {
 // the user's Secret lives.
 func (r *run) setupSecret(ctx context.Context) error {
 	p, o := r.plan, r.opts
-	needed := false
-	for _, c := range p.Claims {
-		if c.Source == SourceStore {
-			needed = true
-		}
-	}
-	if !needed {
+	if !slices.ContainsFunc(p.Claims, func(c Claim) bool { return c.Source == SourceStore }) {
 		return nil
 	}
 	var creds deploy.Credentials
@@ -267,102 +263,57 @@ func (r *run) setupSecret(ctx context.Context) error {
 	case o.Credentials != nil:
 		creds = *o.Credentials
 	case o.SecretName != "":
-		s, err := r.deps.Kube.CoreV1().Secrets(p.Namespace).Get(ctx, o.SecretName, metav1.GetOptions{})
-		if err == nil {
-			if err := checkSecret(s); err != nil {
-				return err
-			}
-			r.secret = s.Name
-			_, r.sessionToken = s.Data[deploy.KeySessionToken]
-			_, r.caBundle = s.Data[deploy.KeyCABundle]
+		ref, err := moverrun.UseSecret(ctx, r.deps.Kube, p.Namespace, o.SecretName)
+		var se *moverrun.SecretError
+		switch {
+		case err == nil:
+			r.secret = ref
 			return nil
+		case !errors.As(err, &se) || !se.NotFound():
+			return err
+		case p.Namespace == p.FromNamespace:
+			return fmt.Errorf("%w: create it with keys %s and %s, or drop --secret", err, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
 		}
-		if !apierrors.IsNotFound(err) {
-			return fmt.Errorf("get secret %s/%s: %w", p.Namespace, o.SecretName, err)
-		}
-		if p.Namespace == p.FromNamespace {
-			return fmt.Errorf("secret %s/%s not found: create it with keys %s and %s, or drop --secret", p.Namespace, o.SecretName, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
-		}
-		src, err := r.deps.Kube.CoreV1().Secrets(p.FromNamespace).Get(ctx, o.SecretName, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
+		creds, err = moverrun.ReadCredentials(ctx, r.deps.Kube, p.FromNamespace, o.SecretName)
+		if errors.As(err, &se) && se.NotFound() {
 			return fmt.Errorf("secret %s not found in %s nor %s: create it in %s with keys %s and %s, or pass the credentials instead of --secret", o.SecretName, p.Namespace, p.FromNamespace, p.Namespace, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
 		}
 		if err != nil {
-			return fmt.Errorf("get secret %s/%s: %w", p.FromNamespace, o.SecretName, err)
-		}
-		if err := checkSecret(src); err != nil {
 			return err
 		}
-		creds = deploy.Credentials{CABundle: src.Data[deploy.KeyCABundle]}
-		creds.AccessKeyID = secretValue(src, deploy.KeyAccessKeyID)
-		creds.SecretAccessKey = secretValue(src, deploy.KeySecretAccessKey)
-		creds.SessionToken = secretValue(src, deploy.KeySessionToken)
 	default:
 		return nil
 	}
-	name := kube.Name("kbak", p.RunID, "creds")
-	s := deploy.CredentialsSecret(p.Namespace, name, r.runLabels(kube.RoleCredentials), creds)
-	api := r.deps.Kube.CoreV1().Secrets(p.Namespace)
-	_, err := api.Create(ctx, s, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		// A retry of this run: the Secret is immutable, so replace it.
-		if err := r.deleteOwned(ctx, "secret", name); err != nil {
-			return err
-		}
-		_, err = api.Create(ctx, s, metav1.CreateOptions{})
-	}
+	ref, err := moverrun.CreateSecret(ctx, r.deps.Kube, p.Namespace, kube.Name("kbak", p.RunID, "creds"), r.runLabels(kube.RoleCredentials), creds)
 	if err != nil {
-		return fmt.Errorf("create secret %s/%s: %w", p.Namespace, name, err)
+		return err
 	}
-	r.secret, r.ownSecret = name, true
-	r.sessionToken, r.caBundle = creds.SessionToken != "", len(creds.CABundle) > 0
+	r.secret, r.ownSecret = ref, true
 	return nil
-}
-
-func checkSecret(s *corev1.Secret) error {
-	for _, k := range []string{deploy.KeyAccessKeyID, deploy.KeySecretAccessKey} {
-		if _, ok := s.Data[k]; !ok {
-			return fmt.Errorf("secret %s/%s has no key %s: the movers read the store credentials from keys %s and %s", s.Namespace, s.Name, k, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
-		}
-	}
-	return nil
-}
-
-func secretValue(s *corev1.Secret, key string) uploader.Secret {
-	return uploader.Secret(s.Data[key])
 }
 
 // fill creates and fills every planned claim, Parallel at a time.
 func (r *run) fill(ctx context.Context) []*job {
 	jobs := make([]*job, len(r.plan.Claims))
-	sem := make(chan struct{}, r.opts.Parallel)
-	var wg sync.WaitGroup
+	pool := moverrun.NewPool(r.opts.Parallel)
 	for i, c := range r.plan.Claims {
 		j := &job{claim: c}
 		jobs[i] = j
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				j.err = context.Cause(ctx)
-				return
-			}
-			defer func() { <-sem }()
+		pool.Go(ctx, &j.err, func(ctx context.Context) (err error) {
 			start := time.Now()
 			log := r.log.With("pvc", c.Name, "ordinal", c.Ordinal)
 			log.Info("restoring claim", "source", c.Source)
-			j.result, j.err = r.fillClaim(ctx, c)
+			j.result, err = r.fillClaim(ctx, c)
 			j.took = time.Since(start)
-			if j.err != nil {
-				log.Error("claim failed", "err", j.err)
-				return
+			if err != nil {
+				log.Error("claim failed", "err", err)
+				return err
 			}
 			log.Info("claim restored", "bytes", j.result.RawBytes, "files", j.result.Files)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	pool.Wait()
 	return jobs
 }
 
@@ -390,12 +341,9 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 	if r.opts.Resources != nil {
 		res = *r.opts.Resources
 	}
-	transfer := r.transferTimeout(c)
 	spec := deploy.MoverPod{
 		Name: name, Namespace: p.Namespace, Image: r.opts.Image, PullPolicy: r.opts.PullPolicy,
-		Claim: c.Name, Resources: res,
-		// The kubelet ends a pod kbak no longer watches.
-		ActiveDeadline: transfer + r.opts.PodStartTimeout,
+		Claim: c.Name, Resources: res, ActiveDeadline: r.movers.ActiveDeadline(c.RawBytes),
 	}
 	if c.Source == SourceSnapshot && c.VolumeMode == corev1.PersistentVolumeBlock {
 		// A pod mounts a raw block claim as a device, which the mover pod
@@ -406,7 +354,7 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 		spec.Labels = r.runLabels(RoleBinder)
 		spec.Args = binderArgs
 		spec.ReadOnly = true
-		if _, err := r.runPod(ctx, c.Name, spec.Pod(), false, transfer); err != nil {
+		if err := r.movers.RunSilent(ctx, c.Name, spec.Pod(), c.RawBytes); err != nil {
 			return nil, fmt.Errorf("provision %s from snapshot %s: %w", c.Name, c.Snapshot, err)
 		}
 		return &mover.Result{Files: c.Files, RawBytes: c.RawBytes}, nil
@@ -414,8 +362,8 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 	spec.Labels = r.runLabels(kube.RoleMover)
 	spec.Args = deploy.DownloadArgs(r.opts.Repo, c.Key, c.SHA256)
 	spec.Restore = true
-	spec.SecretName, spec.HasSessionToken, spec.HasCABundle = r.secret, r.sessionToken, r.caBundle
-	out, err := r.runPod(ctx, c.Name, spec.Pod(), true, transfer)
+	spec.Secret = r.secret
+	out, err := r.movers.Run(ctx, c.Name, spec.Pod(), c.RawBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -608,38 +556,14 @@ func (r *run) cleanup(ctx context.Context) {
 		r.log.Warn("list pods of the restore (kbak gc removes them later)", "err", err)
 	} else {
 		for _, pod := range pods.Items {
-			r.deletePod(ctx, pod.Name)
+			kube.DeletePod(ctx, r.deps.Kube, ns, pod.Name, r.opts.PollInterval, r.opts.CleanupTimeout, r.log)
 		}
 	}
 	if r.ownSecret {
-		if err := r.deleteOwned(ctx, "secret", r.secret); err != nil {
+		if err := moverrun.DeleteSecret(ctx, r.deps.Kube, ns, r.secret.Name, r.runLabels(kube.RoleCredentials)); err != nil {
 			r.log.Warn("delete credentials secret (kbak gc removes it later)", "err", err)
 		}
 	}
-}
-
-// deleteOwned deletes an object of this run after checking its labels.
-func (r *run) deleteOwned(ctx context.Context, kind, name string) error {
-	ns := r.plan.Namespace
-	switch kind {
-	case "secret":
-		api := r.deps.Kube.CoreV1().Secrets(ns)
-		s, err := api.Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("get secret %s/%s: %w", ns, name, err)
-		}
-		if s.Labels[LabelRestoreID] != r.plan.RunID {
-			return fmt.Errorf("secret %s/%s was not made by restore %s: delete or rename it", ns, name, r.plan.RunID)
-		}
-		if err := api.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete secret %s/%s: %w", ns, name, err)
-		}
-		return nil
-	}
-	return fmt.Errorf("delete %s %s/%s: unknown kind", kind, ns, name)
 }
 
 // createStatefulSet re-creates the StatefulSet and waits until it is Ready.

@@ -23,6 +23,7 @@ import (
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/kube/kubetest"
+	"github.com/kbak/kbak/internal/moverrun"
 )
 
 // The fake clientset runs no pods: binder pods are created Succeeded by a
@@ -164,7 +165,7 @@ func TestRun(t *testing.T) {
 			}
 			// The default transfer deadline of a volume of about 100 bytes and
 			// the start timeout, rounded up to seconds.
-			want := int64((kube.TransferDeadline(101) + p.opts.PodStartTimeout + time.Second - 1) / time.Second)
+			want := int64((moverrun.TransferDeadline(101) + p.opts.PodStartTimeout + time.Second - 1) / time.Second)
 			deadlines.Range(func(pod, d any) bool {
 				if d := d.(*int64); d == nil || *d != want {
 					t.Errorf("pod %s activeDeadlineSeconds %v, want %d", pod, d, want)
@@ -331,11 +332,11 @@ func TestSetupSecret(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.secret != tt.wantName || r.ownSecret != tt.wantOwn || r.sessionToken != tt.wantToken {
-				t.Errorf("secret %q own %v token %v, want %q %v %v", r.secret, r.ownSecret, r.sessionToken, tt.wantName, tt.wantOwn, tt.wantToken)
+			if r.secret.Name != tt.wantName || r.ownSecret != tt.wantOwn || r.secret.SessionToken != tt.wantToken {
+				t.Errorf("secret %q own %v token %v, want %q %v %v", r.secret.Name, r.ownSecret, r.secret.SessionToken, tt.wantName, tt.wantOwn, tt.wantToken)
 			}
 			if tt.wantOwn {
-				s, err := kc.CoreV1().Secrets(tt.to).Get(context.Background(), r.secret, metav1.GetOptions{})
+				s, err := kc.CoreV1().Secrets(tt.to).Get(context.Background(), r.secret.Name, metav1.GetOptions{})
 				if err != nil {
 					t.Fatal(err)
 				}

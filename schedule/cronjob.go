@@ -16,6 +16,7 @@ import (
 
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/moverrun"
 )
 
 // ErrNotFound is wrapped by errors about a schedule that does not exist.
@@ -54,9 +55,8 @@ type CreateOptions struct {
 	// deploy.DefaultRunDeadline.
 	RunDeadline time.Duration
 
-	// Set by Create from the Secret; Render takes them as given.
-	HasSessionToken bool
-	HasCABundle     bool
+	// secretKeys are the optional keys Create found in Secret.
+	secretKeys deploy.SecretRef
 }
 
 // Render validates o and renders the objects of the schedule in the order
@@ -108,7 +108,7 @@ func (o CreateOptions) schedule() (deploy.Schedule, error) {
 		Cron: spec.Expr, TimeZone: spec.TimeZone, Suspend: o.Suspend,
 		Image: o.Image, PullPolicy: o.PullPolicy,
 		Repo: o.Repo, S3Endpoint: o.S3Endpoint, S3Region: o.S3Region, S3PathStyle: o.S3PathStyle,
-		Secret: o.Secret, HasSessionToken: o.HasSessionToken, HasCABundle: o.HasCABundle,
+		Secret: deploy.SecretRef{Name: o.Secret, SessionToken: o.secretKeys.SessionToken, CABundle: o.secretKeys.CABundle},
 		BackupArgs: args,
 		PreHook:    o.PreHook, PostHook: o.PostHook, HookContainer: o.HookContainer,
 		RunDeadline: o.RunDeadline,
@@ -132,7 +132,14 @@ func Create(ctx context.Context, kc kubernetes.Interface, o CreateOptions) ([]ru
 		return nil, fmt.Errorf("get statefulset %s/%s: %w", o.Namespace, o.StatefulSet, err)
 	}
 	if o.Secret != "" {
-		if o.HasSessionToken, o.HasCABundle, err = checkSecret(ctx, kc, o.Namespace, o.Secret); err != nil {
+		// The scheduled runs must find their credentials.
+		o.secretKeys, err = moverrun.UseSecret(ctx, kc, o.Namespace, o.Secret)
+		var se *moverrun.SecretError
+		if errors.As(err, &se) && se.NotFound() {
+			return nil, fmt.Errorf("%w: create it first, e.g. `kubectl create secret generic %s -n %s --from-literal=%s=... --from-literal=%s=...`",
+				err, o.Secret, o.Namespace, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -144,28 +151,6 @@ func Create(ctx context.Context, kc kubernetes.Interface, o CreateOptions) ([]ru
 		return nil, err
 	}
 	return objs, nil
-}
-
-// checkSecret makes sure the scheduled runs will find their credentials,
-// and reports which optional keys the Secret has.
-func checkSecret(ctx context.Context, kc kubernetes.Interface, ns, name string) (token, ca bool, err error) {
-	s, err := kc.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return false, false, fmt.Errorf("secret %s/%s not found: create it first, e.g. `kubectl create secret generic %s -n %s --from-literal=%s=... --from-literal=%s=...`",
-			ns, name, name, ns, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
-	}
-	if err != nil {
-		return false, false, fmt.Errorf("get secret %s/%s: %w", ns, name, err)
-	}
-	for _, k := range []string{deploy.KeyAccessKeyID, deploy.KeySecretAccessKey} {
-		if _, ok := s.Data[k]; !ok {
-			return false, false, fmt.Errorf("secret %s/%s has no key %s: scheduled backups read the store credentials from keys %s and %s",
-				ns, name, k, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
-		}
-	}
-	_, token = s.Data[deploy.KeySessionToken]
-	_, ca = s.Data[deploy.KeyCABundle]
-	return token, ca, nil
 }
 
 // Delete removes what Create made for schedule name in ns, found by its

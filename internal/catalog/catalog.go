@@ -8,8 +8,9 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kbak/kbak/internal/repo"
 	"github.com/kbak/kbak/uploader"
@@ -185,35 +186,24 @@ func (c *Catalog) List(ctx context.Context, f Filter) ([]Summary, error) {
 	}
 
 	out := make([]Summary, len(keys))
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	sem := make(chan struct{}, readConcurrency)
-	var wg sync.WaitGroup
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(readConcurrency)
 	for i, k := range keys {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			m, err := c.readManifest(ctx, k.ManifestKey())
+		g.Go(func() error {
+			m, err := c.readManifest(gctx, k.ManifestKey())
 			if err == nil {
 				out[i] = summarize(m)
-				return
+				return nil
 			}
 			if !errors.Is(err, ErrCorruptManifest) && !errors.Is(err, ErrManifestTooNew) {
-				cancel(err) // the store failed: the listing would be wrong
-				return
+				return err // the store failed: the listing would be wrong
 			}
 			_, created, _ := ParseID(k.ID) // valid: ParseKey checked it
 			out[i] = Summary{ID: k.ID, Namespace: k.Namespace, StatefulSet: k.StatefulSet, Created: created, Error: err.Error()}
+			return nil
 		})
 	}
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
+	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("list backups: %w", err)
 	}
 	sortNewestFirst(out)

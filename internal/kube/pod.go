@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -231,3 +232,26 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 }
 
 func (t *tailBuffer) String() string { return string(t.b) }
+
+// DeletePod deletes a pod and waits until it is gone, on a context that
+// survives cancellation of the caller's.
+func DeletePod(ctx context.Context, kc kubernetes.Interface, ns, name string, interval, timeout time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	pods := kc.CoreV1().Pods(ns)
+	err := pods.Delete(ctx, name, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return
+	}
+	if err != nil {
+		log.Warn("delete pod", "pod", name, "err", err)
+		return
+	}
+	err = wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
+		_, err := pods.Get(ctx, name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		log.Warn("wait for pod to go", "pod", name, "err", err)
+	}
+}

@@ -326,25 +326,3 @@ func spdySilent(t *testing.T) http.HandlerFunc {
 		<-stop
 	}
 }
-
-func TestTransferDeadline(t *testing.T) {
-	tests := []struct {
-		bytes int64
-		want  time.Duration
-	}{
-		{0, 30 * time.Minute},
-		{-1, 30 * time.Minute},
-		{1, 30*time.Minute + time.Second},
-		{5 << 20, 30*time.Minute + time.Second},
-		{10 << 30, 30*time.Minute + 2048*time.Second},  // 10 GiB: 34 min more
-		{1 << 40, 30*time.Minute + 209716*time.Second}, // 1 TiB: 58 h more, a part second rounded up
-	}
-	for _, tt := range tests {
-		if got := TransferDeadline(tt.bytes); got != tt.want {
-			t.Errorf("TransferDeadline(%d) = %s, want %s", tt.bytes, got, tt.want)
-		}
-	}
-	if got := TransferDeadline(1<<63 - 1); got <= TransferDeadline(1<<50) || got+time.Hour < got {
-		t.Errorf("TransferDeadline(max) = %s: overflows or leaves no room to add a start timeout", got)
-	}
-}

@@ -1,4 +1,4 @@
-package kube
+package moverrun
 
 import (
 	"bufio"
@@ -8,30 +8,70 @@ import (
 	"log/slog"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
 )
 
-// PodRun tunes RunPod.
-type PodRun struct {
-	// What names the pod's work in errors, e.g. the PVC it moves.
-	What string
-	// OnEvent receives the mover's events as they are printed; nil means
-	// the pod prints none (a binder pod), and RunPod only waits for its end.
-	OnEvent func(mover.Event)
-
+// Launcher runs the mover pods of one backup or restore run. It is shared
+// by the run's workers and must not be copied.
+type Launcher struct {
+	Kube            kubernetes.Interface
 	PodStartTimeout time.Duration // scheduling, binding, provisioning, image pull
-	TransferTimeout time.Duration // the whole run; 0 is none
-	CleanupTimeout  time.Duration // deleting the pod
+	// TransferTimeout bounds one mover's whole run; 0 takes TransferDeadline
+	// of the bytes it moves.
+	TransferTimeout time.Duration
+	CleanupTimeout  time.Duration // deleting a pod
 	PollInterval    time.Duration
 	Log             *slog.Logger
+	// Progress receives every event of every mover, tagged with the PVC it
+	// moves, one call at a time; nil drops them.
+	Progress func(pvc string, ev mover.Event)
+
+	progressMu sync.Mutex
+}
+
+// Deadline bounds the whole run of a mover that moves bytes.
+func (l *Launcher) Deadline(bytes int64) time.Duration {
+	if l.TransferTimeout > 0 {
+		return l.TransferTimeout
+	}
+	return TransferDeadline(bytes)
+}
+
+// ActiveDeadline is the activeDeadlineSeconds of the pod of a mover that
+// moves bytes: the kubelet ends a mover kbak no longer watches.
+func (l *Launcher) ActiveDeadline(bytes int64) time.Duration {
+	return l.Deadline(bytes) + l.PodStartTimeout
+}
+
+// Run runs the mover pod that moves pvc's bytes to its end and returns the
+// mover's result. The pod is deleted, and gone, before Run returns, on
+// every path: the caller may delete the claim it mounted right away
+// (pvc-protection waits for pods).
+func (l *Launcher) Run(ctx context.Context, pvc string, pod *corev1.Pod, bytes int64) (*mover.Result, error) {
+	return l.run(ctx, pvc, pod, bytes, func(ev mover.Event) { l.progress(pvc, ev) })
+}
+
+// RunSilent runs a pod that prints no mover events (a binder) to its end,
+// like Run.
+func (l *Launcher) RunSilent(ctx context.Context, pvc string, pod *corev1.Pod, bytes int64) error {
+	_, err := l.run(ctx, pvc, pod, bytes, nil)
+	return err
+}
+
+func (l *Launcher) progress(pvc string, ev mover.Event) {
+	if l.Progress == nil {
+		return
+	}
+	l.progressMu.Lock()
+	defer l.progressMu.Unlock()
+	l.Progress(pvc, ev)
 }
 
 // Transfer rate and slack of TransferDeadline.
@@ -57,83 +97,80 @@ func TransferDeadline(bytes int64) time.Duration {
 	return transferSlack + time.Duration(secs)*time.Second
 }
 
-// RunPod creates pod, follows its log until the mover's last event and
-// returns the mover's result (nil for a pod without events). The pod is
-// deleted, and gone, before RunPod returns, on every path: the caller may
-// delete the claim it mounted right away (pvc-protection waits for pods).
-func RunPod(ctx context.Context, kc kubernetes.Interface, pod *corev1.Pod, o PodRun) (*mover.Result, error) {
+// run creates pod, follows its log until the mover's last event, passing
+// each to onEvent, and returns the mover's result; with onEvent nil it only
+// waits for the pod's end.
+func (l *Launcher) run(ctx context.Context, what string, pod *corev1.Pod, bytes int64, onEvent func(mover.Event)) (*mover.Result, error) {
+	kc := l.Kube
 	ns, name := pod.Namespace, pod.Name
-	log := o.Log.With("pod", name)
-	defer DeletePod(ctx, kc, ns, name, o.PollInterval, o.CleanupTimeout, log)
-	got, err := CreatePod(ctx, kc, pod)
+	log := l.Log.With("pvc", what, "pod", name)
+	defer kube.DeletePod(ctx, kc, ns, name, l.PollInterval, l.CleanupTimeout, log)
+	got, err := kube.CreatePod(ctx, kc, pod)
 	if err != nil {
 		return nil, err
 	}
 	if got.Status.Phase == corev1.PodFailed {
 		// Left failed by an earlier try of this run: try again afresh.
-		DeletePod(ctx, kc, ns, name, o.PollInterval, o.CleanupTimeout, log)
-		if _, err := CreatePod(ctx, kc, pod); err != nil {
+		kube.DeletePod(ctx, kc, ns, name, l.PollInterval, l.CleanupTimeout, log)
+		if _, err := kube.CreatePod(ctx, kc, pod); err != nil {
 			return nil, err
 		}
 	}
 	log.Debug("created mover pod")
-	if o.TransferTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.TransferTimeout)
-		defer cancel()
-	}
-	if _, err := WaitPod(ctx, kc, ns, name, PodStarted, o.PollInterval, o.PodStartTimeout); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, l.Deadline(bytes))
+	defer cancel()
+	if _, err := kube.WaitPod(ctx, kc, ns, name, kube.PodStarted, l.PollInterval, l.PodStartTimeout); err != nil {
 		return nil, err
 	}
 	var final *mover.Event
 	var tail []string
-	if o.OnEvent != nil {
-		rc, err := PodLogs(ctx, kc, ns, name, "", true)
+	if onEvent != nil {
+		rc, err := kube.PodLogs(ctx, kc, ns, name, "", true)
 		if err != nil {
 			log.Warn("follow mover log", "err", err)
 		} else {
-			final, tail = ReadEvents(rc, o.OnEvent, log)
+			final, tail = readEvents(rc, onEvent, log)
 			rc.Close()
 		}
 	}
 	if ctx.Err() != nil {
-		return nil, fmt.Errorf("mover for %s: %w", o.What, context.Cause(ctx))
+		return nil, fmt.Errorf("mover for %s: %w", what, context.Cause(ctx))
 	}
 	// The log ends when the container does; the phase follows shortly.
-	done, err := WaitPod(ctx, kc, ns, name, PodDone, o.PollInterval, o.PodStartTimeout)
+	done, err := kube.WaitPod(ctx, kc, ns, name, kube.PodDone, l.PollInterval, l.PodStartTimeout)
 	if err != nil {
 		return nil, err
 	}
-	if o.OnEvent == nil {
+	if onEvent == nil {
 		if done.Status.Phase != corev1.PodSucceeded {
-			return nil, fmt.Errorf("pod for %s: %s", o.What, ExitMessage(done))
+			return nil, fmt.Errorf("pod for %s: %s", what, kube.ExitMessage(done))
 		}
 		return nil, nil
 	}
 	if final == nil {
 		// The follow stream broke early (API server restart, log rotation):
 		// the whole log of the finished container still has the last event.
-		if rc, err := PodLogs(ctx, kc, ns, name, "", false); err == nil {
-			final, tail = ReadEvents(rc, func(mover.Event) {}, log)
+		if rc, err := kube.PodLogs(ctx, kc, ns, name, "", false); err == nil {
+			final, tail = readEvents(rc, func(mover.Event) {}, log)
 			rc.Close()
 		}
 	}
-	return MoverOutcome(o.What, final, done, tail)
+	return moverOutcome(what, final, done, tail)
 }
 
-// MoverOutcome decides a transfer's result from the mover's last event and
+// moverOutcome decides a transfer's result from the mover's last event and
 // the pod's phase: the event says what happened, the phase confirms it.
-func MoverOutcome(what string, final *mover.Event, pod *corev1.Pod, tail []string) (*mover.Result, error) {
+func moverOutcome(what string, final *mover.Event, pod *corev1.Pod, tail []string) (*mover.Result, error) {
 	switch {
 	case final != nil && final.Type == mover.EventError:
 		return nil, fmt.Errorf("mover for %s: %s", what, final.Error)
 	case final != nil && final.Type == mover.EventResult && final.Result != nil:
 		if pod.Status.Phase == corev1.PodFailed {
-			return nil, fmt.Errorf("mover for %s reported a result but its pod failed: %s", what, ExitMessage(pod))
+			return nil, fmt.Errorf("mover for %s reported a result but its pod failed: %s", what, kube.ExitMessage(pod))
 		}
 		return final.Result, nil
 	}
-	msg := ExitMessage(pod)
+	msg := kube.ExitMessage(pod)
 	if pod.Status.Phase == corev1.PodSucceeded {
 		msg = "ended without a result event"
 	}
@@ -143,10 +180,10 @@ func MoverOutcome(what string, final *mover.Event, pod *corev1.Pod, tail []strin
 	return nil, fmt.Errorf("mover for %s: %s", what, msg)
 }
 
-// ReadEvents reads mover events from r, passing each to onEvent, and returns
+// readEvents reads mover events from r, passing each to onEvent, and returns
 // the last result or error event with the last few lines that were not
 // events (a panic, a shell error), which explain a mover that died.
-func ReadEvents(r io.Reader, onEvent func(mover.Event), log *slog.Logger) (*mover.Event, []string) {
+func readEvents(r io.Reader, onEvent func(mover.Event), log *slog.Logger) (*mover.Event, []string) {
 	var final *mover.Event
 	var tail []string
 	sc := bufio.NewScanner(r)
@@ -175,27 +212,4 @@ func ReadEvents(r io.Reader, onEvent func(mover.Event), log *slog.Logger) (*move
 		log.Debug("read mover log", "err", err)
 	}
 	return final, tail
-}
-
-// DeletePod deletes a pod and waits until it is gone, on a context that
-// survives cancellation of the caller's.
-func DeletePod(ctx context.Context, kc kubernetes.Interface, ns, name string, interval, timeout time.Duration, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-	defer cancel()
-	pods := kc.CoreV1().Pods(ns)
-	err := pods.Delete(ctx, name, metav1.DeleteOptions{})
-	if apierrors.IsNotFound(err) {
-		return
-	}
-	if err != nil {
-		log.Warn("delete pod", "pod", name, "err", err)
-		return
-	}
-	err = wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
-		_, err := pods.Get(ctx, name, metav1.GetOptions{})
-		return apierrors.IsNotFound(err), nil
-	})
-	if err != nil {
-		log.Warn("wait for pod to go", "pod", name, "err", err)
-	}
 }

@@ -1,0 +1,140 @@
+package moverrun
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/uploader"
+)
+
+// SecretError is a credentials Secret that cannot serve: it does not exist,
+// or lacks one of the keys every mover reads.
+type SecretError struct {
+	Namespace, Name string
+	// MissingKey is the key the Secret lacks; empty when there is no Secret.
+	MissingKey string
+}
+
+func (e *SecretError) Error() string {
+	if e.MissingKey == "" {
+		return fmt.Sprintf("secret %s/%s not found", e.Namespace, e.Name)
+	}
+	return fmt.Sprintf("secret %s/%s has no key %s: kbak and its movers read the store credentials from keys %s and %s",
+		e.Namespace, e.Name, e.MissingKey, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
+}
+
+// NotFound reports whether the Secret does not exist at all.
+func (e *SecretError) NotFound() bool { return e.MissingKey == "" }
+
+// UseSecret checks that Secret ns/name exists with the credential keys and
+// returns a reference to it, so that a typo fails before anything is made.
+func UseSecret(ctx context.Context, kc kubernetes.Interface, ns, name string) (deploy.SecretRef, error) {
+	s, err := getSecret(ctx, kc, ns, name)
+	if err != nil {
+		return deploy.SecretRef{}, err
+	}
+	return deploy.SecretRef{Name: s.Name, SessionToken: hasKey(s, deploy.KeySessionToken), CABundle: hasKey(s, deploy.KeyCABundle)}, nil
+}
+
+// ReadCredentials returns the credentials Secret ns/name holds, for a run
+// whose movers work in another namespace.
+func ReadCredentials(ctx context.Context, kc kubernetes.Interface, ns, name string) (deploy.Credentials, error) {
+	s, err := getSecret(ctx, kc, ns, name)
+	if err != nil {
+		return deploy.Credentials{}, err
+	}
+	return deploy.Credentials{
+		AccessKeyID:     uploader.Secret(value(s, deploy.KeyAccessKeyID)),
+		SecretAccessKey: uploader.Secret(value(s, deploy.KeySecretAccessKey)),
+		SessionToken:    uploader.Secret(value(s, deploy.KeySessionToken)),
+		CABundle:        value(s, deploy.KeyCABundle),
+	}, nil
+}
+
+// CreateSecret creates Secret ns/name with labels, holding creds for the
+// movers of one run, and returns a reference to it. A Secret of that name
+// left by an earlier try of the same run (it carries all of labels) is
+// replaced, in case the credentials changed between tries; another is an
+// error.
+func CreateSecret(ctx context.Context, kc kubernetes.Interface, ns, name string, labels map[string]string, creds deploy.Credentials) (deploy.SecretRef, error) {
+	s := deploy.CredentialsSecret(ns, name, labels, creds)
+	api := kc.CoreV1().Secrets(ns)
+	_, err := api.Create(ctx, s, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// The Secret is immutable: replace it.
+		if err := DeleteSecret(ctx, kc, ns, name, labels); err != nil {
+			return deploy.SecretRef{}, err
+		}
+		_, err = api.Create(ctx, s, metav1.CreateOptions{})
+	}
+	if err != nil {
+		return deploy.SecretRef{}, fmt.Errorf("create secret %s/%s: %w", ns, name, err)
+	}
+	return deploy.SecretRef{Name: name, SessionToken: creds.SessionToken != "", CABundle: len(creds.CABundle) > 0}, nil
+}
+
+// DeleteSecret deletes Secret ns/name when it carries all of labels, the
+// labels of the run that made it; one that does not is never touched, and
+// one that is gone already is no error.
+func DeleteSecret(ctx context.Context, kc kubernetes.Interface, ns, name string, labels map[string]string) error {
+	api := kc.CoreV1().Secrets(ns)
+	s, err := api.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get secret %s/%s: %w", ns, name, err)
+	}
+	for k, v := range labels {
+		if s.Labels[k] != v {
+			return fmt.Errorf("secret %s/%s was not made by this run: delete or rename it", ns, name)
+		}
+	}
+	if err := api.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete secret %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+func getSecret(ctx context.Context, kc kubernetes.Interface, ns, name string) (*corev1.Secret, error) {
+	s, err := kc.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, &SecretError{Namespace: ns, Name: name}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get secret %s/%s: %w", ns, name, err)
+	}
+	for _, k := range []string{deploy.KeyAccessKeyID, deploy.KeySecretAccessKey} {
+		if !hasKey(s, k) {
+			return nil, &SecretError{Namespace: ns, Name: name, MissingKey: k}
+		}
+	}
+	return s, nil
+}
+
+// hasKey looks in data and in stringData: the API server folds stringData
+// into data, but a Secret built by a client (a test's, a fake's) may still
+// hold its keys there.
+func hasKey(s *corev1.Secret, key string) bool {
+	if _, ok := s.Data[key]; ok {
+		return true
+	}
+	_, ok := s.StringData[key]
+	return ok
+}
+
+func value(s *corev1.Secret, key string) []byte {
+	if v, ok := s.Data[key]; ok {
+		return v
+	}
+	if v, ok := s.StringData[key]; ok {
+		return []byte(v)
+	}
+	return nil
+}

@@ -11,13 +11,14 @@ import (
 
 	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/retention"
 )
 
 // RunnerCatalog is what a scheduled run needs of the catalog: write the
 // backup, then list and prune.
 type RunnerCatalog interface {
 	backup.Catalog
-	Catalog
+	retention.Catalog
 }
 
 var _ RunnerCatalog = (*catalog.Catalog)(nil)
@@ -98,7 +99,7 @@ func (r BackupRunner) Run(ctx context.Context, s ScheduleSpec) (RunResult, error
 	for _, v := range m.Volumes {
 		res.Bytes += v.StoredBytes
 	}
-	pruned, err := Prune(ctx, cat, catalog.Filter{Namespace: s.Namespace, StatefulSet: s.StatefulSet}, s.Policy(), false)
+	pruned, err := retention.Prune(ctx, cat, catalog.Filter{Namespace: s.Namespace, StatefulSet: s.StatefulSet}, s.Policy(), false)
 	for _, d := range pruned.Remove {
 		if deps.Log != nil {
 			deps.Log.Info("pruned", "backup_id", d.Item.ID, "reasons", d.Reasons)

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/retention"
 )
 
 // DefaultListen is where the agent serves /metrics and /healthz unless its
@@ -78,8 +79,8 @@ type ScheduleSpec struct {
 }
 
 // Policy is the schedule's retention policy.
-func (s ScheduleSpec) Policy() Policy {
-	return Policy{KeepLast: s.KeepLast, Hourly: s.KeepHourly, Daily: s.KeepDaily, Weekly: s.KeepWeekly, Monthly: s.KeepMonthly}
+func (s ScheduleSpec) Policy() retention.Policy {
+	return retention.Policy{KeepLast: s.KeepLast, Hourly: s.KeepHourly, Daily: s.KeepDaily, Weekly: s.KeepWeekly, Monthly: s.KeepMonthly}
 }
 
 // LoadConfig reads and checks the agent configuration file at path.

@@ -17,6 +17,7 @@ import (
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/moverrun"
+	"github.com/kbak/kbak/internal/retention"
 )
 
 // ErrNotFound is wrapped by errors about a schedule that does not exist.
@@ -29,7 +30,7 @@ type CreateOptions struct {
 	StatefulSet string
 	Cron        string // five fields or a descriptor; CRON_TZ= moves to TimeZone
 	TimeZone    string
-	Policy      Policy // required: every run prunes by it
+	Policy      retention.Policy // required: every run prunes by it
 	Suspend     bool
 
 	Repo        string
@@ -108,7 +109,7 @@ func (o CreateOptions) schedule() (deploy.Schedule, error) {
 		Cron: spec.Expr, TimeZone: spec.TimeZone, Suspend: o.Suspend,
 		Image: o.Image, PullPolicy: o.PullPolicy,
 		Repo: o.Repo, S3Endpoint: o.S3Endpoint, S3Region: o.S3Region, S3PathStyle: o.S3PathStyle,
-		Secret: deploy.SecretRef{Name: o.Secret, SessionToken: o.secretKeys.SessionToken, CABundle: o.secretKeys.CABundle},
+		Secret:     deploy.SecretRef{Name: o.Secret, SessionToken: o.secretKeys.SessionToken, CABundle: o.secretKeys.CABundle},
 		BackupArgs: args,
 		PreHook:    o.PreHook, PostHook: o.PostHook, HookContainer: o.HookContainer,
 		RunDeadline: o.RunDeadline,

@@ -17,12 +17,13 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/retention"
 )
 
 func createOptions() CreateOptions {
 	return CreateOptions{
 		Name: "nightly", Namespace: "shop", StatefulSet: "mariadb",
-		Cron: "0 2 * * *", Policy: Policy{KeepLast: 3, Daily: 7},
+		Cron: "0 2 * * *", Policy: retention.Policy{KeepLast: 3, Daily: 7},
 		Repo: "s3://backups/prod", Secret: "store",
 	}
 }
@@ -72,7 +73,7 @@ func TestRender(t *testing.T) {
 			"--method", "snapshot", "--snapshot-class", "csi-snap", "--keep-snapshots", "--parallel", "4"}},
 		{name: "every", edit: func(o *CreateOptions) { o.Cron = "@every 1h" }, wantErr: "does not run @every"},
 		{name: "bad spec", edit: func(o *CreateOptions) { o.Cron = "every night" }, wantErr: `cron spec "every night"`},
-		{name: "no retention", edit: func(o *CreateOptions) { o.Policy = Policy{} }, wantErr: "keeps nothing"},
+		{name: "no retention", edit: func(o *CreateOptions) { o.Policy = retention.Policy{} }, wantErr: "keeps nothing"},
 		{name: "bad name", edit: func(o *CreateOptions) { o.Name = "Nightly" }, wantErr: `schedule name "Nightly"`},
 		{name: "long name", edit: func(o *CreateOptions) { o.Name = strings.Repeat("a", 48) }, wantErr: "use at most 47"},
 		{name: "no repo", edit: func(o *CreateOptions) { o.Repo = "" }, wantErr: "--repo"},

@@ -14,7 +14,7 @@ import (
 	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
-	"github.com/kbak/kbak/schedule"
+	"github.com/kbak/kbak/internal/retention"
 	"github.com/kbak/kbak/uploader"
 )
 
@@ -176,7 +176,7 @@ func backupAction(c *cli.Context) error {
 		return runErr
 	}
 	if c.Bool("prune") {
-		res, err := schedule.Prune(c.Context, cat, catalog.Filter{Namespace: cl.namespace, StatefulSet: name}, policy, false)
+		res, err := retention.Prune(c.Context, cat, catalog.Filter{Namespace: cl.namespace, StatefulSet: name}, policy, false)
 		for _, d := range res.Remove {
 			fmt.Fprintf(stderr(c), "pruned %s (%s)\n", d.Item.ID, strings.Join(d.Reasons, ", "))
 		}

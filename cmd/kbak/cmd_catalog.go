@@ -18,8 +18,8 @@ import (
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
 	"github.com/kbak/kbak/internal/repo"
+	"github.com/kbak/kbak/internal/retention"
 	"github.com/kbak/kbak/restore"
-	"github.com/kbak/kbak/schedule"
 )
 
 func openCatalog(c *cli.Context) (*catalog.Catalog, error) {
@@ -254,8 +254,8 @@ func retentionFlags() []cli.Flag {
 	}
 }
 
-func retentionPolicy(c *cli.Context) schedule.Policy {
-	return schedule.Policy{KeepLast: c.Int("keep-last"), Hourly: c.Int("keep-hourly"), Daily: c.Int("keep-daily"),
+func retentionPolicy(c *cli.Context) retention.Policy {
+	return retention.Policy{KeepLast: c.Int("keep-last"), Hourly: c.Int("keep-hourly"), Daily: c.Int("keep-daily"),
 		Weekly: c.Int("keep-weekly"), Monthly: c.Int("keep-monthly")}
 }
 
@@ -287,7 +287,7 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			res, pruneErr := schedule.Prune(c.Context, cat, catalog.Filter{Namespace: c.String("namespace"), StatefulSet: c.String("statefulset")}, policy, c.Bool("dry-run"))
+			res, pruneErr := retention.Prune(c.Context, cat, catalog.Filter{Namespace: c.String("namespace"), StatefulSet: c.String("statefulset")}, policy, c.Bool("dry-run"))
 			if format == "json" {
 				if err := printJSON(c, res); err != nil {
 					return err
@@ -307,7 +307,7 @@ EXAMPLES:
 	}
 }
 
-func printDecisions(w io.Writer, res schedule.PruneResult, dryRun bool) {
+func printDecisions(w io.Writer, res retention.PruneResult, dryRun bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tCREATED\tVERDICT\tWHY")
 	removed := "removed"
@@ -316,7 +316,7 @@ func printDecisions(w io.Writer, res schedule.PruneResult, dryRun bool) {
 	}
 	for _, set := range []struct {
 		verdict string
-		ds      []schedule.Decision
+		ds      []retention.Decision
 	}{{"keep", res.Keep}, {removed, res.Remove}} {
 		for _, d := range set.ds {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Item.ID, d.Item.Time.UTC().Format(time.RFC3339), set.verdict, strings.Join(d.Reasons, ", "))

@@ -60,6 +60,7 @@ EXAMPLES:
 			verifyCommand(),
 			pruneCommand(),
 			gcCommand(),
+			repoCommand(),
 			scheduleCommand(),
 			agentCommand(),
 			deployCommand(),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/kbak/kbak/internal/catalog"
@@ -90,7 +89,7 @@ func (r *run) runHooks(ctx context.Context, phase string, cmd []string, targets 
 				} else {
 					err = fmt.Errorf("%s hook in pod %s: %w", phase, t.pod, err)
 				}
-				rec.Error = oneLine(err.Error())
+				rec.Error = catalog.OneLine(err.Error())
 				errs[i] = err
 			}
 			r.log.Info("ran hook", "phase", phase, "pod", t.pod, "container", t.container, "err", err)
@@ -102,5 +101,3 @@ func (r *run) runHooks(ctx context.Context, phase string, cmd []string, targets 
 	wg.Wait()
 	return errors.Join(errs...)
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

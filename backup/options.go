@@ -58,7 +58,7 @@ type Options struct {
 	HookTimeout   time.Duration // per hook and pod; default 1m
 
 	Parallel    int    // mover pods at once; default 2
-	Compression string // default "zstd:1"
+	Compression string // default mover.DefaultCompression
 	// Format is the repository format the backup is written in:
 	// catalog.FormatRepo (the default: deduplicated, incremental) or
 	// catalog.FormatArchive (one tar+zstd object a volume).
@@ -107,7 +107,7 @@ func (o *Options) setDefaults() {
 		o.Format = catalog.FormatRepo
 	}
 	if o.Compression == "" {
-		o.Compression = "zstd:1"
+		o.Compression = mover.DefaultCompression
 	}
 	if o.Image == "" {
 		o.Image = deploy.DefaultMoverImage

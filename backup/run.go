@@ -601,7 +601,7 @@ func (r *run) entry(v *volume) catalog.Volume {
 	case v.skipped != "":
 		e.Status, e.Error = catalog.VolumeSkipped, v.skipped
 	case v.err != nil:
-		e.Status, e.Error = catalog.VolumeFailed, oneLine(v.err.Error())
+		e.Status, e.Error = catalog.VolumeFailed, catalog.OneLine(v.err.Error())
 	case v.result == nil:
 		e.Status, e.Error = catalog.VolumeFailed, "not backed up (the run was interrupted)"
 	default:

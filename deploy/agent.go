@@ -13,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/kbak/kbak/internal/kube"
 )
 
 // Defaults of the agent's manifests.
@@ -24,11 +26,6 @@ const (
 	// and under AgentConfigDir in the pod.
 	AgentConfigKey = "agent.yaml"
 	AgentConfigDir = "/etc/kbak"
-	// LabelComponent tells the agent's objects from a schedule's.
-	LabelComponent = "app.kubernetes.io/component"
-	LabelName      = "app.kubernetes.io/name"
-	// AnnotationConfigHash is the sha256 of the configuration, on the pod.
-	AnnotationConfigHash = "kbak.io/config-sha256"
 )
 
 // Agent describes the Deployment that runs `kbak agent` and what it needs.
@@ -73,18 +70,13 @@ func (a Agent) withDefaults() Agent {
 	return a
 }
 
-// AgentLabels are the labels of every object of the agent.
-func AgentLabels(name string) map[string]string {
-	return map[string]string{LabelManagedBy: ManagedByValue, LabelName: name, LabelComponent: "agent"}
-}
-
 // Objects renders the agent: its Namespace, ServiceAccount, a ClusterRole
 // with the backup permissions bound only in BackupNamespaces, a ClusterRole
 // for the cluster-scoped reads, the ConfigMap, the Deployment and a Service
 // for /metrics.
 func (a Agent) Objects() []runtime.Object {
 	a = a.withDefaults()
-	labels := AgentLabels(a.Name)
+	labels := kube.AgentLabels(a.Name)
 	sa := subject{a.Namespace, a.Name}
 	backupRole := "kbak:agent:" + a.Namespace + ":" + a.Name + ":backup"
 	readRole := "kbak:agent:" + a.Namespace + ":" + a.Name + ":read"
@@ -118,16 +110,12 @@ func (a Agent) Objects() []runtime.Object {
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 			ObjectMeta: metav1.ObjectMeta{Name: a.Name, Namespace: a.Namespace, Labels: labels},
 			Spec: corev1.ServiceSpec{
-				Selector: selectorLabels(a.Name),
+				Selector: kube.AgentPodLabels(a.Name),
 				Ports:    []corev1.ServicePort{{Name: "metrics", Port: a.Port, TargetPort: intstr.FromString("metrics")}},
 			},
 		},
 	)
 	return objs
-}
-
-func selectorLabels(name string) map[string]string {
-	return map[string]string{LabelName: name, LabelComponent: "agent"}
 }
 
 func (a Agent) deployment(labels map[string]string) *appsv1.Deployment {
@@ -161,17 +149,17 @@ func (a Agent) deployment(labels map[string]string) *appsv1.Deployment {
 			Replicas: &one,
 			// Two agents side by side would run every schedule twice.
 			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
-			Selector: &metav1.LabelSelector{MatchLabels: selectorLabels(a.Name)},
+			Selector: &metav1.LabelSelector{MatchLabels: kube.AgentPodLabels(a.Name)},
 			Template: corev1.PodTemplateSpec{
 				// The pod is not labelled managed-by=kbak: that label marks
 				// what `kbak gc` may delete.
 				ObjectMeta: metav1.ObjectMeta{
-					Labels: selectorLabels(a.Name),
+					Labels: kube.AgentPodLabels(a.Name),
 					Annotations: map[string]string{
 						"prometheus.io/scrape": "true", "prometheus.io/port": strconv.Itoa(int(a.Port)),
 						// A changed configuration rolls the pod; the agent
 						// reads it once at start.
-						AnnotationConfigHash: fmt.Sprintf("%x", sha256.Sum256(a.Config)),
+						kube.AnnotationConfigHash: fmt.Sprintf("%x", sha256.Sum256(a.Config)),
 					},
 				},
 				Spec: corev1.PodSpec{

@@ -12,6 +12,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+
+	"github.com/kbak/kbak/internal/kube"
 )
 
 var update = flag.Bool("update", false, "rewrite the kustomize base in deploy/kustomize from the typed manifests")
@@ -104,13 +106,13 @@ func TestAgentObjects(t *testing.T) {
 		*dep.Spec.Replicas != 1 || dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
 		t.Errorf("deployment %+v", dep.Spec)
 	}
-	if dep.Spec.Template.Labels[LabelManagedBy] != "" {
+	if dep.Spec.Template.Labels[kube.LabelManagedBy] != "" {
 		t.Error("the agent pod is labelled managed-by=kbak, which kbak gc deletes")
 	}
-	before := dep.Spec.Template.Annotations[AnnotationConfigHash]
+	before := dep.Spec.Template.Annotations[kube.AnnotationConfigHash]
 	a.Config = []byte("schedules: []\nlisten: :9091\n")
 	for _, o := range a.Objects() {
-		if d, ok := o.(*appsv1.Deployment); ok && d.Spec.Template.Annotations[AnnotationConfigHash] == before {
+		if d, ok := o.(*appsv1.Deployment); ok && d.Spec.Template.Annotations[kube.AnnotationConfigHash] == before {
 			t.Error("a changed configuration does not change the pod template")
 		}
 	}

@@ -13,20 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
-)
 
-// Labels and annotations of the objects a schedule is made of. Every object
-// `kbak schedule create` makes carries LabelManagedBy=kbak and
-// LabelSchedule=NAME; cluster-scoped ones also LabelScheduleNamespace, as two
-// namespaces may each have a schedule of the same name.
-const (
-	LabelManagedBy         = "app.kubernetes.io/managed-by"
-	ManagedByValue         = "kbak"
-	LabelSchedule          = "kbak.io/schedule"
-	LabelScheduleNamespace = "kbak.io/schedule-namespace"
-	LabelStatefulSet       = "kbak.io/statefulset"
-	AnnotationRetention    = "kbak.io/retention"
-	AnnotationRepo         = "kbak.io/repo"
+	"github.com/kbak/kbak/internal/kube"
 )
 
 // cleanupGrace is how long kbak may take to clean up after SIGTERM: it
@@ -113,21 +101,6 @@ func ScheduleObjectName(name string) string { return "kbak-" + name }
 // so two schedules never share one.
 func ScheduleClusterObjectName(ns, name string) string { return "kbak:schedule:" + ns + ":" + name }
 
-// ScheduleLabels are the labels of every namespaced object of a schedule.
-func ScheduleLabels(name, sts string) map[string]string {
-	return map[string]string{LabelManagedBy: ManagedByValue, LabelSchedule: name, LabelStatefulSet: sts}
-}
-
-// ScheduleSelector selects every object of schedule name; with ns set it
-// adds the namespace label, which cluster-scoped objects carry.
-func ScheduleSelector(ns, name string) string {
-	s := LabelManagedBy + "=" + ManagedByValue + "," + LabelSchedule + "=" + name
-	if ns != "" {
-		s += "," + LabelScheduleNamespace + "=" + ns
-	}
-	return s
-}
-
 // Hooks reports whether the schedule runs hooks, which need pods/exec.
 func (s Schedule) Hooks() bool { return s.PreHook != "" || s.PostHook != "" }
 
@@ -178,9 +151,9 @@ func (s Schedule) pullPolicy() corev1.PullPolicy {
 // ServiceAccount and its permissions before the CronJob that uses them.
 func (s Schedule) Objects() []runtime.Object {
 	name := ScheduleObjectName(s.Name)
-	labels := ScheduleLabels(s.Name, s.StatefulSet)
-	clusterLabels := ScheduleLabels(s.Name, s.StatefulSet)
-	clusterLabels[LabelScheduleNamespace] = s.Namespace
+	labels := kube.ScheduleLabels(s.Name, s.StatefulSet)
+	clusterLabels := kube.ScheduleLabels(s.Name, s.StatefulSet)
+	clusterLabels[kube.LabelScheduleNamespace] = s.Namespace
 	clusterName := ScheduleClusterObjectName(s.Namespace, s.Name)
 	sa := subject{s.Namespace, name}
 	return []runtime.Object{
@@ -217,10 +190,10 @@ func (s Schedule) CronJob() *batchv1.CronJob {
 	// The Jobs and pods carry only the schedule label: managed-by=kbak marks
 	// what cleanup and `kbak gc` may delete, and a running backup is not
 	// theirs to delete.
-	podLabels := map[string]string{LabelSchedule: s.Name}
-	annotations := map[string]string{AnnotationRepo: s.Repo}
+	podLabels := map[string]string{kube.LabelSchedule: s.Name}
+	annotations := map[string]string{kube.AnnotationRepo: s.Repo}
 	if s.Retention != "" {
-		annotations[AnnotationRetention] = s.Retention
+		annotations[kube.AnnotationRetention] = s.Retention
 	}
 	var tz *string
 	if s.TimeZone != "" {
@@ -239,7 +212,7 @@ func (s Schedule) CronJob() *batchv1.CronJob {
 	}
 	return &batchv1.CronJob{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "batch/v1", Kind: "CronJob"},
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.Namespace, Labels: ScheduleLabels(s.Name, s.StatefulSet), Annotations: annotations},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.Namespace, Labels: kube.ScheduleLabels(s.Name, s.StatefulSet), Annotations: annotations},
 		Spec: batchv1.CronJobSpec{
 			Schedule:                   s.Cron,
 			TimeZone:                   tz,

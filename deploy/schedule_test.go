@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kbak/kbak/internal/kube"
 )
 
 func testSchedule() Schedule {
@@ -82,11 +84,11 @@ func TestScheduleCronJob(t *testing.T) {
 			// The Job's pods are not marked as kbak's leftovers: gc and
 			// backup cleanup select managed-by=kbak.
 			for _, l := range []map[string]string{spec.JobTemplate.Labels, spec.JobTemplate.Spec.Template.Labels} {
-				if l[LabelSchedule] != "nightly" || l[LabelManagedBy] != "" {
+				if l[kube.LabelSchedule] != "nightly" || l[kube.LabelManagedBy] != "" {
 					t.Errorf("job/pod labels %v", l)
 				}
 			}
-			if cj.Annotations[AnnotationRetention] != "daily 7" {
+			if cj.Annotations[kube.AnnotationRetention] != "daily 7" {
 				t.Errorf("annotations %v", cj.Annotations)
 			}
 		})
@@ -104,10 +106,10 @@ func TestScheduleObjects(t *testing.T) {
 		}
 		kinds = append(kinds, o.GetObjectKind().GroupVersionKind().Kind)
 		l := m.GetLabels()
-		if l[LabelManagedBy] != ManagedByValue || l[LabelSchedule] != "nightly" {
+		if l[kube.LabelManagedBy] != kube.ManagedByValue || l[kube.LabelSchedule] != "nightly" {
 			t.Errorf("%T %s labels %v", o, m.GetName(), l)
 		}
-		if m.GetNamespace() == "" && l[LabelScheduleNamespace] != "shop" {
+		if m.GetNamespace() == "" && l[kube.LabelScheduleNamespace] != "shop" {
 			t.Errorf("cluster-scoped %T %s lacks the namespace label", o, m.GetName())
 		}
 		switch o := o.(type) {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/schedule"
 )
 
@@ -80,7 +81,7 @@ func createSchedule(t *testing.T, e *env, ns, name, sts, cron string, args ...st
 func deleteClusterObjects(t *testing.T, e *env, ns string) {
 	c, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sel := metav1.ListOptions{LabelSelector: deploy.LabelScheduleNamespace + "=" + ns}
+	sel := metav1.ListOptions{LabelSelector: kube.LabelScheduleNamespace + "=" + ns}
 	if err := e.Kube.RbacV1().ClusterRoleBindings().DeleteCollection(c, metav1.DeleteOptions{}, sel); err != nil {
 		t.Logf("delete ClusterRoleBindings of %s: %v", ns, err)
 	}
@@ -106,7 +107,7 @@ func completedBackups(c context.Context, cat *catalog.Catalog, ns, sts string) (
 
 // scheduleJobs are the Jobs the CronJob controller made for schedule name.
 func scheduleJobs(c context.Context, e *env, ns, name string) ([]batchv1.Job, error) {
-	l, err := e.Kube.BatchV1().Jobs(ns).List(c, metav1.ListOptions{LabelSelector: deploy.LabelSchedule + "=" + name})
+	l, err := e.Kube.BatchV1().Jobs(ns).List(c, metav1.ListOptions{LabelSelector: kube.LabelSchedule + "=" + name})
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +154,7 @@ func TestScheduleCronJobBackup(t *testing.T) {
 		return got.ID, true, nil
 	})
 
-	pods, err := e.Kube.CoreV1().Pods(ns).List(ctx(t), metav1.ListOptions{LabelSelector: deploy.LabelSchedule + "=minutely"})
+	pods, err := e.Kube.CoreV1().Pods(ns).List(ctx(t), metav1.ListOptions{LabelSelector: kube.LabelSchedule + "=minutely"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -496,8 +497,8 @@ func TestScheduleErrors(t *testing.T) {
 func scheduleObjects(t *testing.T, e *env, ns, name string) []string {
 	t.Helper()
 	c := ctx(t)
-	sel := metav1.ListOptions{LabelSelector: deploy.LabelSchedule + "=" + name}
-	csel := metav1.ListOptions{LabelSelector: deploy.ScheduleSelector(ns, name)}
+	sel := metav1.ListOptions{LabelSelector: kube.LabelSchedule + "=" + name}
+	csel := metav1.ListOptions{LabelSelector: kube.ScheduleSelector(ns, name)}
 	var out []string
 	add := func(kind string, names []string, err error) {
 		if err != nil {
@@ -644,7 +645,7 @@ schedules:
 		}
 		return fmt.Sprintf("%d backups", len(list)), len(list) > 0, nil
 	})
-	pods, err := e.Kube.CoreV1().Pods(agentNS).List(ctx(t), metav1.ListOptions{LabelSelector: deploy.LabelName + "=kbak-agent"})
+	pods, err := e.Kube.CoreV1().Pods(agentNS).List(ctx(t), metav1.ListOptions{LabelSelector: kube.LabelName + "=kbak-agent"})
 	if err != nil || len(pods.Items) != 1 || pods.Items[0].Spec.ServiceAccountName != "kbak-agent" {
 		t.Errorf("agent pods %v (%v), want one running as kbak-agent", objectNames(pods, err), err)
 	}
@@ -652,7 +653,7 @@ schedules:
 		t.Fatal(err)
 	}
 	waitFor(t, "the agent pod to go", 4*time.Minute, func(c context.Context) (string, bool, error) {
-		l, err := e.Kube.CoreV1().Pods(agentNS).List(c, metav1.ListOptions{LabelSelector: deploy.LabelName + "=kbak-agent"})
+		l, err := e.Kube.CoreV1().Pods(agentNS).List(c, metav1.ListOptions{LabelSelector: kube.LabelName + "=kbak-agent"})
 		if err != nil {
 			return "", false, err
 		}

@@ -14,25 +14,6 @@ import (
 	"github.com/kbak/kbak/internal/mover"
 )
 
-// Labels restore puts on what it creates, beside kube.Labels. The run's
-// labels (managed-by, backup-id = the restore run id, role) mark an object
-// as temporary; a restored claim loses them once its data is in place, so
-// that `kbak gc` never takes it for a leftover, and keeps these two.
-const (
-	// LabelRestoreID names the restore run that created a claim, a
-	// namespace or a StatefulSet. Nothing is deleted without it.
-	LabelRestoreID = "kbak.io/restore-id"
-	// LabelRestoredFrom names the backup a restored object came from.
-	LabelRestoredFrom = "kbak.io/restored-from"
-)
-
-// Roles of restore's objects (kube.LabelRole).
-const (
-	RoleRestoreClaim = "restore-claim"
-	RoleBinder       = "binder"
-	RoleVerify       = "verify"
-)
-
 // Options describe one restore. Zero durations and counts take the defaults
 // documented on each field.
 type Options struct {

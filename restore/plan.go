@@ -614,8 +614,8 @@ func (p *Plan) StatefulSetObject() *appsv1.StatefulSet {
 	if sts.Labels == nil {
 		sts.Labels = map[string]string{}
 	}
-	sts.Labels[LabelRestoreID] = p.RunID
-	sts.Labels[LabelRestoredFrom] = kube.LabelValue(p.BackupID)
+	sts.Labels[kube.LabelRestoreID] = p.RunID
+	sts.Labels[kube.LabelRestoredFrom] = kube.LabelValue(p.BackupID)
 	replicas := p.Replicas
 	sts.Spec.Replicas = &replicas
 	classOf := map[string]string{}

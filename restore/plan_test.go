@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/kube/kubetest"
 )
 
@@ -292,7 +293,7 @@ func TestStatefulSetObject(t *testing.T) {
 	if c := sts.Spec.VolumeClaimTemplates[0].Spec.StorageClassName; c == nil || *c != "slow" {
 		t.Errorf("claim template class = %v, want slow", c)
 	}
-	if sts.Labels[LabelRestoreID] != "r" {
+	if sts.Labels[kube.LabelRestoreID] != "r" {
 		t.Errorf("labels = %v", sts.Labels)
 	}
 	if m.Spec.Name != "db" || *m.Spec.Spec.VolumeClaimTemplates[0].Spec.StorageClassName != "fast" {

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
 	"github.com/kbak/kbak/internal/moverrun"
@@ -225,15 +227,13 @@ func ordinalErrors(res *Result) string {
 // runLabels mark an object of this run as temporary: cleanup and `kbak gc`
 // find it by them.
 func (r *run) runLabels(role string) map[string]string {
-	l := kube.Labels(r.plan.RunID, r.plan.StatefulSet, role)
-	l[LabelRestoreID] = r.plan.RunID
-	return l
+	return kube.RestoreLabels(r.plan.RunID, r.plan.StatefulSet, role)
 }
 
 func (r *run) createNamespace(ctx context.Context) (bool, error) {
 	p := r.plan
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: p.Namespace, Labels: map[string]string{
-		LabelRestoreID: p.RunID, LabelRestoredFrom: kube.LabelValue(p.BackupID),
+		kube.LabelRestoreID: p.RunID, kube.LabelRestoredFrom: kube.LabelValue(p.BackupID),
 	}}}
 	_, err := r.deps.Kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
@@ -241,7 +241,7 @@ func (r *run) createNamespace(ctx context.Context) (bool, error) {
 		// run: used, but only deleted on failure when it carries this run's
 		// label.
 		got, gerr := r.deps.Kube.CoreV1().Namespaces().Get(ctx, p.Namespace, metav1.GetOptions{})
-		return gerr == nil && got.Labels[LabelRestoreID] == p.RunID, nil
+		return gerr == nil && got.Labels[kube.LabelRestoreID] == p.RunID, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("create namespace %s: %w", p.Namespace, err)
@@ -324,10 +324,10 @@ func (r *run) fill(ctx context.Context) []*job {
 func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 	p := r.plan
 	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: c.Name, Namespace: p.Namespace, Labels: r.runLabels(RoleRestoreClaim)},
+		ObjectMeta: metav1.ObjectMeta{Name: c.Name, Namespace: p.Namespace, Labels: r.runLabels(kube.RoleRestoreClaim)},
 		Spec:       *c.spec.DeepCopy(),
 	}
-	pvc.Labels[LabelRestoredFrom] = kube.LabelValue(p.BackupID)
+	pvc.Labels[kube.LabelRestoredFrom] = kube.LabelValue(p.BackupID)
 	got, err := kube.CreateClaim(ctx, r.deps.Kube, pvc)
 	if err != nil {
 		return nil, err
@@ -351,7 +351,7 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 		return &mover.Result{Files: c.Files, RawBytes: c.RawBytes}, nil
 	}
 	if c.Source == SourceSnapshot {
-		spec.Labels = r.runLabels(RoleBinder)
+		spec.Labels = r.runLabels(kube.RoleBinder)
 		spec.Args = binderArgs
 		spec.ReadOnly = true
 		if err := r.movers.RunSilent(ctx, c.Name, spec.Pod(), c.RawBytes); err != nil {
@@ -393,7 +393,7 @@ func (r *run) outcome(jobs []*job) []OrdinalResult {
 		cr := ClaimResult{PVC: c.Name, Template: c.Template, Source: c.Source, Status: StatusRestored, Duration: j.took}
 		switch {
 		case j.err != nil:
-			cr.Status, cr.Error = StatusFailed, oneLine(j.err.Error())
+			cr.Status, cr.Error = StatusFailed, catalog.OneLine(j.err.Error())
 		case j.result == nil:
 			cr.Status, cr.Error = StatusFailed, "not restored (the run was interrupted)"
 		default:
@@ -417,15 +417,16 @@ func (r *run) outcome(jobs []*job) []OrdinalResult {
 	return out
 }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
 // release turns the restored claims from temporary objects of the run into
 // the user's: without the run's labels `kbak gc` leaves them alone. It
 // returns a warning per claim it could not release.
 func (r *run) release(ctx context.Context, res *Result) []string {
 	var warnings []string
-	patch := fmt.Appendf(nil, `{"metadata":{"labels":{%q:null,%q:null,%q:null,%q:null}}}`,
-		kube.LabelManagedBy, kube.LabelBackupID, kube.LabelStatefulSet, kube.LabelRole)
+	drop := map[string]any{}
+	for _, k := range kube.TemporaryLabels {
+		drop[k] = nil
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": drop}})
 	for _, o := range res.Ordinals {
 		if o.Status != StatusRestored {
 			continue
@@ -433,7 +434,7 @@ func (r *run) release(ctx context.Context, res *Result) []string {
 		for _, c := range o.Claims {
 			_, err := r.deps.Kube.CoreV1().PersistentVolumeClaims(r.plan.Namespace).Patch(ctx, c.PVC, types.MergePatchType, patch, metav1.PatchOptions{})
 			if err != nil {
-				w := fmt.Sprintf("claim %s/%s still carries kbak's temporary labels (%v), so `kbak gc` would delete it: remove them with kubectl label pvc %s -n %s %s- %s-", r.plan.Namespace, c.PVC, err, c.PVC, r.plan.Namespace, kube.LabelManagedBy, kube.LabelBackupID)
+				w := fmt.Sprintf("claim %s/%s still carries kbak's temporary labels (%v), so `kbak gc` would delete it: remove them with kubectl label pvc %s -n %s %s-", r.plan.Namespace, c.PVC, err, c.PVC, r.plan.Namespace, strings.Join(kube.TemporaryLabels, "- "))
 				r.log.Warn("release restored claim", "pvc", c.PVC, "err", err)
 				warnings = append(warnings, w)
 			}
@@ -496,7 +497,7 @@ func (r *run) deleteClaims(ctx context.Context, claims []ClaimResult) []string {
 			left(c.PVC, err)
 			continue
 		}
-		if got.Labels[LabelRestoreID] != r.plan.RunID || (uid != "" && got.UID != uid) {
+		if got.Labels[kube.LabelRestoreID] != r.plan.RunID || (uid != "" && got.UID != uid) {
 			r.log.Warn("not deleting a claim this run did not create", "pvc", c.PVC)
 			continue
 		}
@@ -533,7 +534,7 @@ func deleteNamespace(ctx context.Context, deps Deps, name, runID string, log *sl
 		log.Warn("get namespace to delete", "namespace", name, "err", err)
 		return
 	}
-	if ns.Labels[LabelRestoreID] != runID {
+	if ns.Labels[kube.LabelRestoreID] != kube.LabelValue(runID) {
 		log.Warn("not deleting a namespace this run did not create", "namespace", name)
 		return
 	}
@@ -550,7 +551,7 @@ func (r *run) cleanup(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.CleanupTimeout)
 	defer cancel()
 	ns := r.plan.Namespace
-	sel := metav1.ListOptions{LabelSelector: kube.RunSelector(r.plan.RunID)}
+	sel := metav1.ListOptions{LabelSelector: kube.RestoreSelector(r.plan.RunID)}
 	pods, err := r.deps.Kube.CoreV1().Pods(ns).List(ctx, sel)
 	if err != nil {
 		r.log.Warn("list pods of the restore (kbak gc removes them later)", "err", err)

@@ -47,7 +47,7 @@ func fastOptions(o Options) Options {
 func bindersSucceed(kc *fake.Clientset) {
 	kc.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		pod := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod)
-		if pod.Labels[kube.LabelRole] == RoleBinder {
+		if pod.Labels[kube.LabelRole] == kube.RoleBinder {
 			pod.Status.Phase = corev1.PodSucceeded
 		}
 		return false, nil, nil
@@ -194,7 +194,7 @@ func TestRun(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if pvc.Labels[kube.LabelManagedBy] != "" || pvc.Labels[LabelRestoreID] != p.RunID {
+					if pvc.Labels[kube.LabelManagedBy] != "" || pvc.Labels[kube.LabelRestoreID] != p.RunID {
 						t.Errorf("restored claim %s labels %v: want the run's labels gone (gc must not take it) and the restore id kept", c.PVC, pvc.Labels)
 					}
 				}
@@ -340,7 +340,7 @@ func TestSetupSecret(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if s.Labels[LabelRestoreID] != p.RunID || s.Labels[kube.LabelManagedBy] != "kbak" {
+				if s.Labels[kube.LabelRestoreID] != p.RunID || s.Labels[kube.LabelManagedBy] != "kbak" {
 					t.Errorf("secret labels %v", s.Labels)
 				}
 				if tt.opts.SecretName != "" && string(s.Data[deploy.KeySecretAccessKey]) != "v-"+deploy.KeySecretAccessKey {

@@ -148,9 +148,8 @@ func compare(plan *Plan, res *Result, out *VerifyResult) bool {
 // of the same backup that died is deleted first.
 func createScratch(ctx context.Context, deps Deps, ns, runID string, m *catalog.Manifest, opts Options) error {
 	api := deps.Kube.CoreV1().Namespaces()
-	labels := kube.Labels(runID, m.StatefulSet, RoleVerify)
-	labels[LabelRestoreID] = runID
-	labels[LabelRestoredFrom] = kube.LabelValue(m.ID)
+	labels := kube.RestoreLabels(runID, m.StatefulSet, kube.RoleVerify)
+	labels[kube.LabelRestoredFrom] = kube.LabelValue(m.ID)
 	obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}
 	_, err := api.Create(ctx, obj, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
@@ -158,7 +157,7 @@ func createScratch(ctx context.Context, deps Deps, ns, runID string, m *catalog.
 		if gerr != nil {
 			return fmt.Errorf("get namespace %s: %w", ns, gerr)
 		}
-		if old.Labels[kube.LabelManagedBy] != kube.ManagedByValue || old.Labels[kube.LabelRole] != RoleVerify {
+		if old.Labels[kube.LabelManagedBy] != kube.ManagedByValue || old.Labels[kube.LabelRole] != kube.RoleVerify {
 			return fmt.Errorf("namespace %s exists and is not a kbak test namespace: delete or rename it to test-restore this backup", ns)
 		}
 		deps.Log.Info("deleting the scratch namespace of an earlier test restore", "namespace", ns)

@@ -55,7 +55,7 @@ func TestCompare(t *testing.T) {
 func TestVerifyRestoreScratchNamespace(t *testing.T) {
 	scratch := ScratchNamespace(backupID)
 	leftover := namespace(scratch)
-	leftover.Labels = kube.Labels("old-run", "db", RoleVerify)
+	leftover.Labels = kube.Labels("old-run", "db", kube.RoleVerify)
 	foreign := namespace(scratch)
 	tests := []struct {
 		name    string

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/moverrun"
 	"github.com/kbak/kbak/internal/retention"
 )
@@ -159,8 +160,8 @@ func Create(ctx context.Context, kc kubernetes.Interface, o CreateOptions) ([]ru
 // first, with its Jobs and their pods, so no run starts without its
 // permissions. Objects without the schedule's labels are never touched.
 func Delete(ctx context.Context, kc kubernetes.Interface, ns, name string) ([]string, error) {
-	sel := metav1.ListOptions{LabelSelector: deploy.ScheduleSelector("", name)}
-	clusterSel := metav1.ListOptions{LabelSelector: deploy.ScheduleSelector(ns, name)}
+	sel := metav1.ListOptions{LabelSelector: kube.ScheduleSelector("", name)}
+	clusterSel := metav1.ListOptions{LabelSelector: kube.ScheduleSelector(ns, name)}
 	background := metav1.DeletePropagationBackground
 	del := metav1.DeleteOptions{PropagationPolicy: &background}
 	var deleted []string

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/retention"
 )
 
@@ -193,8 +194,8 @@ func TestCreate(t *testing.T) {
 func countScheduleObjects(t *testing.T, kc *fake.Clientset, ns, name string) int {
 	t.Helper()
 	ctx := context.Background()
-	sel := metav1.ListOptions{LabelSelector: deploy.ScheduleSelector("", name)}
-	csel := metav1.ListOptions{LabelSelector: deploy.ScheduleSelector(ns, name)}
+	sel := metav1.ListOptions{LabelSelector: kube.ScheduleSelector("", name)}
+	csel := metav1.ListOptions{LabelSelector: kube.ScheduleSelector(ns, name)}
 	n := 0
 	add := func(k int, err error) {
 		if err != nil {
@@ -225,7 +226,7 @@ func TestDelete(t *testing.T) {
 		secret("other", "store", deploy.KeyAccessKeyID, deploy.KeySecretAccessKey),
 		// Not kbak's, though named like it.
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "kbak-nightly-2"}},
-		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "kbak-admin", Labels: map[string]string{deploy.LabelSchedule: "nightly"}}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "kbak-admin", Labels: map[string]string{kube.LabelSchedule: "nightly"}}},
 	)
 	mine := createOptions()
 	sameNameElsewhere := createOptions()

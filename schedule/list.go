@@ -13,8 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/kube"
 )
 
 // NextRunsShown is how many upcoming runs `schedule list` computes.
@@ -46,7 +46,7 @@ type Status struct {
 // Completed backup in cat at now. cat may be nil when no repository is
 // configured; the last success is then unknown and nothing is overdue.
 func List(ctx context.Context, kc kubernetes.Interface, cat LatestFinder, ns string, now time.Time) ([]Status, error) {
-	l, err := kc.BatchV1().CronJobs(ns).List(ctx, metav1.ListOptions{LabelSelector: deploy.LabelManagedBy + "=" + deploy.ManagedByValue + "," + deploy.LabelSchedule})
+	l, err := kc.BatchV1().CronJobs(ns).List(ctx, metav1.ListOptions{LabelSelector: kube.SchedulesSelector()})
 	if err != nil {
 		where := "namespace " + ns
 		if ns == "" {
@@ -59,8 +59,8 @@ func List(ctx context.Context, kc kubernetes.Interface, cat LatestFinder, ns str
 		cj := &l.Items[i]
 		var last *catalog.Manifest
 		var lastErr error
-		if cat != nil && cj.Labels[deploy.LabelStatefulSet] != "" {
-			last, lastErr = cat.Latest(ctx, catalog.Filter{Namespace: cj.Namespace, StatefulSet: cj.Labels[deploy.LabelStatefulSet]})
+		if cat != nil && cj.Labels[kube.LabelStatefulSet] != "" {
+			last, lastErr = cat.Latest(ctx, catalog.Filter{Namespace: cj.Namespace, StatefulSet: cj.Labels[kube.LabelStatefulSet]})
 			if errors.Is(lastErr, catalog.ErrBackupNotFound) {
 				last, lastErr = nil, nil
 			}
@@ -74,12 +74,12 @@ func List(ctx context.Context, kc kubernetes.Interface, cat LatestFinder, ns str
 // (nil for none) and now.
 func statusOf(cj *batchv1.CronJob, last *catalog.Manifest, lastErr error, haveCatalog bool, now time.Time) Status {
 	s := Status{
-		Name:        cj.Labels[deploy.LabelSchedule],
+		Name:        cj.Labels[kube.LabelSchedule],
 		Namespace:   cj.Namespace,
-		StatefulSet: cj.Labels[deploy.LabelStatefulSet],
+		StatefulSet: cj.Labels[kube.LabelStatefulSet],
 		Cron:        cj.Spec.Schedule,
-		Retention:   cj.Annotations[deploy.AnnotationRetention],
-		Repo:        cj.Annotations[deploy.AnnotationRepo],
+		Retention:   cj.Annotations[kube.AnnotationRetention],
+		Repo:        cj.Annotations[kube.AnnotationRepo],
 		Created:     cj.CreationTimestamp.Time,
 		Suspended:   cj.Spec.Suspend != nil && *cj.Spec.Suspend,
 	}

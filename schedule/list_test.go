@@ -13,8 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/kube"
 )
 
 // fakeLatest answers Latest from a map keyed namespace/statefulset.
@@ -140,7 +140,7 @@ func TestStatusOfEditedSpec(t *testing.T) {
 	if s.Overdue || len(s.Next) != 0 || !s.Suspended {
 		t.Errorf("a suspended schedule has no next runs and is never overdue: %+v", s)
 	}
-	if s.Name != "s" || s.StatefulSet != "mariadb" || cj.Labels[deploy.LabelManagedBy] != deploy.ManagedByValue {
+	if s.Name != "s" || s.StatefulSet != "mariadb" || cj.Labels[kube.LabelManagedBy] != kube.ManagedByValue {
 		t.Errorf("labels: %+v", s)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/mover"
 	"github.com/kbak/kbak/internal/retention"
 	"github.com/kbak/kbak/uploader"
 )
@@ -63,7 +64,7 @@ EXAMPLES:
 			&cli.StringFlag{Name: "post-hook", Usage: "command run in each app pod after the cut, always", Category: "Hooks"},
 			&cli.StringFlag{Name: "hook-container", Usage: "container the hooks run in (default: the pod's first)", Category: "Hooks"},
 			&cli.DurationFlag{Name: "hook-timeout", Value: time.Minute, Usage: "time limit of one hook in one pod", Category: "Hooks"},
-			&cli.StringFlag{Name: "compression", Value: "zstd:1", Usage: "zstd:1 (fastest) to zstd:4 (smallest)"},
+			&cli.StringFlag{Name: "compression", Value: mover.DefaultCompression, Usage: "zstd:1 (fastest) to zstd:4 (smallest)"},
 			&cli.IntFlag{Name: "format", Value: catalog.FormatRepo, Usage: "repository format: 2 stores each chunk once and reads only changed files; 1 writes one tar+zstd archive a volume"},
 			&cli.BoolFlag{Name: "prune", Usage: "after a Completed backup, prune this StatefulSet's backups by the --keep-* policy", Category: "Retention"},
 			outputFlag(), verboseFlag(),

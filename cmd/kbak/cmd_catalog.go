@@ -13,7 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
@@ -197,7 +196,7 @@ EXAMPLES:
 				data, err := cat.SweepData(c.Context, repo.SweepOptions{Grace: catalog.DataGrace})
 				printSweep(c, data, false)
 				if err != nil {
-					fmt.Fprintf(stderr(c), "repository data: not freed now (%s); the next kbak prune or kbak gc frees it\n", oneLine(err.Error()))
+					fmt.Fprintf(stderr(c), "repository data: not freed now (%s); the next kbak prune or kbak gc frees it\n", catalog.OneLine(err.Error()))
 				}
 			}
 			return deleteRetainedSnapshots(c, []*catalog.Manifest{m})
@@ -297,7 +296,7 @@ EXAMPLES:
 				printSweep(c, res.Data, false)
 			}
 			if res.DataDeferred != "" {
-				fmt.Fprintf(stderr(c), "repository data: not freed now (%s); the next kbak prune or kbak gc frees it\n", oneLine(res.DataDeferred))
+				fmt.Fprintf(stderr(c), "repository data: not freed now (%s); the next kbak prune or kbak gc frees it\n", catalog.OneLine(res.DataDeferred))
 			}
 			if pruneErr != nil {
 				return pruneErr
@@ -398,7 +397,7 @@ func gcAction(c *cli.Context) error {
 	if c.Bool("no-cluster") {
 		res.ClusterSkipped = "--no-cluster"
 	} else if cl, err := connect(c); err != nil {
-		res.ClusterSkipped = oneLine(err.Error())
+		res.ClusterSkipped = catalog.OneLine(err.Error())
 	} else {
 		runs, err := kube.StaleRuns(c.Context, cl.kube, cl.snapshots, now.Add(-c.Duration("grace")))
 		if err != nil {
@@ -406,7 +405,11 @@ func gcAction(c *cli.Context) error {
 		}
 		for _, r := range runs {
 			if !dry {
-				err := backup.Cleanup(c.Context, backup.Deps{Kube: cl.kube, Snap: cl.snapshots, Log: logger(c)}, r.Namespace, r.ID, 2*time.Minute)
+				o := r.CleanupOptions()
+				o.PodGoneTimeout = 2 * time.Minute
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context), o.PodGoneTimeout)
+				err := kube.DeleteRun(ctx, cl.kube, cl.snapshots, logger(c), o)
+				cancel()
 				gcErr = errors.Join(gcErr, err)
 			}
 			res.Cluster = append(res.Cluster, r)

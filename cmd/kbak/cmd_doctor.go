@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/doctor"
 )
 
@@ -50,7 +51,7 @@ EXAMPLES:
 			if c.String("repo") != "" {
 				ck := doctor.Check{Name: "repository", Level: doctor.LevelOK, Detail: "reachable: " + c.String("repo")}
 				if _, err := openStore(c.Context, c); err != nil {
-					ck.Level, ck.Detail = doctor.LevelFail, oneLine(err.Error())
+					ck.Level, ck.Detail = doctor.LevelFail, catalog.OneLine(err.Error())
 				}
 				checks = append(checks, ck)
 			} else {

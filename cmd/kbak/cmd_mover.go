@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/mover"
 	"github.com/kbak/kbak/internal/repo"
 	"github.com/kbak/kbak/uploader"
@@ -116,7 +117,7 @@ func runMover(c *cli.Context, transfer func(*mover.Emitter) (mover.Result, error
 	ev := mover.NewEmitter(stdout(c), c.Duration("progress-interval"))
 	res, err := transfer(ev)
 	if err != nil {
-		ev.Emit(mover.Event{Type: mover.EventError, Error: oneLine(err.Error())})
+		ev.Emit(mover.Event{Type: mover.EventError, Error: catalog.OneLine(err.Error())})
 		return err
 	}
 	ev.Emit(mover.Event{Type: mover.EventResult, Result: &res})

@@ -7,9 +7,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
+	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/kube"
 )
 
@@ -40,11 +40,6 @@ func errorLine(err error) string {
 	if errors.As(err, &timeout) {
 		return fmt.Sprintf("the Kubernetes API server at %s did not answer within %s: check that it is up and reachable, or raise --request-timeout", timeout.Server, timeout.After)
 	}
-	return oneLine(err.Error())
-}
-
-// oneLine keeps an error to one line however the libraries below formatted
-// it: a person reads the first line, scripts read the exit code.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	// A person reads the first line, scripts read the exit code.
+	return catalog.OneLine(err.Error())
 }

@@ -316,7 +316,7 @@ func DecodeManifest(key string, data []byte) (*Manifest, error) {
 		Kind       string `json:"kind"`
 	}
 	if err := json.Unmarshal(data, &head); err != nil {
-		return nil, corrupt(key, oneLine(err.Error()))
+		return nil, corrupt(key, OneLine(err.Error()))
 	}
 	if head.Kind != ManifestKind {
 		return nil, corrupt(key, fmt.Sprintf("kind %q, want %q", head.Kind, ManifestKind))
@@ -333,7 +333,7 @@ func DecodeManifest(key string, data []byte) (*Manifest, error) {
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&m); err != nil {
-		return nil, corrupt(key, oneLine(err.Error()))
+		return nil, corrupt(key, OneLine(err.Error()))
 	}
 	if err := m.Validate(); err != nil {
 		return nil, corrupt(key, err.Error())
@@ -348,6 +348,9 @@ func corrupt(key, why string) error {
 	return fmt.Errorf("read manifest %s: %w: %s", key, ErrCorruptManifest, why)
 }
 
-func oneLine(s string) string {
+// OneLine folds s, an error's text, into one line, as a manifest records
+// errors and as a person reads them: the libraries below may format theirs
+// over several.
+func OneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }

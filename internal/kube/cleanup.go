@@ -13,7 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 )
@@ -22,8 +21,10 @@ import (
 type CleanupOptions struct {
 	// Namespace to clean; "" cleans every namespace (for gc).
 	Namespace string
-	// BackupID selects one run; "" selects every object kbak made.
-	BackupID string
+	// BackupID selects one backup run and RestoreID one restore run; with
+	// neither, every object kbak made is selected.
+	BackupID  string
+	RestoreID string
 	// PodGoneTimeout bounds the wait for pods to disappear before their
 	// claims are deleted.
 	PodGoneTimeout time.Duration
@@ -41,6 +42,9 @@ type CleanupOptions struct {
 // carries on past errors and returns them all.
 func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, log *slog.Logger, o CleanupOptions) error {
 	sel := RunSelector(o.BackupID)
+	if o.RestoreID != "" {
+		sel = RestoreSelector(o.RestoreID)
+	}
 	list := metav1.ListOptions{LabelSelector: sel}
 	var errs []error
 	if o.Interval <= 0 {
@@ -92,9 +96,8 @@ func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 		}
 	}
 
-	notRetained, _ := labels.NewRequirement(LabelRetained, selection.DoesNotExist, nil)
-	snapSel, _ := labels.Parse(sel)
-	snapSel = snapSel.Add(*notRetained)
+	snapSel, _ := labels.Parse(sel) // built above from valid keys and values
+	snapSel = withoutKey(snapSel, LabelRetained)
 	var snaps *snapv1.VolumeSnapshotList
 	if sc != nil {
 		snaps, err = sc.SnapshotV1().VolumeSnapshots(o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: snapSel.String()})
@@ -142,9 +145,20 @@ func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 // Run names one kbak run that left objects in a namespace.
 type Run struct {
 	Namespace string `json:"namespace"`
-	ID        string `json:"id"` // the kbak.io/backup-id label value
+	// ID is the run's id: its LabelBackupID, or of a restore run its
+	// LabelRestoreID.
+	ID      string `json:"id"`
+	Restore bool   `json:"restore,omitempty"`
 	// Newest is the creation time of the run's newest object.
 	Newest time.Time `json:"newest"`
+}
+
+// CleanupOptions selects r's objects for DeleteRun.
+func (r Run) CleanupOptions() CleanupOptions {
+	if r.Restore {
+		return CleanupOptions{Namespace: r.Namespace, RestoreID: r.ID}
+	}
+	return CleanupOptions{Namespace: r.Namespace, BackupID: r.ID}
 }
 
 // StaleRuns finds runs whose objects (pods, claims, VolumeSnapshots not kept,
@@ -152,13 +166,18 @@ type Run struct {
 // Objects of the agent or of schedules carry no run label and are never
 // listed; neither are kept snapshots.
 func StaleRuns(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, before time.Time) ([]Run, error) {
-	sel := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + ManagedByValue + "," + LabelBackupID}
-	newest := map[[2]string]time.Time{}
+	sel := metav1.ListOptions{LabelSelector: ManagedSelector()}
+	type key struct {
+		ns, id  string
+		restore bool
+	}
+	newest := map[key]time.Time{}
 	see := func(m metav1.ObjectMeta) {
-		if m.Labels[LabelRetained] != "" {
+		id, restore := RunOf(m.Labels)
+		if id == "" || m.Labels[LabelRetained] != "" {
 			return
 		}
-		k := [2]string{m.Namespace, m.Labels[LabelBackupID]}
+		k := key{m.Namespace, id, restore}
 		if t := m.CreationTimestamp.Time; t.After(newest[k]) {
 			newest[k] = t
 		}
@@ -198,7 +217,7 @@ func StaleRuns(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 	var runs []Run
 	for k, t := range newest {
 		if t.Before(before) {
-			runs = append(runs, Run{Namespace: k[0], ID: k[1], Newest: t})
+			runs = append(runs, Run{Namespace: k.ns, ID: k.id, Restore: k.restore, Newest: t})
 		}
 	}
 	sort.Slice(runs, func(i, j int) bool {

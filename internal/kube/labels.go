@@ -6,38 +6,83 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 )
 
-// Labels carried by every object kbak creates in a cluster. Cleanup and
-// `kbak gc` find leftovers by them, never by name.
+// The label vocabulary of everything kbak makes in a cluster: the objects
+// of backup and restore runs, of schedules and of the agent. This file is
+// its one owner; every label set and selector is built here from it.
 const (
-	LabelManagedBy   = "app.kubernetes.io/managed-by"
-	ManagedByValue   = "kbak"
-	LabelBackupID    = "kbak.io/backup-id"
-	LabelStatefulSet = "kbak.io/statefulset"
+	// LabelManagedBy=ManagedByValue marks what kbak made. On an object that
+	// also carries a run id (LabelBackupID or LabelRestoreID) it means
+	// "temporary": cleanup and `kbak gc` find leftovers by it, never by
+	// name.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedByValue = "kbak"
+	// LabelBackupID names the backup run that made an object (and, on a
+	// kept VolumeSnapshot, the backup it belongs to).
+	LabelBackupID = "kbak.io/backup-id"
+	// LabelRestoreID names the restore run that made an object: a claim, a
+	// namespace, a StatefulSet, and the run's temporary objects. Nothing of
+	// a restore is deleted without it.
+	LabelRestoreID = "kbak.io/restore-id"
+	// LabelRestoredFrom names the backup a restored object came from.
+	LabelRestoredFrom = "kbak.io/restored-from"
+	LabelStatefulSet  = "kbak.io/statefulset"
 	// LabelRetained marks a VolumeSnapshot that outlives its run on purpose
 	// (--keep-snapshots); cleanup leaves it alone.
 	LabelRetained = "kbak.io/retained"
-	// LabelRole tells what an object is for (mover, temp-claim, snapshot,
-	// credentials), which keeps `kubectl get -l` output readable.
+	// LabelRole tells what an object is for, which keeps `kubectl get -l`
+	// output readable.
 	LabelRole = "kbak.io/role"
+
+	// LabelSchedule names the schedule an object belongs to; cluster-scoped
+	// ones also carry LabelScheduleNamespace, as two namespaces may each
+	// have a schedule of the same name.
+	LabelSchedule          = "kbak.io/schedule"
+	LabelScheduleNamespace = "kbak.io/schedule-namespace"
+	// AnnotationRetention and AnnotationRepo keep a schedule's policy and
+	// repository on its CronJob, for `kbak schedule list`.
+	AnnotationRetention = "kbak.io/retention"
+	AnnotationRepo      = "kbak.io/repo"
+
+	// LabelName and LabelComponent tell the agent's objects from a
+	// schedule's.
+	LabelName      = "app.kubernetes.io/name"
+	LabelComponent = "app.kubernetes.io/component"
+	// AnnotationConfigHash is the sha256 of the agent's configuration, on
+	// its pod.
+	AnnotationConfigHash = "kbak.io/config-sha256"
 )
 
 // Roles for LabelRole.
 const (
-	RoleMover       = "mover"
-	RoleTempClaim   = "temp-claim"
-	RoleSnapshot    = "snapshot"
-	RoleCredentials = "credentials"
+	RoleMover        = "mover"
+	RoleTempClaim    = "temp-claim"
+	RoleSnapshot     = "snapshot"
+	RoleCredentials  = "credentials"
+	RoleRestoreClaim = "restore-claim"
+	RoleBinder       = "binder"
+	RoleVerify       = "verify"
 )
 
-// Labels returns the labels of an object created by backup or restore run id
-// of StatefulSet sts, with role added when not empty. Values longer than a
+// Labels returns the labels of an object created by backup run id of
+// StatefulSet sts, with role added when not empty. Values longer than a
 // label allows are shortened with a hash suffix.
 func Labels(id, sts, role string) map[string]string {
+	return runLabels(LabelBackupID, id, sts, role)
+}
+
+// RestoreLabels returns the labels of an object created by restore run id
+// for StatefulSet sts, with role added when not empty.
+func RestoreLabels(id, sts, role string) map[string]string {
+	return runLabels(LabelRestoreID, id, sts, role)
+}
+
+func runLabels(key, id, sts, role string) map[string]string {
 	l := map[string]string{
 		LabelManagedBy:   ManagedByValue,
-		LabelBackupID:    LabelValue(id),
+		key:              LabelValue(id),
 		LabelStatefulSet: LabelValue(sts),
 	}
 	if role != "" {
@@ -46,14 +91,87 @@ func Labels(id, sts, role string) map[string]string {
 	return l
 }
 
-// RunSelector selects everything kbak created for run id. An empty id
-// selects everything kbak created at all.
-func RunSelector(id string) string {
+// TemporaryLabels are the labels of a restore run's object that a restored
+// claim sheds once its data is in place, so that `kbak gc` never takes it
+// for a leftover; LabelRestoreID and LabelRestoredFrom stay.
+var TemporaryLabels = []string{LabelManagedBy, LabelStatefulSet, LabelRole}
+
+// RunSelector selects everything kbak created for backup run id. An empty
+// id selects everything kbak created at all.
+func RunSelector(id string) string { return runSelector(LabelBackupID, id) }
+
+// RestoreSelector selects what restore run id created and has not yet
+// handed over (a restored claim sheds LabelManagedBy).
+func RestoreSelector(id string) string { return runSelector(LabelRestoreID, id) }
+
+func runSelector(key, id string) string {
 	set := labels.Set{LabelManagedBy: ManagedByValue}
 	if id != "" {
-		set[LabelBackupID] = LabelValue(id)
+		set[key] = LabelValue(id)
 	}
 	return labels.SelectorFromSet(set).String()
+}
+
+// RunOf returns the run an object of kbak's belongs to by its labels: its id
+// and whether it is a restore run; "" for an object of no run (the agent's,
+// a schedule's).
+func RunOf(l map[string]string) (id string, restore bool) {
+	if id := l[LabelBackupID]; id != "" {
+		return id, false
+	}
+	return l[LabelRestoreID], l[LabelRestoreID] != ""
+}
+
+// ScheduleLabels are the labels of every namespaced object of schedule
+// name of StatefulSet sts.
+func ScheduleLabels(name, sts string) map[string]string {
+	return map[string]string{LabelManagedBy: ManagedByValue, LabelSchedule: name, LabelStatefulSet: sts}
+}
+
+// ScheduleSelector selects every object of schedule name; with ns set it
+// adds the namespace label, which cluster-scoped objects carry.
+func ScheduleSelector(ns, name string) string {
+	set := labels.Set{LabelManagedBy: ManagedByValue, LabelSchedule: name}
+	if ns != "" {
+		set[LabelScheduleNamespace] = ns
+	}
+	return labels.SelectorFromSet(set).String()
+}
+
+// SchedulesSelector selects the objects of every schedule.
+func SchedulesSelector() string {
+	return withKey(labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue}), LabelSchedule).String()
+}
+
+// ManagedSelector selects everything kbak made.
+func ManagedSelector() string {
+	return labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue}).String()
+}
+
+// AgentLabels are the labels of every object of the agent name.
+func AgentLabels(name string) map[string]string {
+	l := AgentPodLabels(name)
+	l[LabelManagedBy] = ManagedByValue
+	return l
+}
+
+// AgentPodLabels are the labels of the agent's pod, which its Deployment
+// and Service select. They lack LabelManagedBy: that marks what cleanup
+// may delete, and the agent is not a run's leftover.
+func AgentPodLabels(name string) map[string]string {
+	return map[string]string{LabelName: name, LabelComponent: "agent"}
+}
+
+// withKey adds "key exists" to sel.
+func withKey(sel labels.Selector, key string) labels.Selector {
+	r, _ := labels.NewRequirement(key, selection.Exists, nil) // a valid constant key
+	return sel.Add(*r)
+}
+
+// withoutKey adds "key does not exist" to sel.
+func withoutKey(sel labels.Selector, key string) labels.Selector {
+	r, _ := labels.NewRequirement(key, selection.DoesNotExist, nil) // a valid constant key
+	return sel.Add(*r)
 }
 
 const maxNameLen = 63

@@ -53,3 +53,32 @@ func TestLabelValue(t *testing.T) {
 		t.Errorf("RunSelector = %q", got)
 	}
 }
+
+func TestRunLabelsAndSelectors(t *testing.T) {
+	if got := RestoreSelector("r"); got != "app.kubernetes.io/managed-by=kbak,kbak.io/restore-id=r" {
+		t.Errorf("RestoreSelector = %q", got)
+	}
+	if got := ScheduleSelector("shop", "nightly"); got != "app.kubernetes.io/managed-by=kbak,kbak.io/schedule=nightly,kbak.io/schedule-namespace=shop" {
+		t.Errorf("ScheduleSelector = %q", got)
+	}
+	if got := SchedulesSelector(); got != "app.kubernetes.io/managed-by=kbak,kbak.io/schedule" {
+		t.Errorf("SchedulesSelector = %q", got)
+	}
+	tests := []struct {
+		labels  map[string]string
+		id      string
+		restore bool
+	}{
+		{Labels("b", "db", RoleMover), "b", false},
+		{RestoreLabels("r", "db", RoleMover), "r", true},
+		{AgentLabels("kbak-agent"), "", false},
+	}
+	for _, tt := range tests {
+		if id, restore := RunOf(tt.labels); id != tt.id || restore != tt.restore {
+			t.Errorf("RunOf(%v) = %q, %v; want %q, %v", tt.labels, id, restore, tt.id, tt.restore)
+		}
+	}
+	if _, ok := RestoreLabels("r", "db", "")[LabelBackupID]; ok {
+		t.Error("a restore run's objects carry a backup id")
+	}
+}

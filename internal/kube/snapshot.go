@@ -118,7 +118,9 @@ func CreateVolumeSnapshot(ctx context.Context, sc snapclient.Interface, vs *snap
 // sameRun refuses to adopt an object of the same name that another run or
 // another tool made.
 func sameRun(got, want metav1.ObjectMeta) error {
-	if got.Labels[LabelBackupID] != want.Labels[LabelBackupID] || got.Labels[LabelManagedBy] != ManagedByValue {
+	gotID, gotRestore := RunOf(got.Labels)
+	wantID, wantRestore := RunOf(want.Labels)
+	if gotID != wantID || gotRestore != wantRestore || got.Labels[LabelManagedBy] != ManagedByValue {
 		return fmt.Errorf("an object of that name exists and was not made by this kbak run")
 	}
 	return nil

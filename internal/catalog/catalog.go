@@ -79,6 +79,7 @@ type Summary struct {
 	Namespace   string    `json:"namespace"`
 	StatefulSet string    `json:"statefulSet"`
 	Created     time.Time `json:"created"`
+	Format      int       `json:"format,omitempty"` // FormatRepo, or absent for the archive format
 	Status      Status    `json:"status,omitempty"`
 	Volumes     int       `json:"volumes"`
 	RawBytes    int64     `json:"rawBytes"`
@@ -92,7 +93,7 @@ type Summary struct {
 func summarize(m *Manifest) Summary {
 	s := Summary{
 		ID: m.ID, Namespace: m.Namespace, StatefulSet: m.StatefulSet,
-		Created: m.Created, Status: m.Status, Volumes: len(m.Volumes),
+		Created: m.Created, Format: m.Format, Status: m.Status, Volumes: len(m.Volumes),
 	}
 	for _, v := range m.Volumes {
 		s.RawBytes += v.RawBytes
@@ -199,7 +200,7 @@ func (c *Catalog) List(ctx context.Context, f Filter) ([]Summary, error) {
 				return err // the store failed: the listing would be wrong
 			}
 			_, created, _ := ParseID(k.ID) // valid: ParseKey checked it
-			out[i] = Summary{ID: k.ID, Namespace: k.Namespace, StatefulSet: k.StatefulSet, Created: created, Error: err.Error()}
+			out[i] = Summary{ID: k.ID, Namespace: k.Namespace, StatefulSet: k.StatefulSet, Created: created, Format: formatOfLayout(k.Layout), Error: err.Error()}
 			return nil
 		})
 	}
@@ -281,7 +282,7 @@ func (c *Catalog) Latest(ctx context.Context, f Filter) (*Manifest, error) {
 	}
 	for _, s := range list {
 		if s.Status == StatusCompleted {
-			return c.ReadManifest(ctx, Layout{Namespace: s.Namespace, StatefulSet: s.StatefulSet, ID: s.ID})
+			return c.ReadManifest(ctx, Layout{Namespace: s.Namespace, StatefulSet: s.StatefulSet, ID: s.ID, Format: s.Format})
 		}
 	}
 	what := "any StatefulSet"
@@ -443,4 +444,12 @@ func (c *Catalog) SweepData(ctx context.Context, opts repo.SweepOptions) (*repo.
 	}
 	res, err := r.Sweep(ctx, opts)
 	return &res, err
+}
+
+// formatOfLayout is a summary's format field for a backup at l.
+func formatOfLayout(l Layout) int {
+	if l.Format == FormatRepo {
+		return FormatRepo
+	}
+	return 0
 }

@@ -37,6 +37,7 @@ func newStore() (*catalogtest.MemStore, *clock) {
 // backup describes a backup to create in a test store.
 type backup struct {
 	ns, sts string
+	format  int // catalog.FormatRepo, or 0 for the archive format
 	created time.Time
 	rnd     string // the id's random part
 	status  catalog.Status
@@ -44,7 +45,7 @@ type backup struct {
 }
 
 func (b backup) layout() catalog.Layout {
-	return catalog.Layout{Namespace: b.ns, StatefulSet: b.sts, ID: b.sts + "-" + b.created.Format("20060102T150405Z") + "-" + b.rnd}
+	return catalog.Layout{Namespace: b.ns, StatefulSet: b.sts, ID: b.sts + "-" + b.created.Format("20060102T150405Z") + "-" + b.rnd, Format: b.format}
 }
 
 // manifest builds the backup's manifest: every volume completes except the
@@ -52,7 +53,7 @@ func (b backup) layout() catalog.Layout {
 func (b backup) manifest() *catalog.Manifest {
 	l := b.layout()
 	m := &catalog.Manifest{
-		ID: l.ID, Namespace: b.ns, StatefulSet: b.sts,
+		Format: b.format, ID: l.ID, Namespace: b.ns, StatefulSet: b.sts,
 		Created: b.created, Started: b.created, Finished: b.created.Add(time.Minute),
 		Status: b.status,
 	}
@@ -523,5 +524,46 @@ func BenchmarkList(b *testing.B) {
 		if err != nil || len(list) != 1000 {
 			b.Fatalf("List = %d backups, %v", len(list), err)
 		}
+	}
+}
+
+// Backups of both formats live side by side: listed together with their
+// format, the newest of either is the latest, and each is found, deleted
+// and collected under its own root.
+func TestFormatsSideBySide(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore()
+	snap := []catalog.Method{catalog.MethodSnapshot}
+	v1 := backup{ns: "shop", sts: "db", created: t0.Add(-2 * time.Hour), rnd: "0001", status: catalog.StatusCompleted, methods: snap}
+	v2 := backup{ns: "shop", sts: "db", format: catalog.FormatRepo, created: t0.Add(-time.Hour), rnd: "0002", status: catalog.StatusCompleted, methods: snap}
+	orphan := backup{ns: "shop", sts: "db", format: catalog.FormatRepo, created: t0.Add(-30 * time.Hour), rnd: "0003", status: catalog.StatusCompleted, methods: snap}
+	v1.write(t, ctx, s, true)
+	m2 := v2.write(t, ctx, s, true)
+	put(t, ctx, s, v2.layout().Dir()+"volumes/data-db-0.files", 10)
+	orphan.write(t, ctx, s, false)
+	cat := catalog.New(s)
+
+	list, err := cat.List(ctx, catalog.Filter{Namespace: "shop"})
+	if err != nil || len(list) != 2 || list[0].ID != m2.ID || list[0].Format != catalog.FormatRepo || list[1].Format != 0 {
+		t.Fatalf("List = %+v, %v; want the format 2 backup first, then the format 1 one", list, err)
+	}
+	latest, err := cat.Latest(ctx, catalog.Filter{Namespace: "shop", StatefulSet: "db"})
+	if err != nil || latest.ID != m2.ID || latest.Format != catalog.FormatRepo {
+		t.Fatalf("Latest = %+v, %v; want the format 2 backup", latest, err)
+	}
+	if m, err := cat.Get(ctx, v1.layout().ID); err != nil || m.Format != 0 {
+		t.Fatalf("Get of the format 1 backup: %v", err)
+	}
+	if _, err := cat.Delete(ctx, m2.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range s.Keys() {
+		if strings.Contains(k, m2.ID) {
+			t.Errorf("Delete left %s", k)
+		}
+	}
+	orphans, err := cat.GC(ctx, time.Hour, t0.Add(48*time.Hour), false)
+	if err != nil || len(orphans) != 1 || orphans[0].ID != orphan.layout().ID || !orphans[0].Removed {
+		t.Fatalf("GC = %+v, %v; want the format 2 orphan removed", orphans, err)
 	}
 }

@@ -9,6 +9,6 @@
 // uploaded. Every cluster object a run creates carries kbak's labels and is
 // deleted before Run returns (pods before the claims they mount); only
 // VolumeSnapshots kept with KeepSnapshots stay, labelled kbak.io/retained and
-// recorded as retained in the manifest. Cleanup removes what a crashed run
-// left.
+// recorded as retained in the manifest. What a crashed run left is
+// internal/upkeep's to collect (`kbak gc`).
 package backup

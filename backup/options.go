@@ -17,6 +17,7 @@ import (
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
+	"github.com/kbak/kbak/internal/moverrun"
 )
 
 // Method chooses how volumes are read.
@@ -29,6 +30,9 @@ const (
 	MethodSnapshot Method = "snapshot"
 	MethodFiles    Method = "files"
 )
+
+// DefaultHookTimeout bounds one hook in one pod unless told otherwise.
+const DefaultHookTimeout = time.Minute
 
 // Options describe one backup run. Zero durations and counts take the
 // defaults documented on each field.
@@ -98,10 +102,10 @@ func (o *Options) setDefaults() {
 		o.Method = MethodAuto
 	}
 	if o.HookTimeout <= 0 {
-		o.HookTimeout = time.Minute
+		o.HookTimeout = DefaultHookTimeout
 	}
 	if o.Parallel <= 0 {
-		o.Parallel = 2
+		o.Parallel = moverrun.DefaultParallel
 	}
 	if o.Format == 0 {
 		o.Format = catalog.FormatRepo
@@ -116,13 +120,13 @@ func (o *Options) setDefaults() {
 		o.SnapshotTimeout = 10 * time.Minute
 	}
 	if o.PodStartTimeout <= 0 {
-		o.PodStartTimeout = 5 * time.Minute
+		o.PodStartTimeout = moverrun.DefaultPodStartTimeout
 	}
 	if o.CleanupTimeout <= 0 {
-		o.CleanupTimeout = 2 * time.Minute
+		o.CleanupTimeout = kube.DefaultCleanupTimeout
 	}
 	if o.PollInterval <= 0 {
-		o.PollInterval = time.Second
+		o.PollInterval = moverrun.DefaultPollInterval
 	}
 }
 

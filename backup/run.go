@@ -636,34 +636,22 @@ func (r *run) dropObjects(ctx context.Context) {
 }
 
 // cleanup deletes every cluster object of the run, on a context that
-// survives the run's cancellation.
+// survives the run's cancellation; `kbak gc` retries what it could not.
 func (r *run) cleanup(ctx context.Context) {
-	if err := cleanup(ctx, r.deps, r.opts.Namespace, r.id, r.opts.CleanupTimeout, r.opts.Credentials == nil); err != nil {
+	if err := r.deleteObjects(ctx); err != nil {
 		r.log.Warn("clean up after backup (kbak gc retries)", "err", err)
 	}
 }
 
-// Cleanup deletes what backup run id left in namespace ns, by label: mover
+// deleteObjects deletes what the run made in the cluster, by label: mover
 // pods first, then temporary claims, VolumeSnapshots not kept on purpose,
-// and the credentials Secret kbak made. It runs on a context that is not
-// cancelled with ctx, bounded by timeout (default 2m). An empty ns covers all
-// namespaces; an empty id covers every run, including running ones, which is
-// what `kbak gc` wants only when no backup is running.
-func Cleanup(ctx context.Context, deps Deps, ns, id string, timeout time.Duration) error {
-	return cleanup(ctx, deps, ns, id, timeout, false)
-}
-
-func cleanup(ctx context.Context, deps Deps, ns, id string, timeout time.Duration, noSecrets bool) error {
-	if timeout <= 0 {
-		timeout = 2 * time.Minute
-	}
-	log := deps.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+// and the credentials Secret when it made one.
+func (r *run) deleteObjects(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.CleanupTimeout)
 	defer cancel()
-	return kube.DeleteRun(ctx, deps.Kube, deps.Snap, log, kube.CleanupOptions{
-		Namespace: ns, BackupID: id, PodGoneTimeout: timeout, NoSecrets: noSecrets,
+	return kube.DeleteRun(ctx, r.deps.Kube, r.deps.Snap, r.log, kube.CleanupOptions{
+		Namespace: r.opts.Namespace, BackupID: r.id, PodGoneTimeout: r.opts.CleanupTimeout,
+		// A schedule's ServiceAccount may not even list Secrets.
+		NoSecrets: r.opts.Credentials == nil,
 	})
 }

@@ -343,7 +343,7 @@ func TestRetainAndRelease(t *testing.T) {
 	if !v.snapshot.Retained || label() != "true" {
 		t.Fatalf("after retain: recorded %v, label %q", v.snapshot.Retained, label())
 	}
-	if err := Cleanup(context.Background(), d, ns, id, time.Second); err != nil {
+	if err := r.deleteObjects(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if label() != "true" {
@@ -354,7 +354,7 @@ func TestRetainAndRelease(t *testing.T) {
 	if v.snapshot.Retained || label() != "" {
 		t.Fatalf("after release: recorded %v, label %q", v.snapshot.Retained, label())
 	}
-	if err := Cleanup(context.Background(), d, ns, id, time.Second); err != nil {
+	if err := r.deleteObjects(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if left := f.leftovers(t); len(left) != 0 {

@@ -11,7 +11,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
+	"github.com/kbak/kbak/internal/moverrun"
 )
 
 // Options describe one restore. Zero durations and counts take the defaults
@@ -75,22 +77,22 @@ type Options struct {
 
 func (o *Options) setDefaults() {
 	if o.Parallel <= 0 {
-		o.Parallel = 2
+		o.Parallel = moverrun.DefaultParallel
 	}
 	if o.Image == "" {
 		o.Image = deploy.DefaultMoverImage
 	}
 	if o.PodStartTimeout <= 0 {
-		o.PodStartTimeout = 5 * time.Minute
+		o.PodStartTimeout = moverrun.DefaultPodStartTimeout
 	}
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = 10 * time.Minute
 	}
 	if o.CleanupTimeout <= 0 {
-		o.CleanupTimeout = 2 * time.Minute
+		o.CleanupTimeout = kube.DefaultCleanupTimeout
 	}
 	if o.PollInterval <= 0 {
-		o.PollInterval = time.Second
+		o.PollInterval = moverrun.DefaultPollInterval
 	}
 }
 

@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/retention"
+	"github.com/kbak/kbak/internal/upkeep"
 )
 
 // RunnerCatalog is what a scheduled run needs of the catalog: write the
@@ -40,16 +38,17 @@ type BackupRunner struct {
 	// as `kbak backup --pre-hook` does; needed only by schedules with hooks.
 	ParseHook func(string) ([]string, error)
 	// CleanupTimeout bounds deleting the VolumeSnapshots kept by pruned
-	// backups; default 1m.
+	// backups; 0 is upkeep.DefaultSnapshotTimeout.
 	CleanupTimeout time.Duration
 
 	// backup is backup.Run; tests replace it.
 	backup func(context.Context, backup.Deps, backup.Options) (*catalog.Manifest, error)
 }
 
-// Run backs up s and prunes its StatefulSet's backups by s's policy. A
-// partly failed backup is an error and prunes nothing, so retention never
-// counts on a backup that is not whole.
+// Run backs up s and, as `kbak backup --prune` does, prunes its
+// StatefulSet's backups by s's policy (upkeep.PruneAfter). A partly failed
+// backup is an error and prunes nothing, so retention never counts on a
+// backup that is not whole.
 func (r BackupRunner) Run(ctx context.Context, s ScheduleSpec) (RunResult, error) {
 	if r.OpenCatalog == nil {
 		return RunResult{}, errors.New("agent: no way to open a repository")
@@ -99,48 +98,14 @@ func (r BackupRunner) Run(ctx context.Context, s ScheduleSpec) (RunResult, error
 	for _, v := range m.Volumes {
 		res.Bytes += v.StoredBytes
 	}
-	pruned, err := retention.Prune(ctx, cat, catalog.Filter{Namespace: s.Namespace, StatefulSet: s.StatefulSet}, s.Policy(), false)
-	for _, d := range pruned.Remove {
-		if deps.Log != nil {
+	pruned, err := upkeep.PruneAfter(ctx, cat, r.Deps.Snap, m, upkeep.PruneOptions{Policy: s.Policy(), SnapshotTimeout: r.CleanupTimeout})
+	if deps.Log != nil {
+		for _, d := range pruned.Remove {
 			deps.Log.Info("pruned", "backup_id", d.Item.ID, "reasons", d.Reasons)
 		}
-	}
-	if err != nil {
-		return res, fmt.Errorf("backup %s completed, but pruning failed: %w", m.ID, err)
-	}
-	if err := r.deleteKeptSnapshots(ctx, pruned.Deleted); err != nil {
-		return res, fmt.Errorf("backup %s completed and pruned, but %w", m.ID, err)
-	}
-	return res, nil
-}
-
-// deleteKeptSnapshots removes the VolumeSnapshots that pruned backups kept
-// in the cluster, on a context that survives cancellation.
-func (r BackupRunner) deleteKeptSnapshots(ctx context.Context, deleted []*catalog.Manifest) error {
-	timeout := r.CleanupTimeout
-	if timeout <= 0 {
-		timeout = time.Minute
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-	defer cancel()
-	var errs []error
-	for _, m := range deleted {
-		if m == nil {
-			continue
-		}
-		for _, v := range m.Volumes {
-			if v.Snapshot == nil || !v.Snapshot.Retained {
-				continue
-			}
-			if r.Deps.Snap == nil {
-				errs = append(errs, fmt.Errorf("kept VolumeSnapshot %s/%s of pruned backup %s: no snapshot client to delete it", v.Snapshot.Namespace, v.Snapshot.Name, m.ID))
-				continue
-			}
-			err := r.Deps.Snap.SnapshotV1().VolumeSnapshots(v.Snapshot.Namespace).Delete(ctx, v.Snapshot.Name, metav1.DeleteOptions{})
-			if err != nil && !apierrors.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("delete VolumeSnapshot %s/%s of pruned backup %s: %w", v.Snapshot.Namespace, v.Snapshot.Name, m.ID, err))
-			}
+		for _, snap := range pruned.Snapshots {
+			deps.Log.Info("deleted kept snapshot", "namespace", snap.Namespace, "snapshot", snap.Name)
 		}
 	}
-	return errors.Join(errs...)
+	return res, err
 }

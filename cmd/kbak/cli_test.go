@@ -15,6 +15,7 @@ import (
 
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/mover"
+	"github.com/kbak/kbak/internal/upkeep"
 	"github.com/kbak/kbak/uploader"
 	"github.com/kbak/kbak/uploader/uploadertest"
 )
@@ -231,7 +232,7 @@ func TestRepositoryVerbs(t *testing.T) {
 		if code != exitOK {
 			t.Fatalf("gc exit %d: %s", code, stderr)
 		}
-		var res gcResult
+		var res upkeep.GCResult
 		if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Store) != 1 || !res.Store[0].Removed {
 			t.Errorf("gc result %s (%v)", out, err)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -15,7 +14,8 @@ import (
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/mover"
-	"github.com/kbak/kbak/internal/retention"
+	"github.com/kbak/kbak/internal/moverrun"
+	"github.com/kbak/kbak/internal/upkeep"
 	"github.com/kbak/kbak/uploader"
 )
 
@@ -24,8 +24,8 @@ func moverFlags() []cli.Flag {
 		&cli.StringFlag{Name: "mover-image", EnvVars: []string{"KBAK_MOVER_IMAGE"}, Value: deploy.DefaultMoverImage, Usage: "image of the mover pods (the kbak image)", Category: "Movers"},
 		&cli.StringFlag{Name: "mover-pull-policy", Value: string(corev1.PullIfNotPresent), Usage: "imagePullPolicy of the mover pods: Always, IfNotPresent or Never", Category: "Movers"},
 		&cli.StringFlag{Name: "secret", Usage: "existing Secret in the namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the movers (default: kbak creates one for the run from your credentials and deletes it after)", Category: "Movers"},
-		&cli.IntFlag{Name: "parallel", Value: 2, Usage: "mover pods at once", Category: "Movers"},
-		&cli.DurationFlag{Name: "pod-start-timeout", Value: 5 * time.Minute, Usage: "how long a mover pod may take to start (scheduling, volume binding, image pull)", Category: "Movers"},
+		&cli.IntFlag{Name: "parallel", Value: moverrun.DefaultParallel, Usage: "mover pods at once", Category: "Movers"},
+		&cli.DurationFlag{Name: "pod-start-timeout", Value: moverrun.DefaultPodStartTimeout, Usage: "how long a mover pod may take to start (scheduling, volume binding, image pull)", Category: "Movers"},
 	}
 }
 
@@ -63,7 +63,7 @@ EXAMPLES:
 			&cli.StringFlag{Name: "pre-hook", Usage: "command run in each app pod before the cut", Category: "Hooks"},
 			&cli.StringFlag{Name: "post-hook", Usage: "command run in each app pod after the cut, always", Category: "Hooks"},
 			&cli.StringFlag{Name: "hook-container", Usage: "container the hooks run in (default: the pod's first)", Category: "Hooks"},
-			&cli.DurationFlag{Name: "hook-timeout", Value: time.Minute, Usage: "time limit of one hook in one pod", Category: "Hooks"},
+			&cli.DurationFlag{Name: "hook-timeout", Value: backup.DefaultHookTimeout, Usage: "time limit of one hook in one pod", Category: "Hooks"},
 			&cli.StringFlag{Name: "compression", Value: mover.DefaultCompression, Usage: "zstd:1 (fastest) to zstd:4 (smallest)"},
 			&cli.IntFlag{Name: "format", Value: catalog.FormatRepo, Usage: "repository format: 2 stores each chunk once and reads only changed files; 1 writes one tar+zstd archive a volume"},
 			&cli.BoolFlag{Name: "prune", Usage: "after a Completed backup, prune this StatefulSet's backups by the --keep-* policy", Category: "Retention"},
@@ -176,17 +176,15 @@ func backupAction(c *cli.Context) error {
 	case runErr != nil:
 		return runErr
 	}
-	if c.Bool("prune") {
-		res, err := retention.Prune(c.Context, cat, catalog.Filter{Namespace: cl.namespace, StatefulSet: name}, policy, false)
-		for _, d := range res.Remove {
-			fmt.Fprintf(stderr(c), "pruned %s (%s)\n", d.Item.ID, strings.Join(d.Reasons, ", "))
-		}
-		if err != nil {
-			return fmt.Errorf("backup %s completed, but pruning failed: %w", m.ID, err)
-		}
-		return deleteRetainedSnapshots(c, res.Deleted)
+	if !c.Bool("prune") {
+		return nil
 	}
-	return nil
+	pruned, err := upkeep.PruneAfter(c.Context, cat, cl.snapshots, m, upkeep.PruneOptions{Policy: policy})
+	for _, d := range pruned.Remove {
+		fmt.Fprintf(stderr(c), "pruned %s (%s)\n", d.Item.ID, strings.Join(d.Reasons, ", "))
+	}
+	printDeletedSnapshots(c, pruned.Snapshots)
+	return err
 }
 
 // moverCredentials are the CLI's own store credentials, handed to the mover

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,14 +8,11 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kbak/kbak/internal/catalog"
-	"github.com/kbak/kbak/internal/kube"
-	"github.com/kbak/kbak/internal/mover"
 	"github.com/kbak/kbak/internal/repo"
 	"github.com/kbak/kbak/internal/retention"
+	"github.com/kbak/kbak/internal/upkeep"
 	"github.com/kbak/kbak/restore"
 )
 
@@ -199,48 +194,35 @@ EXAMPLES:
 					fmt.Fprintf(stderr(c), "repository data: not freed now (%s); the next kbak prune or kbak gc frees it\n", catalog.OneLine(err.Error()))
 				}
 			}
-			return deleteRetainedSnapshots(c, []*catalog.Manifest{m})
+			return deleteKeptSnapshots(c, []*catalog.Manifest{m})
 		},
 	}
 }
 
-// deleteRetainedSnapshots removes the VolumeSnapshots that deleted backups
-// kept in the cluster. Only snapshots the manifest marks as retained by kbak
-// are touched.
-func deleteRetainedSnapshots(c *cli.Context, deleted []*catalog.Manifest) error {
-	type ref struct{ ns, name string }
-	var refs []ref
-	for _, m := range deleted {
-		if m == nil {
-			continue
-		}
-		for _, v := range m.Volumes {
-			if v.Snapshot != nil && v.Snapshot.Retained {
-				refs = append(refs, ref{v.Snapshot.Namespace, v.Snapshot.Name})
-			}
-		}
-	}
-	if len(refs) == 0 {
+// deleteKeptSnapshots removes the VolumeSnapshots that deleted backups kept
+// in the cluster, connecting to it only when there are any.
+func deleteKeptSnapshots(c *cli.Context, deleted []*catalog.Manifest) error {
+	kept := catalog.KeptSnapshots(deleted...)
+	if len(kept) == 0 {
 		return nil
 	}
 	cl, err := connect(c)
 	if err != nil {
-		names := make([]string, len(refs))
-		for i, r := range refs {
-			names[i] = r.ns + "/" + r.name
+		names := make([]string, len(kept))
+		for i, s := range kept {
+			names[i] = s.Namespace + "/" + s.Name
 		}
 		return fmt.Errorf("the deleted backups kept VolumeSnapshots %s, but the cluster is not reachable (%v): delete them with kubectl", strings.Join(names, ", "), err)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context), time.Minute)
-	defer cancel()
-	for _, r := range refs {
-		err := cl.snapshots.SnapshotV1().VolumeSnapshots(r.ns).Delete(ctx, r.name, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete VolumeSnapshot %s/%s: %w", r.ns, r.name, err)
-		}
-		fmt.Fprintf(stdout(c), "deleted VolumeSnapshot %s/%s\n", r.ns, r.name)
+	done, err := upkeep.DeleteKeptSnapshots(c.Context, cl.snapshots, deleted, 0)
+	printDeletedSnapshots(c, done)
+	return err
+}
+
+func printDeletedSnapshots(c *cli.Context, snaps []catalog.Snapshot) {
+	for _, s := range snaps {
+		fmt.Fprintf(stdout(c), "deleted VolumeSnapshot %s/%s\n", s.Namespace, s.Name)
 	}
-	return nil
 }
 
 func retentionFlags() []cli.Flag {
@@ -301,7 +283,7 @@ EXAMPLES:
 			if pruneErr != nil {
 				return pruneErr
 			}
-			return deleteRetainedSnapshots(c, res.Deleted)
+			return deleteKeptSnapshots(c, res.Deleted)
 		},
 	}
 }
@@ -339,23 +321,13 @@ EXAMPLES:
    kbak gc --dry-run
    kbak gc --grace 6h -o json`,
 		Flags: flags(repoFlags(), kubeFlags(), []cli.Flag{
-			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "leave anything younger than this alone"},
+			&cli.DurationFlag{Name: "grace", Value: upkeep.DefaultGrace, Usage: "leave anything younger than this alone"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be removed and remove nothing"},
 			&cli.BoolFlag{Name: "no-cluster", Usage: "only clean the repository"},
 			outputFlag(), verboseFlag(),
 		}),
 		Action: gcAction,
 	}
-}
-
-// gcResult is what gc found and removed.
-type gcResult struct {
-	Store   []catalog.Orphan `json:"store"`
-	Cluster []kube.Run       `json:"cluster"`
-	// ClusterSkipped says why the cluster was not swept, when it was not.
-	ClusterSkipped string `json:"clusterSkipped,omitempty"`
-	// Data is what sweeping the deduplicating repository found and did.
-	Data *repo.SweepResult `json:"data,omitempty"`
 }
 
 // printSweep says on stderr what freeing shared data did.
@@ -380,47 +352,23 @@ func gcAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	now, dry := time.Now(), c.Bool("dry-run")
-	res := gcResult{Store: []catalog.Orphan{}, Cluster: []kube.Run{}}
-	orphans, gcErr := cat.GC(c.Context, c.Duration("grace"), now, dry)
-	if orphans != nil {
-		res.Store = orphans
-	}
-	if gcErr == nil {
-		// After the orphans' trees went: their chunks are garbage now.
-		data, err := cat.SweepData(c.Context, repo.SweepOptions{Grace: c.Duration("grace"), Now: now, DryRun: dry})
-		res.Data, gcErr = data, err
-		if format != "json" {
-			printSweep(c, data, dry)
-		}
-	}
+	dry := c.Bool("dry-run")
+	o := upkeep.GCOptions{Grace: c.Duration("grace"), DryRun: dry, Log: logger(c)}
 	if c.Bool("no-cluster") {
-		res.ClusterSkipped = "--no-cluster"
+		o.ClusterSkipped = "--no-cluster"
 	} else if cl, err := connect(c); err != nil {
-		res.ClusterSkipped = catalog.OneLine(err.Error())
+		o.ClusterSkipped = catalog.OneLine(err.Error())
 	} else {
-		runs, err := kube.StaleRuns(c.Context, cl.kube, cl.snapshots, now.Add(-c.Duration("grace")))
-		if err != nil {
-			gcErr = errors.Join(gcErr, err)
-		}
-		for _, r := range runs {
-			if !dry {
-				o := r.CleanupOptions()
-				o.PodGoneTimeout = 2 * time.Minute
-				ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context), o.PodGoneTimeout)
-				err := kube.DeleteRun(ctx, cl.kube, cl.snapshots, logger(c), o)
-				cancel()
-				gcErr = errors.Join(gcErr, err)
-			}
-			res.Cluster = append(res.Cluster, r)
-		}
+		o.Kube, o.Snap = cl.kube, cl.snapshots
 	}
+	res, gcErr := upkeep.GC(c.Context, cat, o)
 	if format == "json" {
 		if err := printJSON(c, res); err != nil {
 			return err
 		}
 		return gcErr
 	}
+	printSweep(c, res.Data, dry)
 	verb := "removed"
 	if dry {
 		verb = "would remove"
@@ -458,62 +406,9 @@ func verifyAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	type check struct {
-		PVC   string `json:"pvc"`
-		Files int64  `json:"files"`
-		Bytes int64  `json:"bytes"`
-		OK    bool   `json:"ok"`
-		Error string `json:"error,omitempty"`
-	}
-	var checks []check
-	var failed int
-	var checker *repo.Checker
-	if m.Format == catalog.FormatRepo && !c.Bool("read-data") {
-		r, err := repo.Open(c.Context, store)
-		if err != nil {
-			return err
-		}
-		if checker, err = r.NewChecker(c.Context); err != nil {
-			return err
-		}
-	}
-	for _, v := range m.Volumes {
-		if v.Status != catalog.VolumeCompleted {
-			continue
-		}
-		ck := check{PVC: v.PVC}
-		if checker != nil {
-			res, err := checker.Check(c.Context, v.Key)
-			switch {
-			case err != nil:
-				ck.Error = err.Error()
-			case res.Missing > 0:
-				ck.Error = fmt.Sprintf("%d of %d chunks missing (%s)", res.Missing, res.Chunks, res.First)
-			default:
-				ck.OK, ck.Files, ck.Bytes = true, v.Files, v.RawBytes
-			}
-			if !ck.OK {
-				failed++
-			}
-			checks = append(checks, ck)
-			continue
-		}
-		res, err := mover.Download(c.Context, store, mover.DownloadOptions{Key: v.Key, SHA256: v.SHA256}, nil)
-		switch {
-		case err != nil:
-			ck.Error = err.Error()
-		case res.Files != v.Files || res.RawBytes != v.RawBytes:
-			ck.Error = fmt.Sprintf("archive holds %d entries and %d bytes, the manifest recorded %d and %d", res.Files, res.RawBytes, v.Files, v.RawBytes)
-		default:
-			ck.OK, ck.Files, ck.Bytes = true, res.Files, res.RawBytes
-		}
-		if !ck.OK {
-			failed++
-		}
-		checks = append(checks, ck)
-		if c.Context.Err() != nil {
-			return c.Context.Err()
-		}
+	checks, checkErr := restore.CheckBackup(c.Context, store, m, c.Bool("read-data"))
+	if checks == nil && checkErr != nil {
+		return checkErr
 	}
 	if format == "json" {
 		if err := printJSON(c, checks); err != nil {
@@ -531,8 +426,8 @@ func verifyAction(c *cli.Context) error {
 		}
 		_ = tw.Flush()
 	}
-	if failed > 0 {
-		return fmt.Errorf("verify %s: %d of %d volumes failed the check: restore from another backup", id, failed, len(checks))
+	if checkErr != nil {
+		return fmt.Errorf("%w: restore from another backup", checkErr)
 	}
 	if !c.Bool("restore-test") {
 		return nil

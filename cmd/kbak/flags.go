@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/uploader"
 )
 
@@ -33,7 +34,7 @@ func kubeFlags() []cli.Flag {
 		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "namespace of the StatefulSet (default: the kubeconfig context's)", Category: "Cluster"},
 		&cli.PathFlag{Name: "kubeconfig", EnvVars: []string{"KUBECONFIG"}, Usage: "kubeconfig file (default: in-cluster config, then ~/.kube/config)", Category: "Cluster"},
 		&cli.StringFlag{Name: "context", Usage: "kubeconfig context to use", Category: "Cluster"},
-		&cli.DurationFlag{Name: "request-timeout", Value: 30 * time.Second, Action: positive("request-timeout"), Category: "Cluster",
+		&cli.DurationFlag{Name: "request-timeout", Value: kube.DefaultRequestTimeout, Action: positive("request-timeout"), Category: "Cluster",
 			Usage: "how long the Kubernetes API server may take to answer a request (log follows and exec: to start answering)"},
 	}
 }

@@ -17,6 +17,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
+// DefaultCleanupTimeout bounds deleting what a run made unless told
+// otherwise: it waits for pods to go before their claims.
+const DefaultCleanupTimeout = 2 * time.Minute
+
 // CleanupOptions tunes DeleteRun.
 type CleanupOptions struct {
 	// Namespace to clean; "" cleans every namespace (for gc).
@@ -51,7 +55,7 @@ func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 		o.Interval = time.Second
 	}
 	if o.PodGoneTimeout <= 0 {
-		o.PodGoneTimeout = 2 * time.Minute
+		o.PodGoneTimeout = DefaultCleanupTimeout
 	}
 
 	pods, err := kc.CoreV1().Pods(o.Namespace).List(ctx, list)

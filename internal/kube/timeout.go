@@ -29,6 +29,10 @@ type APITimeoutError struct {
 func (e *APITimeoutError) Error() string { return fmt.Sprintf("%v within %s", ErrAPITimeout, e.After) }
 func (e *APITimeoutError) Unwrap() error { return ErrAPITimeout }
 
+// DefaultRequestTimeout is how long the API server may take to answer a
+// request unless told otherwise.
+const DefaultRequestTimeout = 30 * time.Second
+
 // WithRequestTimeout makes every request of clients built from cfg fail
 // with an APITimeoutError when the API server has not answered within d:
 // ordinary requests must complete, body included; log follows, watches and

@@ -18,6 +18,13 @@ import (
 	"github.com/kbak/kbak/internal/mover"
 )
 
+// Defaults of a run's mover pods, shared by backup and restore.
+const (
+	DefaultPodStartTimeout = 5 * time.Minute // scheduling, binding, provisioning, image pull
+	DefaultPollInterval    = time.Second
+	DefaultParallel        = 2 // mover pods at once
+)
+
 // Launcher runs the mover pods of one backup or restore run. It is shared
 // by the run's workers and must not be copied.
 type Launcher struct {

@@ -1,0 +1,86 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/mover"
+	"github.com/kbak/kbak/internal/repo"
+	"github.com/kbak/kbak/uploader"
+)
+
+// ErrCheckFailed is wrapped by the error of a backup some of whose volumes
+// CheckBackup could not read back as the manifest records them.
+var ErrCheckFailed = errors.New("failed the check")
+
+// VolumeCheck is the outcome of reading one volume of a backup back.
+type VolumeCheck struct {
+	PVC   string `json:"pvc"`
+	Files int64  `json:"files"`
+	Bytes int64  `json:"bytes"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+// CheckBackup reads every backed-up volume of m back from store, writing
+// nothing, and compares it with the manifest; it is what `kbak verify` does
+// before a test restore. For the deduplicating format it checks that every
+// chunk a volume references is indexed in a pack that exists, unless
+// readData asks, as the archive format always does, to read each volume's
+// stream through, checking its digest and its file and byte counts. A
+// volume that fails gives an error wrapping ErrCheckFailed with the checks;
+// an error reading the repository or the end of ctx comes alone.
+func CheckBackup(ctx context.Context, store uploader.Store, m *catalog.Manifest, readData bool) ([]VolumeCheck, error) {
+	var checker *repo.Checker
+	if m.Format == catalog.FormatRepo && !readData {
+		r, err := repo.Open(ctx, store)
+		if err != nil {
+			return nil, err
+		}
+		if checker, err = r.NewChecker(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var checks []VolumeCheck
+	failed := 0
+	for _, v := range m.Volumes {
+		if v.Status != catalog.VolumeCompleted {
+			continue
+		}
+		ck := VolumeCheck{PVC: v.PVC}
+		if checker != nil {
+			res, err := checker.Check(ctx, v.Key)
+			switch {
+			case err != nil:
+				ck.Error = err.Error()
+			case res.Missing > 0:
+				ck.Error = fmt.Sprintf("%d of %d chunks missing (%s)", res.Missing, res.Chunks, res.First)
+			default:
+				ck.OK, ck.Files, ck.Bytes = true, v.Files, v.RawBytes
+			}
+		} else {
+			res, err := mover.Download(ctx, store, mover.DownloadOptions{Key: v.Key, SHA256: v.SHA256}, nil)
+			switch {
+			case err != nil:
+				ck.Error = err.Error()
+			case res.Files != v.Files || res.RawBytes != v.RawBytes:
+				ck.Error = fmt.Sprintf("archive holds %d entries and %d bytes, the manifest recorded %d and %d", res.Files, res.RawBytes, v.Files, v.RawBytes)
+			default:
+				ck.OK, ck.Files, ck.Bytes = true, res.Files, res.RawBytes
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		if !ck.OK {
+			failed++
+		}
+		checks = append(checks, ck)
+	}
+	if failed > 0 {
+		return checks, fmt.Errorf("verify %s: %d of %d volumes %w", m.ID, failed, len(checks), ErrCheckFailed)
+	}
+	return checks, nil
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
 	"github.com/kbak/kbak/internal/moverrun"
@@ -82,6 +83,11 @@ type Options struct {
 	// Progress receives every event of every mover, tagged with the source
 	// PVC name. Calls are serialized.
 	Progress func(pvc string, ev mover.Event)
+	// Spell names settings in the advice the run writes into the manifest
+	// and its log, in the caller's terms (a flag, a configuration key);
+	// default hint.Plain. Returned errors are rendered by the caller
+	// (hint.Render).
+	Spell hint.Spelling
 
 	KbakVersion string
 	// ID fixes the backup id (a retry of a run, tests); default a new one.
@@ -140,13 +146,13 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: namespace and statefulset are required", ErrUsage)
 	}
 	if o.Repo == "" {
-		return fmt.Errorf("%w: no repository: pass --repo s3://BUCKET/PREFIX", ErrUsage)
+		return hint.Errorf("%w: no repository: pass %s", ErrUsage, hint.Set(hint.Repo, "s3://BUCKET/PREFIX"))
 	}
 	if o.Format != catalog.FormatRepo && o.Format != catalog.FormatArchive {
 		return fmt.Errorf("%w: repository format %d: use %d (deduplicated) or %d (one archive a volume)", ErrUsage, o.Format, catalog.FormatRepo, catalog.FormatArchive)
 	}
 	if o.Credentials != nil && o.SecretName != "" {
-		return fmt.Errorf("%w: credentials and --secret are exclusive: give one", ErrUsage)
+		return hint.Errorf("%w: credentials and %s are exclusive: give one", ErrUsage, hint.Of(hint.SecretName))
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/hint"
+	"github.com/kbak/kbak/internal/hint/hinttest"
 	"github.com/kbak/kbak/internal/kube"
 )
 
@@ -43,7 +45,7 @@ func TestChooseMethod(t *testing.T) {
 			c := kube.Claim{Name: "data-db-0", AccessModes: tt.modes, Pod: tt.pod, Driver: "d"}
 			got, class, err := chooseMethod(tt.method, c, tt.choice)
 			if tt.wantErrSub != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErrSub) {
+				if err == nil || !strings.Contains(hint.Render(err, hinttest.Flags), tt.wantErrSub) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErrSub)
 				}
 				return

@@ -20,6 +20,7 @@ import (
 
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
 	"github.com/kbak/kbak/internal/moverrun"
@@ -199,7 +200,7 @@ func (r *run) plan(ctx context.Context, d *kube.Discovery) ([]*volume, error) {
 		log := r.log.With("pvc", c.Name)
 		switch {
 		case c.Retained && !r.opts.IncludeRetained:
-			v.skipped = fmt.Sprintf("claim of ordinal %d, beyond the current replicas (left by a scale-down): pass --include-retained to back it up", c.Ordinal)
+			v.skipped = hint.Sprintf(r.opts.Spell, "claim of ordinal %d, beyond the current replicas (left by a scale-down): pass %s to back it up", c.Ordinal, hint.Of(hint.IncludeRetained))
 			log.Warn("skipping retained claim", "reason", v.skipped)
 			continue
 		case !c.OK():
@@ -247,7 +248,7 @@ func (r *run) chooseClass(ctx context.Context, driver string) classChoice {
 // back as a files method whose run will fail with advice.
 func chooseMethod(m Method, c kube.Claim, choice classChoice) (catalog.Method, string, error) {
 	liveRWOP := c.HasAccessMode(corev1.ReadWriteOncePod) && c.Pod != nil
-	rwopErr := fmt.Errorf("claim %s is ReadWriteOncePod and mounted by pod %s, so its files cannot be read live: use --method snapshot (needs a VolumeSnapshotClass for driver %q) or scale the StatefulSet down", c.Name, podName(c.Pod), c.Driver)
+	rwopErr := hint.Errorf("claim %s is ReadWriteOncePod and mounted by pod %s, so its files cannot be read live: use %s (needs a VolumeSnapshotClass for driver %q) or scale the StatefulSet down", c.Name, podName(c.Pod), hint.Set(hint.Method, "snapshot"), c.Driver)
 	switch m {
 	case MethodSnapshot:
 		if choice.err != nil {
@@ -264,7 +265,7 @@ func chooseMethod(m Method, c kube.Claim, choice classChoice) (catalog.Method, s
 			return catalog.MethodSnapshot, choice.class, nil
 		}
 		if liveRWOP {
-			return "", "", fmt.Errorf("%w (%v)", rwopErr, choice.err)
+			return "", "", fmt.Errorf("%w (%w)", rwopErr, choice.err)
 		}
 		return catalog.MethodFiles, "", nil
 	}
@@ -286,7 +287,7 @@ func (r *run) useSecret(ctx context.Context) error {
 	ref, err := moverrun.UseSecret(ctx, r.deps.Kube, r.opts.Namespace, r.opts.SecretName)
 	var se *moverrun.SecretError
 	if errors.As(err, &se) && se.NotFound() {
-		return fmt.Errorf("%w: create it with keys %s and %s, or drop --secret", err, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
+		return hint.Errorf("%w: create it with keys %s and %s, or drop %s", err, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey, hint.Of(hint.SecretName))
 	}
 	r.secret = ref
 	return err
@@ -359,7 +360,7 @@ func (r *run) start(ctx context.Context, pool *moverrun.Pool, v *volume, fn func
 		log := r.log.With("pvc", v.claim.Name)
 		log.Info("backing up volume", "method", v.method)
 		if err := fn(ctx, v); err != nil {
-			log.Error("volume failed", "err", err)
+			log.Error("volume failed", "err", hint.Render(err, r.opts.Spell))
 			return err
 		}
 		log.Info("volume done", "bytes", v.result.RawBytes, "stored_bytes", v.result.StoredBytes, "files", v.result.Files)
@@ -601,7 +602,7 @@ func (r *run) entry(v *volume) catalog.Volume {
 	case v.skipped != "":
 		e.Status, e.Error = catalog.VolumeSkipped, v.skipped
 	case v.err != nil:
-		e.Status, e.Error = catalog.VolumeFailed, catalog.OneLine(v.err.Error())
+		e.Status, e.Error = catalog.VolumeFailed, catalog.OneLine(hint.Render(v.err, r.opts.Spell))
 	case v.result == nil:
 		e.Status, e.Error = catalog.VolumeFailed, "not backed up (the run was interrupted)"
 	default:

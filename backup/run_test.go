@@ -21,6 +21,8 @@ import (
 
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/hint"
+	"github.com/kbak/kbak/internal/hint/hinttest"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/kube/kubetest"
 	"github.com/kbak/kbak/internal/moverrun"
@@ -307,7 +309,8 @@ func TestRunRefusesEarly(t *testing.T) {
 				d.Exec = nil
 			}
 			m, err := Run(context.Background(), d, o)
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || m != nil {
+			// As the command line shows it.
+			if err == nil || !strings.Contains(hint.Render(err, hinttest.Flags), tt.wantErr) || m != nil {
 				t.Fatalf("Run = %v, %v; want no manifest and %q", m, err, tt.wantErr)
 			}
 			if left := tt.f.leftovers(t); len(left) != 0 {

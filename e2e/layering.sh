@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Enforces kbak's package layering: the byte path (archive, repo, uploader) knows
-# nothing of Kubernetes, and only cmd/kbak imports the CLI library.
+# Enforces kbak's package layering: the byte path (archive, repo, uploader) and
+# the words of advice (hint) know nothing of Kubernetes, and only cmd/kbak
+# imports the CLI library.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fail=0
 deps() { go list -deps "$1" 2>/dev/null; }
-for pkg in ./internal/archive ./uploader ./internal/repo ./internal/mover; do
+for pkg in ./internal/archive ./uploader ./internal/repo ./internal/mover ./internal/hint; do
   if deps "$pkg" | grep -qE '^k8s\.io/|external-snapshotter'; then
     echo "layering: $pkg must not import Kubernetes packages"; fail=1
   fi

@@ -1,9 +1,10 @@
 package restore
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/kbak/kbak/internal/hint"
 )
 
 // ParseOrdinals reads a comma-separated list of ordinals, e.g. "0,2".
@@ -16,7 +17,7 @@ func ParseOrdinals(s string) ([]int, error) {
 		f = strings.TrimSpace(f)
 		n, err := strconv.Atoi(f)
 		if err != nil || n < 0 {
-			return nil, fmt.Errorf("%w: --ordinals %q: %q is not an ordinal: give non-negative numbers separated by commas, e.g. 0,2", ErrUsage, s, f)
+			return nil, hint.Errorf("%w: %s %q: %q is not an ordinal: give non-negative numbers separated by commas, e.g. 0,2", ErrUsage, hint.Of(hint.Ordinals), s, f)
 		}
 		out = append(out, n)
 	}
@@ -31,10 +32,10 @@ func ParseStorageClassMap(pairs []string) (map[string]string, error) {
 		from, to, ok := strings.Cut(p, "=")
 		from, to = strings.TrimSpace(from), strings.TrimSpace(to)
 		if !ok || to == "" {
-			return nil, fmt.Errorf("%w: --storage-class-map %q: write OLD=NEW, e.g. gp2=gp3 (an empty OLD maps claims without a class)", ErrUsage, p)
+			return nil, hint.Errorf("%w: %s %q: write OLD=NEW, e.g. gp2=gp3 (an empty OLD maps claims without a class)", ErrUsage, hint.Of(hint.StorageClassMap), p)
 		}
 		if prev, dup := out[from]; dup && prev != to {
-			return nil, fmt.Errorf("%w: --storage-class-map maps %s twice (to %s and %s): give it once", ErrUsage, displayClass(from), prev, to)
+			return nil, hint.Errorf("%w: %s maps %s twice (to %s and %s): give it once", ErrUsage, hint.Of(hint.StorageClassMap), displayClass(from), prev, to)
 		}
 		out[from] = to
 	}

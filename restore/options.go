@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
 	"github.com/kbak/kbak/internal/moverrun"
@@ -57,6 +58,10 @@ type Options struct {
 	// Progress receives every event of every mover, tagged with the target
 	// PVC name. Calls are serialized.
 	Progress func(pvc string, ev mover.Event)
+	// Spell names settings in the plan's conflicts and notes and in the
+	// result's next step, in the caller's terms; default hint.Plain.
+	// Returned errors are rendered by the caller (hint.Render).
+	Spell hint.Spelling
 
 	// everyVolume restores every backed-up volume, even of ordinals that
 	// are not whole: a test restore checks data, not an application.

@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/kube"
 )
 
@@ -133,10 +134,10 @@ func NewPlan(ctx context.Context, deps Deps, m *catalog.Manifest, opts Options) 
 		p.StatefulSet = opts.ToName
 	}
 	if err := catalog.ValidateNamespace(p.Namespace); err != nil {
-		return nil, fmt.Errorf("%w: --to-namespace: %w", ErrUsage, err)
+		return nil, hint.Errorf("%w: %s: %w", ErrUsage, hint.Of(hint.ToNamespace), err)
 	}
 	if err := catalog.ValidateStatefulSetName(p.StatefulSet); err != nil {
-		return nil, fmt.Errorf("%w: --to-name: %w", ErrUsage, err)
+		return nil, hint.Errorf("%w: %s: %w", ErrUsage, hint.Of(hint.ToName), err)
 	}
 	// The id is a label value on everything the run creates.
 	p.RunID = kube.LabelValue(opts.ID)
@@ -227,10 +228,10 @@ func (p *Plan) selectVolumes(m *catalog.Manifest, want []int) ([]catalog.Volume,
 			}
 			seen[o] = true
 			if _, ok := byOrdinal[o]; !ok {
-				return nil, fmt.Errorf("%w: ordinal %d is not in backup %s (it holds %s): choose among those with --ordinals", ErrUsage, o, m.ID, joinInts(all))
+				return nil, hint.Errorf("%w: ordinal %d is not in backup %s (it holds %s): choose among those with %s", ErrUsage, o, m.ID, joinInts(all), hint.Of(hint.Ordinals))
 			}
 			if why := notRestorable(o); why != "" {
-				return nil, fmt.Errorf("%w: ordinal %d of backup %s cannot be restored: %s: leave it out of --ordinals or use another backup", ErrUsage, o, m.ID, why)
+				return nil, hint.Errorf("%w: ordinal %d of backup %s cannot be restored: %s: leave it out of %s or use another backup", ErrUsage, o, m.ID, why, hint.Of(hint.Ordinals))
 			}
 			chosen = append(chosen, o)
 		}
@@ -276,12 +277,14 @@ type planner struct {
 	defaultClass string
 }
 
+// conflict and note record a finding; the settings named among args are
+// spelled in the caller's terms.
 func (pl *planner) conflict(format string, args ...any) {
-	pl.p.Conflicts = append(pl.p.Conflicts, fmt.Sprintf(format, args...))
+	pl.p.Conflicts = append(pl.p.Conflicts, hint.Sprintf(pl.p.opts.Spell, format, args...))
 }
 
 func (pl *planner) note(format string, args ...any) {
-	pl.p.Notes = append(pl.p.Notes, fmt.Sprintf(format, args...))
+	pl.p.Notes = append(pl.p.Notes, hint.Sprintf(pl.p.opts.Spell, format, args...))
 }
 
 func (pl *planner) readCluster(ctx context.Context) error {
@@ -290,7 +293,7 @@ func (pl *planner) readCluster(ctx context.Context) error {
 	switch {
 	case apierrors.IsNotFound(err):
 		if p.opts.NoCreateNamespace {
-			pl.conflict("namespace %s does not exist: create it, or restore into another with --to-namespace", p.Namespace)
+			pl.conflict("namespace %s does not exist: create it, or restore into another with %s", p.Namespace, hint.Of(hint.ToNamespace))
 		} else {
 			p.CreateNamespace = true
 			pl.note("namespace %s does not exist and will be created", p.Namespace)
@@ -298,7 +301,7 @@ func (pl *planner) readCluster(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("get namespace %s: %w", p.Namespace, err)
 	case ns.DeletionTimestamp != nil || ns.Status.Phase == corev1.NamespaceTerminating:
-		pl.conflict("namespace %s is being deleted: wait until it is gone, or restore into another with --to-namespace", p.Namespace)
+		pl.conflict("namespace %s is being deleted: wait until it is gone, or restore into another with %s", p.Namespace, hint.Of(hint.ToNamespace))
 	default:
 		pl.nsExists = true
 	}
@@ -352,14 +355,14 @@ func (pl *planner) claim(ctx context.Context, v catalog.Volume) (Claim, error) {
 		Key:  v.Key, SHA256: v.SHA256, RawBytes: v.RawBytes, Files: v.Files,
 	}
 	if err := catalog.ValidatePVCName(c.Name); err != nil {
-		return Claim{}, fmt.Errorf("%w: claim of template %s for StatefulSet %s: %w: choose a shorter --to-name", ErrUsage, v.ClaimTemplate, p.StatefulSet, err)
+		return Claim{}, hint.Errorf("%w: claim of template %s for StatefulSet %s: %w: choose a shorter %s", ErrUsage, v.ClaimTemplate, p.StatefulSet, err, hint.Of(hint.ToName))
 	}
 
 	if pl.nsExists {
 		_, err := pl.deps.Kube.CoreV1().PersistentVolumeClaims(p.Namespace).Get(ctx, c.Name, metav1.GetOptions{})
 		switch {
 		case err == nil:
-			pl.conflict("PVC %s/%s already exists: delete it, restore under --to-name, or into --to-namespace", p.Namespace, c.Name)
+			pl.conflict("PVC %s/%s already exists: delete it, restore under %s, or into %s", p.Namespace, c.Name, hint.Of(hint.ToName), hint.Of(hint.ToNamespace))
 		case !apierrors.IsNotFound(err):
 			return Claim{}, fmt.Errorf("get persistentvolumeclaim %s/%s: %w", p.Namespace, c.Name, err)
 		}
@@ -397,7 +400,7 @@ func (pl *planner) claim(ctx context.Context, v catalog.Volume) (Claim, error) {
 			pl.conflict("%s is a raw block volume and only its kept VolumeSnapshot could restore it (%s): restore into namespace %s while the snapshot exists", v.PVC, c.Reason, p.FromNamespace)
 		}
 		if p.opts.Repo == "" {
-			pl.conflict("%s must be downloaded but no repository was given: pass --repo", c.Name)
+			pl.conflict("%s must be downloaded but no repository was given: pass %s", c.Name, hint.Of(hint.Repo))
 		}
 	}
 	c.spec = renderSpec(v, c)
@@ -433,10 +436,10 @@ func (pl *planner) targetClass(v catalog.Volume, c *Claim) *storagev1.StorageCla
 	if target == "" {
 		switch {
 		case explicitNone && !mapped:
-			pl.conflict("%s used no storage class (a pre-provisioned volume): name one with --storage-class-map =CLASS (this cluster has: %s)", v.PVC, pl.classNames())
+			pl.conflict("%s used no storage class (a pre-provisioned volume): name one with %s (this cluster has: %s)", v.PVC, hint.Set(hint.StorageClassMap, "=CLASS"), pl.classNames())
 			return nil
 		case pl.defaultClass == "":
-			pl.conflict("%s named no storage class and this cluster has no default StorageClass: name one with --storage-class-map =CLASS (this cluster has: %s)", v.PVC, pl.classNames())
+			pl.conflict("%s named no storage class and this cluster has no default StorageClass: name one with %s (this cluster has: %s)", v.PVC, hint.Set(hint.StorageClassMap, "=CLASS"), pl.classNames())
 			return nil
 		}
 		target = pl.defaultClass
@@ -445,9 +448,9 @@ func (pl *planner) targetClass(v catalog.Volume, c *Claim) *storagev1.StorageCla
 	sc := pl.classes[target]
 	if sc == nil {
 		if mapped {
-			pl.conflict("StorageClass %s (mapped from %s by --storage-class-map) does not exist: this cluster has: %s", target, displayClass(src), pl.classNames())
+			pl.conflict("StorageClass %s (mapped from %s by %s) does not exist: this cluster has: %s", target, displayClass(src), hint.Of(hint.StorageClassMap), pl.classNames())
 		} else {
-			pl.conflict("StorageClass %s of %s does not exist here: map it with --storage-class-map %s=CLASS (this cluster has: %s)", target, v.PVC, target, pl.classNames())
+			pl.conflict("StorageClass %s of %s does not exist here: map it with %s (this cluster has: %s)", target, v.PVC, hint.Set(hint.StorageClassMap, target+"=CLASS"), pl.classNames())
 		}
 		return nil
 	}
@@ -585,7 +588,7 @@ func (pl *planner) statefulSet(ctx context.Context) {
 		case replicas > 0:
 			pl.conflict("statefulset %s/%s exists with %d replicas and would grab the claims mid-restore: scale it to 0 or delete it first", p.Namespace, p.StatefulSet, replicas)
 		case p.CreateStatefulSet:
-			pl.conflict("statefulset %s/%s exists: drop --create-statefulset and scale it to %d after the restore, or delete it first", p.Namespace, p.StatefulSet, p.Replicas)
+			pl.conflict("statefulset %s/%s exists: drop %s and scale it to %d after the restore, or delete it first", p.Namespace, p.StatefulSet, hint.Of(hint.CreateStatefulSet), p.Replicas)
 		default:
 			pl.note("statefulset %s/%s exists with 0 replicas: scale it to %d after the restore", p.Namespace, p.StatefulSet, p.Replicas)
 		}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/hint/hinttest"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/kube/kubetest"
 )
@@ -190,6 +191,7 @@ func TestNewPlan(t *testing.T) {
 				tt.opts.Repo = "s3://bucket/prefix"
 			}
 			tt.opts.ID = "db-restore-1"
+			tt.opts.Spell = hinttest.Flags // conflicts and notes as the command line shows them
 			deps := Deps{Kube: fake.NewClientset(tt.objects...)}
 			if !tt.noSnap {
 				deps.Snap = snapfake.NewSimpleClientset(tt.snapshots...)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
 	"github.com/kbak/kbak/internal/moverrun"
@@ -172,7 +173,8 @@ func Run(ctx context.Context, deps Deps, p *Plan) (*Result, error) {
 	res.Warnings = append(res.Warnings, r.release(ctx, res)...)
 
 	if len(restored) < len(res.Ordinals) {
-		res.NextStep = fmt.Sprintf("retry the failed ordinals: kbak restore %s --from sts/%s -n %s%s --ordinals %s; then run the StatefulSet %s/%s with %d replicas", p.BackupID, p.FromStatefulSet, p.FromNamespace, targetFlags(p), joinInts(failedOrdinals(res)), p.Namespace, p.StatefulSet, p.Replicas)
+		res.NextStep = hint.Sprintf(r.opts.Spell, "retry the failed ordinals: kbak restore %s %s %s%s %s; then run the StatefulSet %s/%s with %d replicas",
+			p.BackupID, hint.Set(hint.From, "sts/"+p.FromStatefulSet), hint.Set(hint.Namespace, p.FromNamespace), r.targetSettings(), hint.Set(hint.Ordinals, joinInts(failedOrdinals(res))), p.Namespace, p.StatefulSet, p.Replicas)
 		return res, fmt.Errorf("%w: %s: restored ordinals %s, failed: %s", ErrPartiallyFailed, p.RunID, joinInts(restored), ordinalErrors(res))
 	}
 	if !p.CreateStatefulSet {
@@ -190,16 +192,18 @@ func (r *run) nextStep() string {
 	if p.StatefulSetExists {
 		return fmt.Sprintf("scale the StatefulSet to adopt the claims: kubectl scale statefulset %s -n %s --replicas=%d", p.StatefulSet, p.Namespace, p.Replicas)
 	}
-	return fmt.Sprintf("create the StatefulSet %s/%s with %d replicas from your own manifest: it adopts the restored claims by name (next time, --create-statefulset re-creates the backup's spec)", p.Namespace, p.StatefulSet, p.Replicas)
+	return hint.Sprintf(r.opts.Spell, "create the StatefulSet %s/%s with %d replicas from your own manifest: it adopts the restored claims by name (next time, %s re-creates the backup's spec)", p.Namespace, p.StatefulSet, p.Replicas, hint.Of(hint.CreateStatefulSet))
 }
 
-func targetFlags(p *Plan) string {
+// targetSettings are the settings that restore into the same target again.
+func (r *run) targetSettings() string {
+	p := r.plan
 	var s string
 	if p.Namespace != p.FromNamespace {
-		s += " --to-namespace " + p.Namespace
+		s += " " + hint.Sprintf(r.opts.Spell, "%s", hint.Set(hint.ToNamespace, p.Namespace))
 	}
 	if p.StatefulSet != p.FromStatefulSet {
-		s += " --to-name " + p.StatefulSet
+		s += " " + hint.Sprintf(r.opts.Spell, "%s", hint.Set(hint.ToName, p.StatefulSet))
 	}
 	return s
 }
@@ -272,11 +276,11 @@ func (r *run) setupSecret(ctx context.Context) error {
 		case !errors.As(err, &se) || !se.NotFound():
 			return err
 		case p.Namespace == p.FromNamespace:
-			return fmt.Errorf("%w: create it with keys %s and %s, or drop --secret", err, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
+			return hint.Errorf("%w: create it with keys %s and %s, or drop %s", err, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey, hint.Of(hint.SecretName))
 		}
 		creds, err = moverrun.ReadCredentials(ctx, r.deps.Kube, p.FromNamespace, o.SecretName)
 		if errors.As(err, &se) && se.NotFound() {
-			return fmt.Errorf("secret %s not found in %s nor %s: create it in %s with keys %s and %s, or pass the credentials instead of --secret", o.SecretName, p.Namespace, p.FromNamespace, p.Namespace, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
+			return hint.Errorf("secret %s not found in %s nor %s: create it in %s with keys %s and %s, or pass the credentials instead of %s", o.SecretName, p.Namespace, p.FromNamespace, p.Namespace, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey, hint.Of(hint.SecretName))
 		}
 		if err != nil {
 			return err
@@ -306,7 +310,7 @@ func (r *run) fill(ctx context.Context) []*job {
 			j.result, err = r.fillClaim(ctx, c)
 			j.took = time.Since(start)
 			if err != nil {
-				log.Error("claim failed", "err", err)
+				log.Error("claim failed", "err", hint.Render(err, r.opts.Spell))
 				return err
 			}
 			log.Info("claim restored", "bytes", j.result.RawBytes, "files", j.result.Files)
@@ -393,7 +397,7 @@ func (r *run) outcome(jobs []*job) []OrdinalResult {
 		cr := ClaimResult{PVC: c.Name, Template: c.Template, Source: c.Source, Status: StatusRestored, Duration: j.took}
 		switch {
 		case j.err != nil:
-			cr.Status, cr.Error = StatusFailed, catalog.OneLine(j.err.Error())
+			cr.Status, cr.Error = StatusFailed, catalog.OneLine(hint.Render(j.err, r.opts.Spell))
 		case j.result == nil:
 			cr.Status, cr.Error = StatusFailed, "not restored (the run was interrupted)"
 		default:

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/kbak/kbak/internal/hint"
 )
 
 // RunFunc runs one backup of a schedule. The agent calls it on the
@@ -72,7 +74,7 @@ func NewAgent(cfg Config, run RunFunc, log *slog.Logger, now func() time.Time) (
 	for _, s := range cfg.Schedules {
 		spec, err := ParseSpec(s.Cron, s.TimeZone)
 		if err != nil {
-			return nil, fmt.Errorf("schedule %s: %w", s.Name, err)
+			return nil, fmt.Errorf("schedule %s: %s", s.Name, hint.Render(err, ConfigSpelling))
 		}
 		a.specs[s.Name] = spec
 		a.stats[s.Name] = &runStats{}
@@ -176,7 +178,7 @@ func (a *Agent) RunOnce(ctx context.Context, s ScheduleSpec) (err error) {
 		}
 		a.mu.Unlock()
 		if err != nil {
-			log.Error("backup failed", "err", err, "duration", end.Sub(start))
+			log.Error("backup failed", "err", hint.Render(err, ConfigSpelling), "duration", end.Sub(start))
 		} else {
 			log.Info("backup completed", "backup_id", res.BackupID, "bytes", res.Bytes, "duration", end.Sub(start))
 		}

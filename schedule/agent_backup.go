@@ -64,6 +64,9 @@ func (r BackupRunner) Run(ctx context.Context, s ScheduleSpec) (RunResult, error
 	opts.SnapshotClass = s.SnapshotClass
 	opts.HookContainer = s.HookContainer
 	opts.ID = ""
+	// What the run writes into its manifest and log names the schedule's
+	// keys, not kbak backup's flags.
+	opts.Spell = ConfigSpelling
 	if s.Method != "" {
 		opts.Method = backup.Method(s.Method)
 	}

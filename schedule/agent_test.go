@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/hint"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -367,5 +368,39 @@ schedules:
 	cfg.Schedules[1].Secret = "other"
 	if _, err := AgentObjects(cfg, deploy.Agent{}); err == nil || !strings.Contains(err.Error(), "one Secret name") {
 		t.Errorf("two Secret names: %v", err)
+	}
+}
+
+// What the agent reports names the keys of its configuration, never the
+// flags of kbak backup, which its operator cannot pass.
+func TestAgentAdviceInItsOwnTerms(t *testing.T) {
+	_, err := ParseConfig([]byte(`
+repo: s3://b
+schedules:
+- name: shop
+  statefulset: db
+  namespace: shop
+  cron: "CRON_TZ=Europe/Paris 0 2 * * *"
+  timeZone: UTC
+  keepLast: 1
+`))
+	if err == nil || !strings.Contains(err.Error(), "but timeZone is UTC") || strings.Contains(err.Error(), "--") {
+		t.Errorf("time zone twice: %v, want the timeZone key named", err)
+	}
+	_, err = ParseConfig([]byte("repo: s3://b\nschedules:\n- {name: shop, statefulset: db, namespace: shop, cron: \"@daily\"}\n"))
+	if err == nil || !strings.Contains(err.Error(), "set at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly") {
+		t.Errorf("no retention: %v, want the keep keys named", err)
+	}
+	for r, want := range map[hint.Ref]string{
+		hint.Set(hint.Method, "files"):  "method: files",
+		hint.Of(hint.SnapshotClass):     "snapshotClass",
+		hint.Of(hint.IncludeRetained):   "kbak backup --include-retained, run by hand (the agent backs up the current replicas only)",
+		hint.Of(hint.SecretName):        "secret",
+		hint.Set(hint.Namespace, "ns"):  "namespace: ns",
+		hint.Set(hint.Ordinals, "0, 2"): "ordinals 0, 2",
+	} {
+		if got := ConfigSpelling(r); got != want {
+			t.Errorf("ConfigSpelling(%+v) = %q, want %q", r, got, want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/retention"
 )
 
@@ -83,6 +84,29 @@ func (s ScheduleSpec) Policy() retention.Policy {
 	return retention.Policy{KeepLast: s.KeepLast, Hourly: s.KeepHourly, Daily: s.KeepDaily, Weekly: s.KeepWeekly, Monthly: s.KeepMonthly}
 }
 
+// ConfigSpelling names a setting as the agent's configuration does, so
+// that what the agent reports tells its operator what to change in the
+// file. What the agent does not offer names the command that does.
+func ConfigSpelling(r hint.Ref) string {
+	key, ok := map[hint.Setting]string{
+		hint.Namespace: "namespace", hint.Method: "method", hint.SnapshotClass: "snapshotClass",
+		hint.SecretName: "secret", hint.Repo: "repo", hint.TimeZone: "timeZone",
+		hint.KeepLast: "keepLast", hint.KeepHourly: "keepHourly", hint.KeepDaily: "keepDaily",
+		hint.KeepWeekly: "keepWeekly", hint.KeepMonthly: "keepMonthly",
+	}[r.Setting]
+	switch {
+	case r.Setting == hint.IncludeRetained:
+		return "kbak backup --include-retained, run by hand (the agent backs up the current replicas only)"
+	case r.Setting == hint.MoverImage:
+		return "the agent's image (kbak deploy agent --image)"
+	case !ok:
+		return hint.Plain(r)
+	case r.Value == "":
+		return key
+	}
+	return key + ": " + r.Value
+}
+
 // LoadConfig reads and checks the agent configuration file at path.
 func LoadConfig(path string) (Config, error) {
 	data, err := os.ReadFile(path)
@@ -121,7 +145,8 @@ func ParseConfig(data []byte) (Config, error) {
 			s.Secret = cfg.Secret
 		}
 		if err := s.validate(); err != nil {
-			return Config{}, fmt.Errorf("schedule %d (%s): %w", i+1, s.Name, err)
+			// In the file's own words: its reader edits keys, not flags.
+			return Config{}, fmt.Errorf("schedule %d (%s): %s", i+1, s.Name, hint.Render(err, ConfigSpelling))
 		}
 		if seen[s.Name] {
 			return Config{}, fmt.Errorf("schedule %s is named twice: names label the metrics and must be unique", s.Name)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/kbak/kbak/internal/hint"
 )
 
 // parser accepts what the Kubernetes CronJob controller accepts (five
@@ -42,7 +44,7 @@ func ParseSpec(expr, tz string) (Spec, error) {
 			return Spec{}, fmt.Errorf("cron spec %q: %s needs a spec after the zone, e.g. '%sEurope/Berlin 0 2 * * *'", expr, prefix, prefix)
 		}
 		if tz != "" && tz != zone {
-			return Spec{}, fmt.Errorf("cron spec %q names time zone %s but --time-zone is %s: give the zone once", expr, zone, tz)
+			return Spec{}, hint.Errorf("cron spec %q names time zone %s but %s is %s: give the zone once", expr, zone, hint.Of(hint.TimeZone), tz)
 		}
 		s.Expr, s.TimeZone = strings.TrimSpace(rest), zone
 	}

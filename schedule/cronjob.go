@@ -16,6 +16,7 @@ import (
 
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/moverrun"
 	"github.com/kbak/kbak/internal/retention"
@@ -77,10 +78,10 @@ func (o CreateOptions) schedule() (deploy.Schedule, error) {
 		return deploy.Schedule{}, err
 	}
 	if o.Namespace == "" || o.StatefulSet == "" {
-		return deploy.Schedule{}, errors.New("a schedule needs a StatefulSet and its namespace: kbak schedule create NAME sts/STATEFULSET -n NAMESPACE")
+		return deploy.Schedule{}, hint.Errorf("a schedule needs a StatefulSet and its namespace: kbak schedule create NAME sts/STATEFULSET %s", hint.Set(hint.Namespace, "NAMESPACE"))
 	}
 	if o.Repo == "" {
-		return deploy.Schedule{}, errors.New("a schedule needs a repository: pass --repo s3://bucket/prefix or set KBAK_REPO")
+		return deploy.Schedule{}, hint.Errorf("a schedule needs a repository: pass %s or set KBAK_REPO", hint.Set(hint.Repo, "s3://bucket/prefix"))
 	}
 	spec, err := ParseCronJobSpec(o.Cron, o.TimeZone)
 	if err != nil {

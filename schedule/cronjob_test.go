@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/hint"
+	"github.com/kbak/kbak/internal/hint/hinttest"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/retention"
 )
@@ -88,7 +90,8 @@ func TestRender(t *testing.T) {
 			tt.edit(&o)
 			objs, err := Render(o)
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				// As the command line shows it.
+				if err == nil || !strings.Contains(hint.Render(err, hinttest.Flags), tt.wantErr) {
 					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
 				}
 				return

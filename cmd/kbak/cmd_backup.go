@@ -143,7 +143,7 @@ func backupAction(c *cli.Context) error {
 		Parallel: c.Int("parallel"), Compression: c.String("compression"), Format: c.Int("format"),
 		Image: c.String("mover-image"), PullPolicy: pull, SecretName: c.String("secret"),
 		PodStartTimeout: c.Duration("pod-start-timeout"),
-		KbakVersion:     version,
+		KbakVersion:     version, Spell: flagSpelling,
 	}
 	if opts.SecretName == "" {
 		creds, err := moverCredentials(c)

@@ -44,7 +44,7 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			checks, err := doctor.Run(c.Context, cl.kube, cl.snapshots, doctor.Options{Namespace: cl.namespace, StatefulSet: sts})
+			checks, err := doctor.Run(c.Context, cl.kube, cl.snapshots, doctor.Options{Namespace: cl.namespace, StatefulSet: sts, Spell: flagSpelling})
 			if err != nil {
 				return err
 			}

@@ -99,6 +99,7 @@ func restoreOptions(c *cli.Context, repo string) (restore.Options, error) {
 		CreateStatefulSet: c.Bool("create-statefulset"), FromStore: c.Bool("from-store"),
 		Repo: repo, Parallel: c.Int("parallel"), Image: image, PullPolicy: pull,
 		SecretName: c.String("secret"), PodStartTimeout: c.Duration("pod-start-timeout"),
+		Spell: flagSpelling,
 	}
 	if opts.SecretName == "" {
 		if opts.Credentials, err = moverCredentials(c); err != nil {

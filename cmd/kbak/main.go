@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/kube"
 )
 
@@ -33,13 +34,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// errorLine is what a person reads about err: the libraries' words, unless
-// kbak knows better what to do next.
+// errorLine is what a person reads about err: the libraries' words with
+// the settings they advise spelled as flags, unless kbak knows better what
+// to do next.
 func errorLine(err error) string {
 	var timeout *kube.APITimeoutError
 	if errors.As(err, &timeout) {
 		return fmt.Sprintf("the Kubernetes API server at %s did not answer within %s: check that it is up and reachable, or raise --request-timeout", timeout.Server, timeout.After)
 	}
 	// A person reads the first line, scripts read the exit code.
-	return catalog.OneLine(err.Error())
+	return catalog.OneLine(hint.Render(err, flagSpelling))
 }

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/kube"
 )
 
@@ -41,6 +42,9 @@ func Failed(checks []Check) bool {
 type Options struct {
 	Namespace   string
 	StatefulSet string // optional: also check this StatefulSet's claims
+	// Spell names settings in the advice, in the caller's terms; default
+	// hint.Plain.
+	Spell hint.Spelling
 }
 
 // need is one permission kbak uses, with what it is for.
@@ -80,7 +84,7 @@ func Run(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, 
 
 	ver, err := kc.Discovery().ServerVersion()
 	if err != nil {
-		return nil, fmt.Errorf("reach the Kubernetes API server: %w (check --kubeconfig and --context)", err)
+		return nil, hint.Errorf("reach the Kubernetes API server: %w (check %s and %s)", err, hint.Of(hint.Kubeconfig), hint.Of(hint.Context))
 	}
 	add("api server", LevelOK, "Kubernetes "+ver.GitVersion, "")
 
@@ -130,7 +134,7 @@ func Run(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, 
 				add(name, LevelOK, "default VolumeSnapshotClass "+defaultByDriver[d.Name]+": method auto snapshots its volumes", "")
 			case len(classesByDriver[d.Name]) > 0:
 				add(name, LevelWarn, "VolumeSnapshotClasses "+strings.Join(classesByDriver[d.Name], ", ")+" but none is the default",
-					"annotate one with "+kube.DefaultSnapshotClassAnnotation+"=true, or pass --snapshot-class")
+					hint.Sprintf(opts.Spell, "annotate one with %s=true, or pass %s", kube.DefaultSnapshotClassAnnotation, hint.Of(hint.SnapshotClass)))
 			default:
 				add(name, LevelWarn, "no VolumeSnapshotClass: method auto copies its volumes' live files",
 					"create a VolumeSnapshotClass for "+d.Name+" if the driver supports snapshots")
@@ -157,7 +161,7 @@ func Run(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, 
 	out = append(out, permissions(ctx, kc, opts.Namespace)...)
 
 	if opts.StatefulSet != "" {
-		out = append(out, statefulSet(ctx, kc, opts.Namespace, opts.StatefulSet, classesByDriver)...)
+		out = append(out, statefulSet(ctx, kc, opts, classesByDriver)...)
 	}
 	return out, nil
 }
@@ -191,10 +195,11 @@ func permissions(ctx context.Context, kc kubernetes.Interface, ns string) []Chec
 }
 
 // statefulSet reports, per claim, whether and how it would be backed up.
-func statefulSet(ctx context.Context, kc kubernetes.Interface, ns, name string, classesByDriver map[string][]string) []Check {
+func statefulSet(ctx context.Context, kc kubernetes.Interface, opts Options, classesByDriver map[string][]string) []Check {
+	ns, name := opts.Namespace, opts.StatefulSet
 	d, err := kube.Discover(ctx, kc, ns, name)
 	if err != nil {
-		return []Check{{Name: "statefulset " + ns + "/" + name, Level: LevelFail, Detail: err.Error()}}
+		return []Check{{Name: "statefulset " + ns + "/" + name, Level: LevelFail, Detail: hint.Render(err, opts.Spell)}}
 	}
 	var out []Check
 	for _, c := range d.Claims {
@@ -213,7 +218,7 @@ func statefulSet(ctx context.Context, kc kubernetes.Interface, ns, name string, 
 		out = append(out, check)
 	}
 	for _, c := range d.Retained {
-		out = append(out, Check{Name: "claim " + c.Name, Level: LevelWarn, Detail: "left by an earlier scale-down", Advice: "backed up only with --include-retained"})
+		out = append(out, Check{Name: "claim " + c.Name, Level: LevelWarn, Detail: "left by an earlier scale-down", Advice: hint.Sprintf(opts.Spell, "backed up only with %s", hint.Of(hint.IncludeRetained))})
 	}
 	return out
 }

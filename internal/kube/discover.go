@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kbak/kbak/internal/hint"
 )
 
 // Errors Discover wraps, so the command line can tell bad input from a
@@ -32,6 +34,12 @@ type humanError struct {
 
 func (e *humanError) Error() string { return e.msg }
 func (e *humanError) Unwrap() error { return e.kind }
+
+// advised is a person's message of kind with advice whose settings the
+// reader's tool spells (see package hint).
+func advised(kind error, facts, advice string, args ...any) error {
+	return hint.Errorf("%w: "+advice, append([]any{&humanError{kind, facts}}, args...)...)
+}
 
 // Claim is one PVC of one StatefulSet ordinal, with what backup needs to know
 // about it. PVC and PV are nil when the claim does not exist or is not bound;
@@ -113,7 +121,7 @@ func ClaimName(template, sts string, ordinal int) string {
 func Discover(ctx context.Context, kc kubernetes.Interface, ns, name string) (*Discovery, error) {
 	sts, err := kc.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil, &humanError{ErrStatefulSetNotFound, fmt.Sprintf("statefulset %s/%s not found: check the name and -n", ns, name)}
+		return nil, advised(ErrStatefulSetNotFound, fmt.Sprintf("statefulset %s/%s not found", ns, name), "check the name and %s", hint.Of(hint.Namespace))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get statefulset %s/%s: %w", ns, name, err)

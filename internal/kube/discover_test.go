@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/kbak/kbak/internal/hint"
+	"github.com/kbak/kbak/internal/hint/hinttest"
 	"github.com/kbak/kbak/internal/kube/kubetest"
 )
 
@@ -102,8 +104,9 @@ func TestDiscoverErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Discover(context.Background(), fake.NewClientset(tt.objs...), ns, "db")
-			if !errors.Is(err, tt.want) || !strings.HasPrefix(err.Error(), tt.wantMsg) {
-				t.Errorf("err = %v, want %v starting %q", err, tt.want, tt.wantMsg)
+			// As the command line shows it.
+			if msg := hint.Render(err, hinttest.Flags); !errors.Is(err, tt.want) || !strings.HasPrefix(msg, tt.wantMsg) {
+				t.Errorf("err = %v, want %v starting %q", msg, tt.want, tt.wantMsg)
 			}
 		})
 	}

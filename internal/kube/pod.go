@@ -19,6 +19,8 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
+
+	"github.com/kbak/kbak/internal/hint"
 )
 
 // CreatePod creates pod, or returns the one a previous try of the same run
@@ -68,9 +70,9 @@ func PodStartError(pod *corev1.Pod) error {
 			msg += ": " + w.Message
 		}
 		if strings.Contains(w.Reason, "Image") {
-			msg += fmt.Sprintf(" (image %s: check --image and that the nodes can pull it)", cs.Image)
+			return hint.Errorf("%s (image %s: check %s and that the nodes can pull it)", msg, cs.Image, hint.Of(hint.MoverImage))
 		}
-		return fmt.Errorf("%s", msg)
+		return errors.New(msg)
 	}
 	return nil
 }

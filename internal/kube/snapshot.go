@@ -15,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kbak/kbak/internal/hint"
 )
 
 // DefaultSnapshotClassAnnotation marks a driver's default VolumeSnapshotClass.
@@ -28,25 +30,25 @@ var ErrNoSnapshotClass = errors.New("no VolumeSnapshotClass")
 // driver's default class. The error for a driver without one says what to do.
 func FindSnapshotClass(ctx context.Context, sc snapclient.Interface, driver, name string) (*snapv1.VolumeSnapshotClass, error) {
 	if driver == "" {
-		return nil, &humanError{ErrNoSnapshotClass, "volume is not provisioned by a CSI driver, so it cannot be snapshotted: use --method files"}
+		return nil, advised(ErrNoSnapshotClass, "volume is not provisioned by a CSI driver, so it cannot be snapshotted", "use %s", hint.Set(hint.Method, "files"))
 	}
 	if name != "" {
 		c, err := sc.SnapshotV1().VolumeSnapshotClasses().Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return nil, &humanError{ErrNoSnapshotClass, fmt.Sprintf("VolumeSnapshotClass %s not found: check --snapshot-class", name)}
+			return nil, advised(ErrNoSnapshotClass, fmt.Sprintf("VolumeSnapshotClass %s not found", name), "check %s", hint.Of(hint.SnapshotClass))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("get VolumeSnapshotClass %s: %w", name, err)
 		}
 		if c.Driver != driver {
-			return nil, &humanError{ErrNoSnapshotClass, fmt.Sprintf("VolumeSnapshotClass %s is for driver %s, not %s: name a class of %s or use --method files", name, c.Driver, driver, driver)}
+			return nil, advised(ErrNoSnapshotClass, fmt.Sprintf("VolumeSnapshotClass %s is for driver %s, not %s", name, c.Driver, driver), "name a class of %s or use %s", driver, hint.Set(hint.Method, "files"))
 		}
 		return c, nil
 	}
 	list, err := sc.SnapshotV1().VolumeSnapshotClasses().List(ctx, metav1.ListOptions{})
 	if apierrors.IsNotFound(err) {
 		// The CRD itself is missing: the cluster has no snapshot support.
-		return nil, &humanError{ErrNoSnapshotClass, fmt.Sprintf("no VolumeSnapshotClass for driver %s (the snapshot CRDs are not installed): install the CSI snapshotter or use --method files", driver)}
+		return nil, advised(ErrNoSnapshotClass, fmt.Sprintf("no VolumeSnapshotClass for driver %s (the snapshot CRDs are not installed)", driver), "install the CSI snapshotter or use %s", hint.Set(hint.Method, "files"))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list VolumeSnapshotClasses: %w", err)
@@ -71,11 +73,11 @@ func FindSnapshotClass(ctx context.Context, sc snapclient.Interface, driver, nam
 	case len(defaults) == 1:
 		return byName[defaults[0]], nil
 	case len(defaults) > 1:
-		return nil, &humanError{ErrNoSnapshotClass, fmt.Sprintf("several default VolumeSnapshotClasses for driver %s (%s): choose one with --snapshot-class", driver, strings.Join(defaults, ", "))}
+		return nil, advised(ErrNoSnapshotClass, fmt.Sprintf("several default VolumeSnapshotClasses for driver %s (%s)", driver, strings.Join(defaults, ", ")), "choose one with %s", hint.Of(hint.SnapshotClass))
 	case len(others) > 0:
-		return nil, &humanError{ErrNoSnapshotClass, fmt.Sprintf("no default VolumeSnapshotClass for driver %s (%s exist but none is annotated %s=true): choose one with --snapshot-class", driver, strings.Join(others, ", "), DefaultSnapshotClassAnnotation)}
+		return nil, advised(ErrNoSnapshotClass, fmt.Sprintf("no default VolumeSnapshotClass for driver %s (%s exist but none is annotated %s=true)", driver, strings.Join(others, ", "), DefaultSnapshotClassAnnotation), "choose one with %s", hint.Of(hint.SnapshotClass))
 	}
-	return nil, &humanError{ErrNoSnapshotClass, fmt.Sprintf("no VolumeSnapshotClass for driver %s: create one or use --method files", driver)}
+	return nil, advised(ErrNoSnapshotClass, fmt.Sprintf("no VolumeSnapshotClass for driver %s", driver), "create one or use %s", hint.Set(hint.Method, "files"))
 }
 
 // NewVolumeSnapshot renders a VolumeSnapshot of claim ns/pvc.

@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/kbak/kbak/internal/hint"
+	"github.com/kbak/kbak/internal/hint/hinttest"
 	"github.com/kbak/kbak/internal/kube/kubetest"
 )
 
@@ -39,7 +41,8 @@ func TestFindSnapshotClass(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := FindSnapshotClass(context.Background(), snapfake.NewSimpleClientset(tt.classes...), tt.driver, tt.named)
 			if tt.wantErr {
-				if err == nil || !errors.Is(err, ErrNoSnapshotClass) || !strings.Contains(err.Error(), tt.want) {
+				// As the command line shows it.
+				if err == nil || !errors.Is(err, ErrNoSnapshotClass) || !strings.Contains(hint.Render(err, hinttest.Flags), tt.want) {
 					t.Fatalf("err = %v, want ErrNoSnapshotClass containing %q", err, tt.want)
 				}
 				return

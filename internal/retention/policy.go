@@ -1,11 +1,12 @@
 package retention
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kbak/kbak/internal/hint"
 )
 
 // Policy says which backups to keep, with restic's semantics: keep the last
@@ -41,15 +42,16 @@ type Decision struct {
 // which is almost always a mistake in a flag.
 func (p Policy) Validate() error {
 	for _, f := range []struct {
-		name string
-		n    int
-	}{{"keep-last", p.KeepLast}, {"keep-hourly", p.Hourly}, {"keep-daily", p.Daily}, {"keep-weekly", p.Weekly}, {"keep-monthly", p.Monthly}} {
+		setting hint.Setting
+		n       int
+	}{{hint.KeepLast, p.KeepLast}, {hint.KeepHourly, p.Hourly}, {hint.KeepDaily, p.Daily}, {hint.KeepWeekly, p.Weekly}, {hint.KeepMonthly, p.Monthly}} {
 		if f.n < 0 {
-			return fmt.Errorf("retention policy: --%s is %d, want 0 or more", f.name, f.n)
+			return hint.Errorf("retention policy: %s is %d, want 0 or more", hint.Of(f.setting), f.n)
 		}
 	}
 	if p.KeepLast+p.Hourly+p.Daily+p.Weekly+p.Monthly == 0 {
-		return errors.New("retention policy keeps nothing: set at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly")
+		return hint.Errorf("retention policy keeps nothing: set at least one of %s, %s, %s, %s, %s",
+			hint.Of(hint.KeepLast), hint.Of(hint.KeepHourly), hint.Of(hint.KeepDaily), hint.Of(hint.KeepWeekly), hint.Of(hint.KeepMonthly))
 	}
 	return nil
 }

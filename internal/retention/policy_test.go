@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kbak/kbak/internal/hint"
+	"github.com/kbak/kbak/internal/hint/hinttest"
 )
 
 // at parses a UTC time in the layout 2006-01-02T15:04.
@@ -270,7 +273,8 @@ func TestPolicyValidate(t *testing.T) {
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("Validate() = %v, want nil", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			// As the command line shows it.
+			case tt.wantErr != "" && (err == nil || !strings.Contains(hint.Render(err, hinttest.Flags), tt.wantErr)):
 				t.Fatalf("Validate() = %v, want an error containing %q", err, tt.wantErr)
 			}
 		})

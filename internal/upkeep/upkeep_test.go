@@ -63,7 +63,9 @@ type memCatalog struct {
 	orphans []catalog.Orphan
 }
 
-func (c *memCatalog) List(context.Context, catalog.Filter) ([]catalog.Summary, error) { return c.list, nil }
+func (c *memCatalog) List(context.Context, catalog.Filter) ([]catalog.Summary, error) {
+	return c.list, nil
+}
 func (c *memCatalog) Delete(_ context.Context, id string) (*catalog.Manifest, error) {
 	c.deleted = append(c.deleted, id)
 	return kept(id, "snap-"+id), nil

@@ -162,10 +162,10 @@ func unchanged(parent *repo.FileCache, e repo.FileEntry, match string, w *repo.W
 	return old, total == e.DataSize
 }
 
-// downloadTree restores a volume of the deduplicating repository. One walk
-// of the recipe tells the reader which chunks come next, so it fetches them
-// ahead; a second walk rebuilds the archive stream from the recipe and the
-// chunks, for archive.ExtractTar. Every chunk is checked against its id
+// downloadTree restores a volume of the deduplicating repository. The file
+// cache tells the reader which chunks come next, so it fetches them ahead;
+// the recipe and the chunks rebuild the archive stream for
+// archive.ExtractTar. Every chunk is checked against its id
 // before its bytes reach the extractor.
 func downloadTree(ctx context.Context, store Store, opts DownloadOptions, ev *Emitter) (Result, error) {
 	res := Result{Key: opts.Key, Format: repo.FormatVersion, Compression: DefaultCompression, Started: time.Now().UTC()}
@@ -189,16 +189,15 @@ func downloadTree(ctx context.Context, store Store, opts DownloadOptions, ev *Em
 	defer stop()
 
 	g, gctx := errgroup.WithContext(ctx)
-	// The chunks of every file, in recipe order.
+	// The chunks of every file, in recipe order: the file cache lists the
+	// files in the order they were archived, so it tells the reader what
+	// comes next without a second walk of the recipe. The rebuild checks
+	// every chunk against the recipe's own list.
 	refs := make(chan repo.Ref, 256)
 	g.Go(func() error {
 		defer close(refs)
-		return archive.WalkRecipe(gctx, recipeStream(gctx, g, rd, recipe), func(ref []byte) error {
-			list, err := repo.DecodeRefs(ref)
-			if err != nil {
-				return err
-			}
-			for _, r := range list {
+		return repo.ForEachFile(gctx, store, repo.FileCacheKey(opts.Key), func(e repo.FileEntry) error {
+			for _, r := range e.Refs {
 				select {
 				case refs <- r:
 				case <-gctx.Done():

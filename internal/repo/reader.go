@@ -153,8 +153,11 @@ func (rd *Reader) Fetch(ctx context.Context, refs <-chan Ref, fn func(Ref, []byt
 			}
 			b.refs = append(b.refs, ref)
 			b.locs = append(b.locs, loc)
-			b.stored += int64(loc.length)
-			if b.stored >= batchBytes || len(b.refs) >= batchRefs {
+			// What a batch holds at once is its blobs and their chunks
+			// decoded: a compressible stream's chunks are many times their
+			// blobs.
+			b.bytes += int64(loc.length) + int64(loc.rawLen)
+			if b.bytes >= batchBytes || len(b.refs) >= batchRefs {
 				if !send() {
 					return nil
 				}
@@ -211,8 +214,8 @@ func (rd *Reader) Fetch(ctx context.Context, refs <-chan Ref, fn func(Ref, []byt
 	return consumeErr
 }
 
-// How far Fetch reads ahead: fetchAhead batches of about batchBytes stored
-// bytes, fetchWorkers of them at once.
+// How far Fetch reads ahead: fetchAhead batches of about batchBytes (blobs
+// and decoded chunks), fetchWorkers of them at once.
 const (
 	fetchAhead   = 3
 	fetchWorkers = 2
@@ -226,7 +229,7 @@ const (
 type batch struct {
 	refs   []Ref
 	locs   []location
-	stored int64
+	bytes  int64 // blobs and chunks
 	data   [][]byte
 	err    error
 	done   chan struct{}

@@ -83,6 +83,10 @@ type pack struct {
 	entries []Entry
 }
 
+// packsInFlight packs upload while the next fills: one leaves a slow
+// server's latency in the way of compression. Packs are files, not memory.
+const packsInFlight = 2
+
 // indexEvery is how many uploaded packs' entries go into one index object
 // while a long stream is written: ~1 GiB of packs, so a crash loses little
 // and no index grows large.
@@ -108,8 +112,8 @@ func (r *Repo) NewWriter(ctx context.Context, opts WriterOptions) (*Writer, erro
 	w := &Writer{
 		r: r, h: newHasher(r.cfg.IDKey), level: opts.Level, tempDir: opts.TempDir, known: known,
 		jobs: make(chan job, 1),
-		free: make(chan *pack, 1),
-		sem:  make(chan struct{}, 1), // one pack uploading while the next fills
+		free: make(chan *pack, packsInFlight),
+		sem:  make(chan struct{}, packsInFlight),
 		ctx:  wctx, cancel: cancel,
 	}
 	// Buffers start at twice the average chunk; the chunker grows one for
@@ -288,8 +292,9 @@ func (w *Writer) newPack() (*pack, error) {
 	return &pack{id: id, file: f}, nil
 }
 
-// upload stores p in the background; the caller blocks while another pack
-// is uploading, which bounds memory to two packs.
+// upload stores p in the background; the caller blocks while packsInFlight
+// others are uploading, which bounds the temporary files to that many and
+// one more being filled.
 func (w *Writer) upload(p *pack) {
 	select {
 	case w.sem <- struct{}{}:

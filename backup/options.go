@@ -178,6 +178,9 @@ type Catalog interface {
 	// Latest returns the newest Completed backup matching f, whose volumes
 	// are the parents of the next backup's.
 	Latest(ctx context.Context, f catalog.Filter) (*catalog.Manifest, error)
+	// InitData creates the deduplicating repository when the store has
+	// none, before any mover starts: movers must agree on its config.
+	InitData(ctx context.Context, kbakVersion string) (created bool, err error)
 }
 
 var _ Catalog = (*catalog.Catalog)(nil)

@@ -123,6 +123,15 @@ func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error
 		return nil, err
 	}
 	r.parents = r.findParents(ctx)
+	if opts.Format == catalog.FormatRepo {
+		created, err := deps.Catalog.InitData(ctx, opts.KbakVersion)
+		if err != nil {
+			return nil, fmt.Errorf("open the repository: %w", err)
+		}
+		if created {
+			r.log.Info("created a new repository (format 2, no encryption) in the store")
+		}
+	}
 	if err := r.useSecret(ctx); err != nil {
 		return nil, err
 	}

@@ -396,3 +396,6 @@ func TestRunInterrupted(t *testing.T) {
 		t.Errorf("left in the cluster: %v", left)
 	}
 }
+
+// InitData finds the repository there: manifests are all there is.
+func (c *fakeCatalog) InitData(context.Context, string) (bool, error) { return false, nil }

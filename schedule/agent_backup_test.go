@@ -156,3 +156,6 @@ func TestBackupRunner(t *testing.T) {
 		t.Errorf("backup options %+v", o)
 	}
 }
+
+// InitData finds the repository there: manifests are all there is.
+func (c *memCatalog) InitData(context.Context, string) (bool, error) { return false, nil }

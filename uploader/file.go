@@ -61,6 +61,16 @@ func (s *FileStore) path(key string) (string, error) {
 // Put writes to a temporary file in the destination directory, syncs it and
 // renames it into place, so readers see the old object or the whole new one.
 func (s *FileStore) Put(ctx context.Context, key string, r io.Reader, size int64) (err error) {
+	return s.put(ctx, key, r, false)
+}
+
+// Create is Put for a key that must not exist yet: a link, not a rename,
+// makes the object appear, and fails when another got there first.
+func (s *FileStore) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.put(ctx, key, r, true)
+}
+
+func (s *FileStore) put(ctx context.Context, key string, r io.Reader, exclusive bool) (err error) {
 	p, err := s.path(key)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
@@ -91,7 +101,16 @@ func (s *FileStore) Put(ctx context.Context, key string, r io.Reader, size int64
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
-	if err := os.Rename(f.Name(), p); err != nil {
+	if exclusive {
+		err := os.Link(f.Name(), p)
+		os.Remove(f.Name())
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create %s: %w", key, ErrExists)
+		}
+		if err != nil {
+			return fmt.Errorf("create %s: %w", key, err)
+		}
+	} else if err := os.Rename(f.Name(), p); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	// The rename is durable only once the directory is synced.

@@ -1,6 +1,7 @@
 package uploader
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,36 @@ func (s *S3Store) objectKey(key string) (string, error) {
 		return "", fmt.Errorf("key %q: %w", key, err)
 	}
 	return s.prefix + key, nil
+}
+
+// Create is Put for a small object whose key must not exist yet: a
+// conditional PutObject (If-None-Match: *), refused with ErrExists when
+// another writer got there first. A server that ignores the condition
+// overwrites; callers read the object back.
+func (s *S3Store) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	k, err := s.objectKey(key)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxSeekablePut+1))
+	if err != nil {
+		return fmt.Errorf("create %s: read data: %w", key, err)
+	}
+	if len(b) > maxSeekablePut {
+		return fmt.Errorf("create %s: larger than %d MiB", key, maxSeekablePut/MiB)
+	}
+	_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: &s.bucket, Key: &k, Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
+		IfNoneMatch: aws.String("*"),
+	})
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusPreconditionFailed || re.HTTPStatusCode() == http.StatusConflict) {
+		return fmt.Errorf("create %s: %w", key, ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	return nil
 }
 
 // abort runs on a context of its own: a cancelled Put must still remove its

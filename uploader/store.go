@@ -39,3 +39,6 @@ type ObjectInfo struct {
 
 // ErrNotFound is wrapped by errors for keys that do not exist.
 var ErrNotFound = errors.New("object not found")
+
+// ErrExists is wrapped by Create errors for keys that exist already.
+var ErrExists = errors.New("object exists already")

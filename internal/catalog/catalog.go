@@ -453,3 +453,10 @@ func formatOfLayout(l Layout) int {
 	}
 	return 0
 }
+
+// InitData creates the deduplicating repository with the defaults when the
+// store has none, and says whether it did.
+func (c *Catalog) InitData(ctx context.Context, kbakVersion string) (bool, error) {
+	_, created, err := repo.OpenOrInit(ctx, c.store, repo.InitOptions{KbakVersion: kbakVersion})
+	return created, err
+}

@@ -96,7 +96,7 @@ type InitOptions struct {
 // Init creates the repository's config object. It fails when one exists.
 func Init(ctx context.Context, store Store, opts InitOptions) (*Repo, error) {
 	if _, err := LoadConfig(ctx, store); err == nil {
-		return nil, fmt.Errorf("init repository: a v2 repository exists already at %s", Keys.Config())
+		return nil, fmt.Errorf("init repository: a v2 repository exists already at %s: %w", Keys.Config(), uploader.ErrExists)
 	} else if !errors.Is(err, ErrNoRepository) {
 		return nil, err
 	}
@@ -128,10 +128,28 @@ func Init(ctx context.Context, store Store, opts InitOptions) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := store.Put(ctx, Keys.Config(), bytes.NewReader(b), int64(len(b))); err != nil {
+	// Writers that start at once on an empty bucket (the movers of one run,
+	// two schedules) must agree on one config: its key names every chunk.
+	// The config is created only if absent, and read back, so that the
+	// config a writer uses is the one stored.
+	if c, ok := store.(creator); ok {
+		err = c.Create(ctx, Keys.Config(), bytes.NewReader(b), int64(len(b)))
+	} else {
+		err = store.Put(ctx, Keys.Config(), bytes.NewReader(b), int64(len(b)))
+	}
+	if err != nil && !errors.Is(err, uploader.ErrExists) {
 		return nil, fmt.Errorf("init repository: %w", err)
 	}
-	return &Repo{store: store, cfg: cfg}, nil
+	stored, err := LoadConfig(ctx, store)
+	if err != nil {
+		return nil, fmt.Errorf("init repository: read the config back: %w", err)
+	}
+	return &Repo{store: store, cfg: stored}, nil
+}
+
+// creator is a store that can create an object only if it is absent.
+type creator interface {
+	Create(ctx context.Context, key string, r io.Reader, size int64) error
 }
 
 // LoadConfig reads and checks the config object.
@@ -184,11 +202,11 @@ func OpenOrInit(ctx context.Context, store Store, opts InitOptions) (r *Repo, cr
 		return r, false, err
 	}
 	r, err = Init(ctx, store, opts)
+	if errors.Is(err, uploader.ErrExists) {
+		r, err = Open(ctx, store) // another writer created it meanwhile
+		return r, false, err
+	}
 	if err != nil {
-		// Another writer may have created it meanwhile.
-		if r2, err2 := Open(ctx, store); err2 == nil {
-			return r2, false, nil
-		}
 		return nil, false, err
 	}
 	return r, true, nil

@@ -261,3 +261,29 @@ func itoa(i int) string {
 	}
 	return string(b)
 }
+
+// Writers that start at once on an empty store agree on one config: every
+// one of them uses the config that is stored.
+func TestConcurrentInit(t *testing.T) {
+	s, _ := newStore(t)
+	const n = 8
+	keys := make(chan []byte, n)
+	for range n {
+		go func() {
+			r, _, err := repo.OpenOrInit(t.Context(), s, repo.InitOptions{})
+			if err != nil {
+				t.Error(err)
+				keys <- nil
+				return
+			}
+			keys <- r.Config().IDKey
+		}()
+	}
+	stored, err := repo.LoadConfig(t.Context(), s)
+	for range n {
+		k := <-keys
+		if stored, err = repo.LoadConfig(t.Context(), s); err != nil || !bytes.Equal(k, stored.IDKey) {
+			t.Fatalf("a writer uses id key %x, the repository holds %x (%v)", k, stored.IDKey, err)
+		}
+	}
+}

@@ -37,6 +37,7 @@ func RunConformance(t *testing.T, newStore func(t *testing.T) uploader.Store) {
 		{"PutGetStat", testPutGetStat},
 		{"NotFound", testNotFound},
 		{"GetRange", testGetRange},
+		{"CreateOnlyOnce", testCreate},
 		{"Overwrite", testOverwrite},
 		{"ZeroByte", testZeroByte},
 		{"ListOrderAndPrefixes", testList},
@@ -460,4 +461,24 @@ func testGetRange(t *testing.T, s uploader.Store) {
 	if _, err := s.GetRange(t.Context(), "no-such-key", 0, 10); !errors.Is(err, uploader.ErrNotFound) {
 		t.Errorf("GetRange of a missing key: err = %v, want ErrNotFound", err)
 	}
+}
+
+// testCreate: Create makes an object only when the key is free, so that
+// writers racing to create a repository's config agree on one.
+func testCreate(t *testing.T, s uploader.Store) {
+	c, ok := s.(interface {
+		Create(ctx context.Context, key string, r io.Reader, size int64) error
+	})
+	if !ok {
+		t.Fatalf("%T has no Create", s)
+	}
+	first := []byte("first")
+	if err := c.Create(t.Context(), "once", bytes.NewReader(first), int64(len(first))); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Create(t.Context(), "once", bytes.NewReader([]byte("second")), 6)
+	if !errors.Is(err, uploader.ErrExists) {
+		t.Fatalf("second Create: %v, want ErrExists", err)
+	}
+	sameBytes(t, "object after a refused Create", get(t, s, "once"), first)
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kbak/kbak/internal/nettest"
 	"github.com/kbak/kbak/uploader"
 	"github.com/kbak/kbak/uploader/uploadertest"
 )
@@ -35,35 +35,7 @@ const (
 // rather than after the 30 s bound of the whole check (or never).
 func TestOpenSilentServer(t *testing.T) {
 	isolateAWS(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			go io.Copy(io.Discard, c) // take the request, say nothing
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	endpoint := "http://" + l.Addr().String()
+	endpoint := "http://" + nettest.SilentServer(t)
 
 	ctx, cancel := context.WithTimeout(t.Context(), hangBound)
 	defer cancel()

@@ -2,46 +2,14 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-)
 
-// silentAPIServer listens on 127.0.0.1, accepts every connection and never
-// says a word; it returns its address.
-func silentAPIServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
+	"github.com/kbak/kbak/internal/nettest"
+)
 
 // kubeconfigFor writes a kubeconfig whose one context talks to server.
 func kubeconfigFor(t *testing.T, server string) string {
@@ -104,7 +72,7 @@ func TestAPIServerNeverAnswers(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "AK")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "SK")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	addr := silentAPIServer(t)
+	addr := nettest.SilentServer(t)
 	tests := []struct {
 		name   string
 		server string
@@ -128,7 +96,7 @@ func TestAPIServerNeverAnswers(t *testing.T) {
 
 func TestDeadlineFlagsMustBePositive(t *testing.T) {
 	t.Setenv("KBAK_REPO", "")
-	kubeconfig := kubeconfigFor(t, "https://"+silentAPIServer(t))
+	kubeconfig := kubeconfigFor(t, "https://"+nettest.SilentServer(t))
 	tests := []struct {
 		name string
 		args []string

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,6 +18,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
+
+	"github.com/kbak/kbak/internal/nettest"
 )
 
 // requestTimeout is the timeout under test; bound is how long a test waits
@@ -27,38 +28,6 @@ const (
 	requestTimeout = 300 * time.Millisecond
 	bound          = 20 * time.Second
 )
-
-// silentServer accepts connections and never says a word, like an API
-// server behind a black-holing proxy.
-func silentServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return "http://" + ln.Addr().String()
-}
 
 // trickle answers at once and then sends its body a byte at a time for
 // four request timeouts.
@@ -103,7 +72,7 @@ func TestRequestTimeout(t *testing.T) {
 	mux.HandleFunc("/quick", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	silent := silentServer(t)
+	silent := "http://" + nettest.SilentServer(t)
 
 	tests := []struct {
 		name    string
@@ -183,7 +152,7 @@ func TestExecThroughRequestTimeout(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			host := ""
 			if tt.handler == nil {
-				host = silentServer(t)
+				host = "http://" + nettest.SilentServer(t)
 			} else {
 				srv := httptest.NewServer(tt.handler)
 				defer srv.Close()
@@ -227,7 +196,7 @@ func TestExecThroughRequestTimeout(t *testing.T) {
 // upgrade answer without watching its context, still gets the timeout. It
 // keeps only the error's text; Exec restores the error.
 func TestSPDYExecutorTimeout(t *testing.T) {
-	host := silentServer(t)
+	host := "http://" + nettest.SilentServer(t)
 	cfg := timedConfig(host)
 	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

@@ -227,12 +227,12 @@ const (
 )
 
 type batch struct {
-	refs   []Ref
-	locs   []location
-	bytes  int64 // blobs and chunks
-	data   [][]byte
-	err    error
-	done   chan struct{}
+	refs  []Ref
+	locs  []location
+	bytes int64 // blobs and chunks
+	data  [][]byte
+	err   error
+	done  chan struct{}
 }
 
 // fetchBatch reads every blob of b, grouping neighbours in a pack into one

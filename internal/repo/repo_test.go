@@ -279,10 +279,9 @@ func TestConcurrentInit(t *testing.T) {
 			keys <- r.Config().IDKey
 		}()
 	}
-	stored, err := repo.LoadConfig(t.Context(), s)
 	for range n {
 		k := <-keys
-		if stored, err = repo.LoadConfig(t.Context(), s); err != nil || !bytes.Equal(k, stored.IDKey) {
+		if stored, err := repo.LoadConfig(t.Context(), s); err != nil || !bytes.Equal(k, stored.IDKey) {
 			t.Fatalf("a writer uses id key %x, the repository holds %x (%v)", k, stored.IDKey, err)
 		}
 	}

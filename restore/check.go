@@ -32,7 +32,10 @@ type VolumeCheck struct {
 // stream through, checking its digest and its file and byte counts. A
 // volume that fails gives an error wrapping ErrCheckFailed with the checks;
 // an error reading the repository or the end of ctx comes alone.
-func CheckBackup(ctx context.Context, store uploader.Store, m *catalog.Manifest, readData bool) ([]VolumeCheck, error) {
+//
+// subset, between 0 and 1, also reads that fraction of each volume's chunks
+// (chosen at random) and checks them against their ids.
+func CheckBackup(ctx context.Context, store uploader.Store, m *catalog.Manifest, readData bool, subset float64) ([]VolumeCheck, error) {
 	var checker *repo.Checker
 	if m.Format == catalog.FormatRepo && !readData {
 		r, err := repo.Open(ctx, store)
@@ -59,6 +62,11 @@ func CheckBackup(ctx context.Context, store uploader.Store, m *catalog.Manifest,
 				ck.Error = fmt.Sprintf("%d of %d chunks missing (%s)", res.Missing, res.Chunks, res.First)
 			default:
 				ck.OK, ck.Files, ck.Bytes = true, v.Files, v.RawBytes
+			}
+			if ck.OK && subset > 0 {
+				if _, err := checker.ReadSubset(ctx, v.Key, subset); err != nil {
+					ck.OK, ck.Error = false, err.Error()
+				}
 			}
 		} else {
 			res, err := mover.Download(ctx, store, mover.DownloadOptions{Key: v.Key, SHA256: v.SHA256}, nil)

@@ -58,7 +58,15 @@ EXAMPLES:
 				}
 				return printJSON(c, list)
 			}
-			return printSummaries(stdout(c), list)
+			if err := printSummaries(stdout(c), list); err != nil {
+				return err
+			}
+			// ADDED is what each backup added; the shared data they all
+			// draw on is the repository's.
+			if u, err := cat.DataUsage(c.Context); err == nil && u != nil {
+				fmt.Fprintf(stderr(c), "repository data: %s in %d packs, shared by every backup of format 2 (kbak repo info)\n", humanBytes(u.PackBytes), u.Packs)
+			}
+			return nil
 		},
 	}
 }
@@ -406,7 +414,11 @@ func verifyAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	checks, checkErr := restore.CheckBackup(c.Context, store, m, c.Bool("read-data"))
+	subset := c.Float64("read-data-subset")
+	if subset < 0 || subset > 1 {
+		return usagef("--read-data-subset %g: give a fraction between 0 and 1, e.g. 0.1 for a tenth of the chunks", subset)
+	}
+	checks, checkErr := restore.CheckBackup(c.Context, store, m, c.Bool("read-data"), subset)
 	if checks == nil && checkErr != nil {
 		return checkErr
 	}
@@ -506,11 +518,13 @@ the manifest.
 EXAMPLES:
    kbak verify mariadb-20261122T020000Z-3f2a
    kbak verify mariadb-20261122T020000Z-3f2a --read-data
+   kbak verify mariadb-20261122T020000Z-3f2a --read-data-subset 0.1
    kbak verify mariadb-20261122T020000Z-3f2a --restore-test -n shop
 
 ` + exitCodesHelp,
 		Flags: flags(repoFlags(), kubeFlags(), moverFlags(), []cli.Flag{
 			&cli.BoolFlag{Name: "read-data", Usage: "format 2: read and check every chunk, not only that it is there"},
+			&cli.Float64Flag{Name: "read-data-subset", Usage: "format 2: also read and check this fraction of the chunks, chosen at random (0.1: a tenth)"},
 			&cli.BoolFlag{Name: "restore-test", Usage: "also restore into a scratch namespace kbak-verify-ID, compare file counts and sizes with the manifest, and remove the namespace"},
 			outputFlag(), verboseFlag(),
 		}),

@@ -460,3 +460,17 @@ func (c *Catalog) InitData(ctx context.Context, kbakVersion string) (bool, error
 	_, created, err := repo.OpenOrInit(ctx, c.store, repo.InitOptions{KbakVersion: kbakVersion})
 	return created, err
 }
+
+// DataUsage is what the deduplicating repository's shared data takes; nil
+// when the store has no such repository.
+func (c *Catalog) DataUsage(ctx context.Context) (*repo.Usage, error) {
+	r, err := repo.Open(ctx, c.store)
+	if errors.Is(err, repo.ErrNoRepository) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	u, err := r.Usage(ctx)
+	return &u, err
+}

@@ -2,7 +2,11 @@ package repo
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/kbak/kbak/uploader"
 )
@@ -63,4 +67,44 @@ func (c *Checker) Check(ctx context.Context, treeKey string) (CheckResult, error
 		return nil
 	})
 	return res, err
+}
+
+// ReadSubset reads a random fraction (0 < fraction <= 1) of the chunks the
+// volume at treeKey references and checks each against its id, as a
+// cheaper --read-data. It returns how many chunks it read.
+func (c *Checker) ReadSubset(ctx context.Context, treeKey string, fraction float64) (int64, error) {
+	var seed [8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return 0, err
+	}
+	limit := uint64(fraction * float64(math.MaxUint64))
+	if fraction >= 1 {
+		limit = math.MaxUint64
+	}
+	picked := newIDSet()
+	var refs []Ref
+	err := VolumeRefs(ctx, c.rd.r.store, treeKey, func(id ID) error {
+		h := sha256.Sum256(append(seed[:], id[:]...))
+		if binary.BigEndian.Uint64(h[:8]) <= limit && picked.add(id) {
+			refs = append(refs, Ref{ID: id})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	ch := make(chan Ref)
+	go func() {
+		defer close(ch)
+		for _, r := range refs {
+			select {
+			case ch <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var n int64
+	err = c.rd.Fetch(ctx, ch, func(Ref, []byte) error { n++; return nil })
+	return n, err
 }

@@ -286,3 +286,46 @@ func TestConcurrentInit(t *testing.T) {
 		}
 	}
 }
+
+// A subset read finds a damaged chunk when it picks it, and reads about
+// the fraction asked for.
+func TestReadSubset(t *testing.T) {
+	s, dir := newStore(t)
+	r, err := repo.Init(t.Context(), s, repo.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "kbak/v2/backups/ns/a/a-1/volumes/d.tree"
+	refs := putVolume(t, r, s, key, randomData(20, 40<<20))
+	c, err := r.NewChecker(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.ReadSubset(t.Context(), key, 1)
+	if err != nil || n != int64(len(refs)) {
+		t.Fatalf("subset 1: read %d of %d chunks, %v", n, len(refs), err)
+	}
+	if n, err = c.ReadSubset(t.Context(), key, 0.25); err != nil || n >= int64(len(refs)) {
+		t.Fatalf("subset 0.25: read %d of %d chunks, %v", n, len(refs), err)
+	}
+	for _, p := range allFiles(t, dir, "kbak/v2/data") {
+		b, _ := os.ReadFile(p)
+		b[len(b)/3] ^= 1
+		os.WriteFile(p, b, 0o644)
+	}
+	if _, err := c.ReadSubset(t.Context(), key, 1); !errors.Is(err, repo.ErrCorrupt) {
+		t.Fatalf("subset read of damaged packs: %v, want ErrCorrupt", err)
+	}
+}
+
+func allFiles(t *testing.T, dir, sub string) []string {
+	t.Helper()
+	var files []string
+	filepath.WalkDir(filepath.Join(dir, sub), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	return files
+}

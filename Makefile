@@ -46,8 +46,8 @@ e2e-smoke: ## Quick checks that the running test bed works (snapshots, S3 and AP
 e2e-down: ## Stop the test bed, leave the machine as it was, and check that it did
 	e2e/testbed/down.sh
 
-bench: s3-servers ## Go benchmarks and the whole-process comparison with tar | zstd
-	go test -run '^$$' -bench . -benchmem ./internal/archive ./uploader
+bench: s3-servers ## Go benchmarks, then kbak vs restic and kopia on one data set (BENCH_QUICK=1: a fast try)
+	@[ "$${BENCH_QUICK:-0}" = 1 ] || go test -run '^$$' -bench . -benchmem ./internal/archive ./uploader
 	e2e/bench.sh
 
 million: ## Archive and extract 1 000 000 small files and report peak memory (slow)

@@ -178,7 +178,8 @@ backup() {
   clear_caches
   case $who in
     kbak)
-      key=$(printf 'kbak/v2/backups/bench/%s/%s-20260101T000000Z-%04d/volumes/data.tree' "$name" "$name" $((++kbak_seq)))
+      kbak_seq=$((kbak_seq + 1))
+      key=$(printf 'kbak/v2/backups/bench/%s/%s-20260101T000000Z-%04d/volumes/data.tree' "$name" "$name" "$kbak_seq")
       measure "$kbak" mover upload --repo "$(kbak_repo kbak)" --source "$src" --key "$key" \
         ${last[kbak:$name]:+--parent "${last[kbak:$name]}"} --progress-interval 0
       added=$(out_num storedBytes); last[kbak:$name]=$key ;;
@@ -217,9 +218,11 @@ verify() {
   [ "$got" = "$2" ] || { log "$1 has $got (files bytes), want $2"; exit 1; }
 }
 
+# One run on one server: a fresh server, a fresh copy of the data set, then
+# the phases below in order.
 bench_run() {
-  local run=$1 who full_stats changed_stats small_stats
-  declare -gA last=()
+  local run=$1
+  declare -gA last=() full_size=()
   kbak_seq=0
   log "$server, run $run of $runs"
   start_server
@@ -227,59 +230,78 @@ bench_run() {
   full_stats=$(tree_stats "$work")
   init_repos
   settle
+  full_backups "$run"
+  second_backups "$run"
+  restores_of_latest "$run"
+  small_files "$run"
+  stop_server
+  settle
+}
 
-  declare -A full_size=()
-  for who in $(rotate "$run" kbak kbak-f1 restic kopia); do
+full_backups() {
+  local who
+  for who in $(rotate "$1" kbak kbak-f1 restic kopia); do
     backup "$who" "$work" db
     record full.mbps "$who" "$(mbps "${full_stats#* }" "$secs")"
     record full.rss "$who" "$rss_mib"
     full_size[$who]=$(bucket_bytes "$who")
     record full.stored "$who" "${full_size[$who]}"
   done
-  for who in $(rotate "$run" kbak restic kopia); do
+}
+
+# second_backups: one of the unchanged data set, then one after the change.
+second_backups() {
+  local who
+  for who in $(rotate "$1" kbak restic kopia); do
     backup "$who" "$work" db
     record unchanged.secs "$who" "$secs"
     record unchanged.added "$who" "$added"
     record unchanged.bucket "$who" "$grown"
     record unchanged.pct "$who" "$(awk -v a="$grown" -v f="${full_size[$who]}" 'BEGIN {printf "%.4f", 100 * a / f}')"
   done
-
-  "$benchtool" change --dir "$work" --seed "$run" >&2
+  "$benchtool" change --dir "$work" --seed "$1" >&2
   changed_stats=$(tree_stats "$work")
   settle
-  for who in $(rotate "$run" kbak restic kopia); do
+  for who in $(rotate "$1" kbak restic kopia); do
     backup "$who" "$work" db
     record change.secs "$who" "$secs"
     record change.added "$who" "$added"
     record change.bucket "$who" "$grown"
     record change.rss "$who" "$rss_mib"
   done
+}
 
-  for who in $(rotate "$run" kbak kbak-f1 restic kopia); do
-    restore "$who" db "$restores/$server-$run-db-$who"
-    if [ "$who" = kbak-f1 ]; then verify "$restores/$server-$run-db-$who" "$full_stats"
-    else verify "$restores/$server-$run-db-$who" "$changed_stats"; fi
-    local n=$changed_stats; [ "$who" != kbak-f1 ] || n=$full_stats
-    record restore.mbps "$who" "$(mbps "${n#* }" "$secs")"
+# restores_of_latest: format 1 has only the full backup; the others restore
+# the backup after the change.
+restores_of_latest() {
+  local who want target
+  for who in $(rotate "$1" kbak kbak-f1 restic kopia); do
+    want=$changed_stats target="$restores/$server-$1-db-$who"
+    [ "$who" != kbak-f1 ] || want=$full_stats
+    restore "$who" db "$target"
+    verify "$target" "$want"
+    record restore.mbps "$who" "$(mbps "${want#* }" "$secs")"
     record restore.rss "$who" "$rss_mib"
   done
   rm -rf "$restores"; settle
+}
 
-  small_stats=$(tree_stats "$small")
-  for who in $(rotate "$run" kbak restic kopia); do
+small_files() {
+  local who want target
+  want=$(tree_stats "$small")
+  for who in $(rotate "$1" kbak restic kopia); do
     backup "$who" "$small" small
     record small.backup.secs "$who" "$secs"
     record small.backup.rss "$who" "$rss_mib"
   done
-  for who in $(rotate "$run" kbak restic kopia); do
-    restore "$who" small "$restores/$server-$run-small-$who"
-    verify "$restores/$server-$run-small-$who" "$small_stats"
+  for who in $(rotate "$1" kbak restic kopia); do
+    target="$restores/$server-$1-small-$who"
+    restore "$who" small "$target"
+    verify "$target" "$want"
     record small.restore.secs "$who" "$secs"
     record small.restore.rss "$who" "$rss_mib"
   done
   rm -rf "$restores"
-  stop_server
-  settle
 }
 
 report() {

@@ -122,16 +122,21 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 	if err := w.Close(ctx); err != nil {
 		return Result{}, fmt.Errorf("store %s: %w", opts.Key, err)
 	}
-	if err := files.Store(ctx, store, repo.FileCacheKey(opts.Key)); err != nil {
+	cacheBytes, err := files.Store(ctx, store, repo.FileCacheKey(opts.Key))
+	if err != nil {
 		return Result{}, err
 	}
-	if err := repo.PutTree(ctx, store, opts.Key, recipe); err != nil {
+	treeBytes, err := repo.PutTree(ctx, store, opts.Key, recipe)
+	if err != nil {
 		return Result{}, err
 	}
 	ws := w.Stats()
 	res.RawBytes, res.Files, res.ReadBytes = stats.RawBytes, stats.Files, stats.ReadBytes
 	res.SkippedFiles, res.SkippedBytes = skippedFiles.Load(), skippedBytes.Load()
-	res.Chunks, res.NewChunks, res.NewBytes, res.StoredBytes = ws.Chunks, ws.NewChunks, ws.NewBytes, ws.StoredBytes
+	// What the upload added: new blobs, and the volume's own tree and file
+	// cache, which every backup writes anew.
+	res.Chunks, res.NewChunks, res.NewBytes = ws.Chunks, ws.NewChunks, ws.NewBytes
+	res.StoredBytes = ws.StoredBytes + cacheBytes + treeBytes
 	res.Finished = time.Now().UTC()
 	return res, writeResult(ctx, store, opts.ResultKey, res)
 }

@@ -112,22 +112,22 @@ func (w *FileCacheWriter) Add(e FileEntry) error {
 	return err
 }
 
-// Store finishes the cache and puts it at key.
-func (w *FileCacheWriter) Store(ctx context.Context, store Store, key string) error {
+// Store finishes the cache, puts it at key and returns its stored size.
+func (w *FileCacheWriter) Store(ctx context.Context, store Store, key string) (int64, error) {
 	if err := w.bw.Flush(); err != nil {
-		return fmt.Errorf("write file cache: %w", err)
+		return 0, fmt.Errorf("write file cache: %w", err)
 	}
 	if err := w.enc.Close(); err != nil {
-		return fmt.Errorf("write file cache: %w", err)
+		return 0, fmt.Errorf("write file cache: %w", err)
 	}
 	size, err := w.f.Seek(0, io.SeekCurrent)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := store.Put(ctx, key, io.NewSectionReader(w.f, 0, size), size); err != nil {
-		return fmt.Errorf("store file cache: %w", err)
+		return 0, fmt.Errorf("store file cache: %w", err)
 	}
-	return nil
+	return size, nil
 }
 
 // Close releases the temporary file.

@@ -223,7 +223,7 @@ func TestFileCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := w.Store(t.Context(), s, "fc"); err != nil {
+	if _, err := w.Store(t.Context(), s, "fc"); err != nil {
 		t.Fatal(err)
 	}
 	fc, err := repo.OpenFileCache(t.Context(), s, "fc", t.TempDir())

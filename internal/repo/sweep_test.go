@@ -20,10 +20,10 @@ func putVolume(t *testing.T, r *repo.Repo, s repo.Store, key string, data []byte
 	}
 	defer fc.Close()
 	fc.Add(repo.FileEntry{Path: r.PathID("f"), Size: int64(len(data)), DataSize: int64(len(data)), Refs: refs[0]})
-	if err := fc.Store(t.Context(), s, repo.FileCacheKey(key)); err != nil {
+	if _, err := fc.Store(t.Context(), s, repo.FileCacheKey(key)); err != nil {
 		t.Fatal(err)
 	}
-	if err := repo.PutTree(t.Context(), s, key, nil); err != nil {
+	if _, err := repo.PutTree(t.Context(), s, key, nil); err != nil {
 		t.Fatal(err)
 	}
 	return refs[0]

@@ -16,16 +16,16 @@ type Tree struct {
 	Recipe []byte `json:"recipe"` // AppendRefs of the recipe's chunks
 }
 
-// PutTree stores a volume's tree at key.
-func PutTree(ctx context.Context, store Store, key string, recipe []Ref) error {
+// PutTree stores a volume's tree at key and returns its size.
+func PutTree(ctx context.Context, store Store, key string, recipe []Ref) (int64, error) {
 	b, err := json.Marshal(Tree{Format: FormatVersion, Recipe: AppendRefs(nil, recipe)})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := store.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
-		return fmt.Errorf("store volume tree: %w", err)
+		return 0, fmt.Errorf("store volume tree: %w", err)
 	}
-	return nil
+	return int64(len(b)), nil
 }
 
 // GetTree reads a volume's tree and returns its recipe's chunks.

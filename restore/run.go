@@ -170,7 +170,13 @@ func Run(ctx context.Context, deps Deps, p *Plan) (*Result, error) {
 		r.undo(ctx, res)
 		return res, fmt.Errorf("%w: %s: no ordinal was restored, every claim it made was deleted: %s", ErrFailed, p.RunID, ordinalErrors(res))
 	}
-	res.Warnings = append(res.Warnings, r.release(ctx, res)...)
+	warnings, vanished := r.release(ctx, res)
+	res.Warnings = append(res.Warnings, warnings...)
+	if len(vanished) > 0 {
+		// Never report data as restored that is not there, nor let a
+		// StatefulSet make empty claims in their place.
+		return res, fmt.Errorf("%w: %s: restored claims %s were deleted by someone else before the restore ended: restore again", ErrFailed, p.RunID, strings.Join(vanished, ", "))
+	}
 
 	if len(restored) < len(res.Ordinals) {
 		res.NextStep = hint.Sprintf(r.opts.Spell, "retry the failed ordinals: kbak restore %s %s %s%s %s; then run the StatefulSet %s/%s with %d replicas",
@@ -423,9 +429,9 @@ func (r *run) outcome(jobs []*job) []OrdinalResult {
 
 // release turns the restored claims from temporary objects of the run into
 // the user's: without the run's labels `kbak gc` leaves them alone. It
-// returns a warning per claim it could not release.
-func (r *run) release(ctx context.Context, res *Result) []string {
-	var warnings []string
+// returns a warning per claim it could not release, and the claims that are
+// gone.
+func (r *run) release(ctx context.Context, res *Result) (warnings, vanished []string) {
 	drop := map[string]any{}
 	for _, k := range kube.TemporaryLabels {
 		drop[k] = nil
@@ -437,6 +443,10 @@ func (r *run) release(ctx context.Context, res *Result) []string {
 		}
 		for _, c := range o.Claims {
 			_, err := r.deps.Kube.CoreV1().PersistentVolumeClaims(r.plan.Namespace).Patch(ctx, c.PVC, types.MergePatchType, patch, metav1.PatchOptions{})
+			if apierrors.IsNotFound(err) {
+				vanished = append(vanished, c.PVC)
+				continue
+			}
 			if err != nil {
 				w := fmt.Sprintf("claim %s/%s still carries kbak's temporary labels (%v), so `kbak gc` would delete it: remove them with kubectl label pvc %s -n %s %s-", r.plan.Namespace, c.PVC, err, c.PVC, r.plan.Namespace, strings.Join(kube.TemporaryLabels, "- "))
 				r.log.Warn("release restored claim", "pvc", c.PVC, "err", err)
@@ -444,7 +454,7 @@ func (r *run) release(ctx context.Context, res *Result) []string {
 			}
 		}
 	}
-	return warnings
+	return warnings, vanished
 }
 
 // undo deletes every claim this run created and the namespace when the run

@@ -55,14 +55,8 @@ func (s *S3Store) Put(ctx context.Context, key string, r io.Reader, size int64) 
 }
 
 func (s *S3Store) putSingle(ctx context.Context, key, k string, body io.ReadSeeker, n int64) error {
-	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket:        &s.bucket,
-		Key:           &k,
-		Body:          body, // seekable: the SDK can retry
-		ContentLength: aws.Int64(n),
-	})
-	if err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+	if err := s.putObject(ctx, k, body, n, false); err != nil {
+		return fmt.Errorf("put %s: %w", key, s.writeError(key, err))
 	}
 	return nil
 }
@@ -71,9 +65,11 @@ func (s *S3Store) putSingle(ctx context.Context, key, k string, body io.ReadSeek
 // size. Parts are completed only when all of them succeeded; on any error
 // or on cancellation the upload is aborted so that nothing remains.
 func (s *S3Store) putMultipart(ctx context.Context, key, k string, r io.Reader, pool *partPool, first *partBuf) (err error) {
-	cr, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &k})
+	cin := &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &k}
+	cin.ObjectLockMode, cin.ObjectLockRetainUntilDate = s.lockParams()
+	cr, err := s.client.CreateMultipartUpload(ctx, cin)
 	if err != nil {
-		return fmt.Errorf("put %s: start multipart upload: %w", key, err)
+		return fmt.Errorf("put %s: start multipart upload: %w", key, s.writeError(key, err))
 	}
 	id := aws.ToString(cr.UploadId)
 	log := s.log.With("key", k, "upload_id", id)
@@ -113,13 +109,20 @@ func (s *S3Store) putMultipart(ctx context.Context, key, k string, r io.Reader, 
 			defer wg.Done()
 			defer func() { <-inFlight }()
 			defer pool.release(p)
-			out, err := s.client.UploadPart(pctx, &s3.UploadPartInput{
+			body := p.body() // seekable: the SDK can retry
+			in := &s3.UploadPartInput{
 				Bucket:        &s.bucket,
 				Key:           &k,
 				UploadId:      &id,
 				PartNumber:    aws.Int32(part),
-				Body:          p.body(), // seekable: the SDK can retry
+				Body:          body,
 				ContentLength: aws.Int64(p.n),
+			}
+			var out *s3.UploadPartOutput
+			err := s.withMD5(body, p.n, func(sum *string) (err error) {
+				in.ContentMD5 = sum
+				out, err = s.client.UploadPart(pctx, in)
+				return err
 			})
 			if err != nil {
 				cancel(fmt.Errorf("upload part %d: %w", part, err))
@@ -160,7 +163,7 @@ func (s *S3Store) putMultipart(ctx context.Context, key, k string, r io.Reader, 
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
 	})
 	if err != nil {
-		return fmt.Errorf("put %s: complete multipart upload of %d parts: %w", key, len(completed), err)
+		return fmt.Errorf("put %s: complete multipart upload of %d parts: %w", key, len(completed), s.writeError(key, err))
 	}
 	log.Debug("multipart upload completed", "parts", len(completed), "bytes", total)
 	return nil

@@ -51,6 +51,11 @@ type Options struct {
 	// (CompleteMultipartUpload of a large object included). 0 means 1 minute.
 	IdleTimeout time.Duration
 	Logger      *slog.Logger
+	// Retention puts S3 Object Lock retention on every object the store
+	// writes; the bucket must have Object Lock enabled (Open checks it
+	// when it may read the bucket's lock configuration). A file://
+	// repository refuses it. WithRetention makes views with another.
+	Retention Retention
 }
 
 const (
@@ -76,7 +81,8 @@ const (
 // AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_CA_BUNDLE, ...). Open checks that the
 // bucket (or the directory) is reachable and returns one clear error line
 // when it is not, wrapping ErrBadURL, ErrNoBucket, ErrAccessDenied or
-// ErrUnreachable.
+// ErrUnreachable; or, when Options.Retention asks for retention the store
+// cannot keep, ErrNoObjectLock.
 func Open(ctx context.Context, repoURL string, opts Options) (Store, error) {
 	loc, err := ParseURL(repoURL)
 	if err != nil {
@@ -84,6 +90,9 @@ func Open(ctx context.Context, repoURL string, opts Options) (Store, error) {
 	}
 	switch loc.Scheme {
 	case "file":
+		if opts.Retention.Days != 0 {
+			return nil, fileNoObjectLock(loc.Dir)
+		}
 		return NewFileStore(loc.Dir)
 	default:
 		return OpenS3(ctx, loc, opts)
@@ -92,6 +101,10 @@ func Open(ctx context.Context, repoURL string, opts Options) (Store, error) {
 
 // OpenS3 is Open for a parsed s3:// location.
 func OpenS3(ctx context.Context, loc Location, opts Options) (*S3Store, error) {
+	retention, err := opts.Retention.normalize()
+	if err != nil {
+		return nil, err
+	}
 	endpoint := firstNonEmpty(loc.Endpoint, opts.Endpoint, os.Getenv("AWS_ENDPOINT_URL_S3"), os.Getenv("AWS_ENDPOINT_URL"))
 	if endpoint != "" {
 		if err := checkEndpoint(endpoint); err != nil {
@@ -188,6 +201,8 @@ func OpenS3(ctx context.Context, loc Location, opts Options) (*S3Store, error) {
 		idle:        idle,
 		log:         logger.With("bucket", loc.Bucket, "endpoint", where),
 		where:       where,
+		retention:   retention,
+		state:       &bucketState{},
 	}
 	if loc.Prefix != "" {
 		s.prefix += "/"
@@ -228,7 +243,10 @@ func OpenS3(ctx context.Context, loc Location, opts Options) (*S3Store, error) {
 		}
 		return nil, classifyOpenError(err, where, loc.Bucket, cfg.Region, limit)
 	}
-	s.log.Debug("store opened", "prefix", loc.Prefix, "region", cfg.Region, "path_style", pathStyle)
+	if err := s.checkRetention(cctx); err != nil {
+		return nil, err
+	}
+	s.log.Debug("store opened", "prefix", loc.Prefix, "region", cfg.Region, "path_style", pathStyle, "retention_days", retention.Days, "retention_mode", retention.Mode)
 	return s, nil
 }
 

@@ -2,6 +2,7 @@ package uploader
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 )
 
@@ -28,7 +30,9 @@ type S3Store struct {
 	spoolDir    string        // where parts beyond it go; "" for the system's temp dir
 	idle        time.Duration // see Options.IdleTimeout
 	log         *slog.Logger
-	where       string // endpoint, for messages
+	where       string       // endpoint, for messages
+	retention   Retention    // put on every object written; see WithRetention
+	state       *bucketState // shared with the views WithRetention makes
 }
 
 var _ Store = (*S3Store)(nil)
@@ -47,7 +51,9 @@ func (s *S3Store) objectKey(key string) (string, error) {
 // Create is Put for a small object whose key must not exist yet: a
 // conditional PutObject (If-None-Match: *), refused with ErrExists when
 // another writer got there first. A server that ignores the condition
-// overwrites; callers read the object back.
+// overwrites; callers read the object back. An object under retention
+// where the bucket is not versioned also gives ErrExists (versitygw checks
+// the lock before the condition).
 func (s *S3Store) Create(ctx context.Context, key string, r io.Reader, size int64) error {
 	k, err := s.objectKey(key)
 	if err != nil {
@@ -60,18 +66,35 @@ func (s *S3Store) Create(ctx context.Context, key string, r io.Reader, size int6
 	if len(b) > maxSeekablePut {
 		return fmt.Errorf("create %s: larger than %d MiB", key, maxSeekablePut/MiB)
 	}
-	_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: &s.bucket, Key: &k, Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
-		IfNoneMatch: aws.String("*"),
-	})
+	err = s.putObject(ctx, k, bytes.NewReader(b), int64(len(b)), true)
 	var re *awshttp.ResponseError
-	if errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusPreconditionFailed || re.HTTPStatusCode() == http.StatusConflict) {
+	if errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusPreconditionFailed || re.HTTPStatusCode() == http.StatusConflict) || isLockRefusal(err) {
 		return fmt.Errorf("create %s: %w", key, ErrExists)
 	}
 	if err != nil {
-		return fmt.Errorf("create %s: %w", key, err)
+		return fmt.Errorf("create %s: %w", key, s.writeError(key, err))
 	}
 	return nil
+}
+
+// putObject sends body, n bytes, to k in one request, with the store's
+// retention; create adds If-None-Match: *.
+func (s *S3Store) putObject(ctx context.Context, k string, body io.ReadSeeker, n int64, create bool) error {
+	in := &s3.PutObjectInput{
+		Bucket:        &s.bucket,
+		Key:           &k,
+		Body:          body, // seekable: the SDK can retry
+		ContentLength: aws.Int64(n),
+	}
+	if create {
+		in.IfNoneMatch = aws.String("*")
+	}
+	in.ObjectLockMode, in.ObjectLockRetainUntilDate = s.lockParams()
+	return s.withMD5(body, n, func(sum *string) error {
+		in.ContentMD5 = sum
+		_, err := s.client.PutObject(ctx, in)
+		return err
+	})
 }
 
 // abort runs on a context of its own: a cancelled Put must still remove its
@@ -136,7 +159,11 @@ func (s *S3Store) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 	if err != nil {
 		return ObjectInfo{}, fmt.Errorf("stat %s: %w", key, s.notFound(err))
 	}
-	return ObjectInfo{Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
+	return ObjectInfo{
+		Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified),
+		RetainUntil: aws.ToTime(out.ObjectLockRetainUntilDate),
+		LegalHold:   out.ObjectLockLegalHoldStatus == types.ObjectLockLegalHoldStatusOn,
+	}, nil
 }
 
 // notFound makes a missing key wrap ErrNotFound; a missing bucket does not,
@@ -175,19 +202,67 @@ func (s *S3Store) List(ctx context.Context, prefix string, fn func(ObjectInfo) e
 	return nil
 }
 
+// Delete removes key, or in a versioned bucket (every bucket with Object
+// Lock on AWS and MinIO) hides it behind a delete marker: the data stays
+// until the bucket's lifecycle rules expire noncurrent versions. In a
+// bucket with Object Lock it first reads the object's retention and leaves
+// an object that is still locked alone, with an error wrapping ErrLocked
+// (a *LockedError that says until when). On AWS that reading needs
+// s3:GetObjectRetention and s3:GetObjectLegalHold; without them a locked
+// object is hidden like any other, and its data kept.
 func (s *S3Store) Delete(ctx context.Context, key string) error {
 	k, err := s.objectKey(key)
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	enabled, known, err := s.objectLock(ctx)
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	var head *s3.HeadObjectOutput
+	if enabled || !known {
+		head, err = s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &k})
+		var re *awshttp.ResponseError
+		switch {
+		case err == nil:
+			if le := lockedBy(key, head, time.Now()); le != nil {
+				return fmt.Errorf("delete %s: %w", key, le)
+			}
+		case errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound && !isNoSuchBucket(err):
+			// Gone, or hidden already: a delete would only stack markers.
+			return nil
+		case errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden:
+			// No right to read it; the delete will say whether it is locked.
+		default:
+			return fmt.Errorf("delete %s: read its retention: %w", key, s.notFound(err))
+		}
 	}
 	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &k}); err != nil {
 		var re *awshttp.ResponseError
 		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound && !isNoSuchBucket(err) {
 			return nil
 		}
+		if isLockRefusal(err) {
+			return fmt.Errorf("delete %s: %w", key, s.refusedLock(ctx, key, k, head))
+		}
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	return nil
+}
+
+// refusedLock describes an object whose removal the server refused for its
+// lock, from head or, failing that, a fresh HeadObject.
+func (s *S3Store) refusedLock(ctx context.Context, key, k string, head *s3.HeadObjectOutput) *LockedError {
+	if head == nil {
+		head, _ = s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &k})
+	}
+	if head != nil {
+		// The server's clock, not ours, decides: keep a date just past.
+		if le := lockedBy(key, head, time.Time{}); le != nil {
+			return le
+		}
+	}
+	return &LockedError{Key: key}
 }
 
 func isNoSuchBucket(err error) bool {
@@ -205,28 +280,81 @@ type IncompleteUpload struct {
 
 // IncompleteUploads lists the multipart uploads in progress (or left behind
 // by a crashed process) under prefix, so that they can be found and aborted.
-// MinIO lists only the uploads of the exact key given as prefix.
+// MinIO lists only the uploads of the exact key given as prefix, or of the
+// whole bucket: when the prefix finds none, the whole bucket's are listed
+// and those outside prefix left out.
 func (s *S3Store) IncompleteUploads(ctx context.Context, prefix string) ([]IncompleteUpload, error) {
 	full := s.prefix + prefix
-	in := &s3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: &full}
+	res, err := s.listUploads(ctx, full, full)
+	if err == nil && len(res) == 0 && full != "" {
+		res, err = s.listUploads(ctx, "", full)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list multipart uploads under %s: %w", prefix, err)
+	}
+	return res, nil
+}
+
+// listUploads lists the uploads the server finds under asked and keeps
+// those under want (a full key prefix).
+func (s *S3Store) listUploads(ctx context.Context, asked, want string) ([]IncompleteUpload, error) {
+	in := &s3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: &asked}
 	var res []IncompleteUpload
 	for {
 		out, err := s.client.ListMultipartUploads(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("list multipart uploads under %s: %w", prefix, err)
+			return nil, err
 		}
 		for _, u := range out.Uploads {
 			k := aws.ToString(u.Key)
-			if len(k) >= len(s.prefix) {
-				k = k[len(s.prefix):]
+			if !strings.HasPrefix(k, want) {
+				continue
 			}
-			res = append(res, IncompleteUpload{Key: k, UploadID: aws.ToString(u.UploadId), Initiated: aws.ToTime(u.Initiated)})
+			res = append(res, IncompleteUpload{Key: k[len(s.prefix):], UploadID: aws.ToString(u.UploadId), Initiated: aws.ToTime(u.Initiated)})
 		}
 		if !aws.ToBool(out.IsTruncated) {
 			return res, nil
 		}
+		if aws.ToString(out.NextKeyMarker) == "" && aws.ToString(out.NextUploadIdMarker) == "" {
+			return nil, errors.New("the server says the listing goes on but gives no marker to continue from")
+		}
 		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
 	}
+}
+
+// AbortStaleUploads aborts the incomplete uploads under prefix that were
+// started more than olderThan ago (by the server's clock against this
+// machine's), so that the parts of crashed writers stop costing storage.
+// olderThan must exceed the longest upload that may still be running: a
+// running Put whose upload is aborted fails. It returns how many it
+// aborted; an error for one upload does not stop the others, and the first
+// is returned.
+func (s *S3Store) AbortStaleUploads(ctx context.Context, prefix string, olderThan time.Duration) (int, error) {
+	if olderThan < 0 {
+		return 0, fmt.Errorf("abort stale uploads under %s: negative age %s", prefix, olderThan)
+	}
+	ups, err := s.IncompleteUploads(ctx, prefix)
+	if err != nil {
+		return 0, err
+	}
+	cutoff := time.Now().Add(-olderThan)
+	n := 0
+	var first error
+	for _, u := range ups {
+		if !u.Initiated.Before(cutoff) {
+			continue
+		}
+		if err := s.AbortUpload(ctx, u); err != nil {
+			if ctx.Err() != nil {
+				return n, err
+			}
+			first = cmp.Or(first, err)
+			continue
+		}
+		s.log.Debug("stale multipart upload aborted", "key", u.Key, "upload_id", u.UploadID, "initiated", u.Initiated)
+		n++
+	}
+	return n, first
 }
 
 // AbortUpload removes an incomplete upload and its parts. An upload that is

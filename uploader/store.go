@@ -26,7 +26,9 @@ type Store interface {
 	// List calls fn for every object whose key starts with prefix, in
 	// lexical key order. An error from fn stops the listing and is returned.
 	List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error
-	// Delete removes key. Deleting a missing key is not an error.
+	// Delete removes key. Deleting a missing key is not an error. An
+	// object under Object Lock retention or legal hold stays, and the
+	// error wraps ErrLocked (see S3Store.Delete).
 	Delete(ctx context.Context, key string) error
 }
 
@@ -35,6 +37,17 @@ type ObjectInfo struct {
 	Key     string    // relative to the repository root
 	Size    int64     // bytes
 	ModTime time.Time // last modification, as the store reports it
+	// RetainUntil is the object's Object Lock retain-until date, which
+	// may be past, and LegalHold its legal hold. Only Stat of an S3 store
+	// fills them (List cannot); zero without Object Lock. On AWS they need
+	// s3:GetObjectRetention and s3:GetObjectLegalHold.
+	RetainUntil time.Time
+	LegalHold   bool
+}
+
+// Locked reports whether Object Lock keeps the object at time now.
+func (oi ObjectInfo) Locked(now time.Time) bool {
+	return oi.LegalHold || oi.RetainUntil.After(now)
 }
 
 // ErrNotFound is wrapped by errors for keys that do not exist.

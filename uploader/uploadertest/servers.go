@@ -42,7 +42,12 @@ type Server struct {
 
 // URL is the repository URL of prefix (may be empty) in the server's bucket.
 func (s *Server) URL(prefix string) string {
-	u := url.URL{Scheme: "s3", Host: s.Bucket, Path: "/" + prefix}
+	return s.BucketURL(s.Bucket, prefix)
+}
+
+// BucketURL is the repository URL of prefix (may be empty) in bucket.
+func (s *Server) BucketURL(bucket, prefix string) string {
+	u := url.URL{Scheme: "s3", Host: bucket, Path: "/" + prefix}
 	u.RawQuery = url.Values{"endpoint": {s.Endpoint}, "region": {s.Region}}.Encode()
 	return u.String()
 }
@@ -59,6 +64,17 @@ func (s *Server) CreateBucket(t testing.TB, name string) {
 	defer cancel()
 	if _, err := s.Client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &name}); err != nil {
 		t.Fatalf("create bucket %s on %s: %v", name, s.Name, err)
+	}
+}
+
+// CreateLockBucket creates a bucket with Object Lock enabled.
+func (s *Server) CreateLockBucket(t testing.TB, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := s.Client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &name, ObjectLockEnabledForBucket: aws.Bool(true)})
+	if err != nil {
+		t.Fatalf("create bucket %s with Object Lock on %s: %v", name, s.Name, err)
 	}
 }
 
@@ -81,6 +97,22 @@ func StartVersityGW(t testing.TB) *Server {
 	cmd := exec.Command(bin, "--access", testAccessKey, "--secret", testSecretKey,
 		"--region", testRegion, "--port", addr, "--quiet", "posix", dir)
 	return start(t, "versitygw", cmd, addr, "/", nil)
+}
+
+// StartVersityGWVersioned is StartVersityGW with bucket versioning
+// available (a versioning directory): a bucket created with Object Lock is
+// then versioned, as on AWS and MinIO.
+func StartVersityGWVersioned(t testing.TB) *Server {
+	t.Helper()
+	bin := serverBinary(t, "versitygw", "KBAK_VERSITYGW")
+	dir := t.TempDir()
+	versions := t.TempDir()
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "--access", testAccessKey, "--secret", testSecretKey,
+		"--region", testRegion, "--port", addr, "--quiet", "posix", "--versioning-dir", versions, dir)
+	s := start(t, "versitygw", cmd, addr, "/", nil)
+	s.Name = "versitygw-versioned"
+	return s
 }
 
 // StartVersityGWTLS is StartVersityGW serving https with a certificate from

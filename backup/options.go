@@ -181,6 +181,9 @@ type Catalog interface {
 	// InitData creates the deduplicating repository when the store has
 	// none, before any mover starts: movers must agree on its config.
 	InitData(ctx context.Context, kbakVersion string) (created bool, err error)
+	// WriteKeyFile is what the movers open an encrypted repository with;
+	// nil when it is not encrypted.
+	WriteKeyFile(ctx context.Context) ([]byte, error)
 }
 
 var _ Catalog = (*catalog.Catalog)(nil)

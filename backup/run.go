@@ -34,8 +34,10 @@ type run struct {
 	layout catalog.Layout
 	log    *slog.Logger
 
-	secret deploy.SecretRef // the credentials Secret the movers read
-	movers *moverrun.Launcher
+	secret   deploy.SecretRef // the credentials Secret the movers read
+	key      deploy.KeyRef    // the Secret with the repository's write key
+	moverKey []byte           // the write key file of an encrypted repository
+	movers   *moverrun.Launcher
 
 	// parents are, per PVC, the volume of the latest backup of the
 	// deduplicating repository whose unchanged files a mover may reuse.
@@ -128,8 +130,13 @@ func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error
 		if err != nil {
 			return nil, fmt.Errorf("open the repository: %w", err)
 		}
-		if created {
-			r.log.Info("created a new repository (format 2, no encryption) in the store")
+		if r.moverKey, err = deps.Catalog.WriteKeyFile(ctx); err != nil {
+			return nil, fmt.Errorf("open the repository: %w", err)
+		}
+		if created && r.moverKey == nil {
+			r.log.Warn("created a new repository (format 2) WITHOUT encryption in the store: for an encrypted one, create it with `kbak repo init` before the first backup")
+		} else if created {
+			r.log.Info("created a new encrypted repository (format 2) in the store")
 		}
 	}
 	if err := r.useSecret(ctx); err != nil {
@@ -139,6 +146,12 @@ func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error
 	defer r.cleanup(ctx)
 	if opts.Credentials != nil {
 		if err := r.createSecret(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if r.moverKey != nil {
+		name := kube.Name("kbak", r.id, "key")
+		if r.key, err = moverrun.CreateKeySecret(ctx, r.deps.Kube, r.opts.Namespace, name, kube.Labels(r.id, r.opts.StatefulSet, kube.RoleCredentials), r.moverKey); err != nil {
 			return nil, err
 		}
 	}
@@ -567,6 +580,7 @@ func (r *run) moverPod(v *volume, claim, node string) *corev1.Pod {
 		ReadOnly:       true,
 		NodeName:       node,
 		Secret:         r.secret,
+		Key:            r.key,
 		Resources:      res,
 		ActiveDeadline: r.movers.ActiveDeadline(v.claim.Size.Value()),
 	}.Pod()

@@ -399,3 +399,4 @@ func TestRunInterrupted(t *testing.T) {
 
 // InitData finds the repository there: manifests are all there is.
 func (c *fakeCatalog) InitData(context.Context, string) (bool, error) { return false, nil }
+func (c *fakeCatalog) WriteKeyFile(context.Context) ([]byte, error)   { return nil, nil }

@@ -82,6 +82,8 @@ type MoverPod struct {
 	// Secret holds the store credentials; none for stores that need none
 	// (file://).
 	Secret SecretRef
+	// Key holds the repository key of an encrypted repository.
+	Key KeyRef
 	// Restore movers must restore owners and modes, so they get the
 	// capabilities for that; backup movers only need to read everything.
 	Restore bool
@@ -156,6 +158,7 @@ func (m MoverPod) Pod() *corev1.Pod {
 		},
 	}
 	m.Secret.Apply(&pod.Spec)
+	m.Key.Apply(&pod.Spec)
 	if m.ActiveDeadline > 0 {
 		secs := int64(m.ActiveDeadline / time.Second)
 		if m.ActiveDeadline%time.Second != 0 {

@@ -78,3 +78,50 @@ func secretEnv(key, secret string, optional bool) corev1.EnvVar {
 	}
 	return corev1.EnvVar{Name: key, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ref}}
 }
+
+// KeyRepoKey is the key of a Secret that holds a repository key file (a
+// write key, or for restores a read key): kbak's --key-secret reads it, and
+// mover pods get it mounted as a file.
+const KeyRepoKey = "kbak.key"
+
+// Where a pod finds the repository key, and the variable that tells kbak.
+const (
+	moverKeyDir = "/etc/kbak/key"
+	keyVolume   = "repo-key"
+	// EnvKeyFile names the key file to kbak, as --key-file does.
+	EnvKeyFile = "KBAK_KEY_FILE"
+)
+
+// KeySecret renders the Secret kbak creates for one run's movers to read
+// the repository key from.
+func KeySecret(ns, name string, labels map[string]string, keyFile []byte) *corev1.Secret {
+	immutable := true
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		Type:       corev1.SecretTypeOpaque,
+		Immutable:  &immutable,
+		Data:       map[string][]byte{KeyRepoKey: keyFile},
+	}
+}
+
+// KeyRef names a Secret holding KeyRepoKey; the zero KeyRef is none (a
+// repository that is not encrypted).
+type KeyRef struct{ Name string }
+
+// Apply mounts the key file into every container of spec, read by the
+// owner only, and points KBAK_KEY_FILE at it: the key is never in an
+// argument or an environment value.
+func (r KeyRef) Apply(spec *corev1.PodSpec) {
+	if r.Name == "" {
+		return
+	}
+	for i := range spec.Containers {
+		c := &spec.Containers[i]
+		c.Env = append(c.Env, corev1.EnvVar{Name: EnvKeyFile, Value: moverKeyDir + "/" + KeyRepoKey})
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: keyVolume, MountPath: moverKeyDir, ReadOnly: true})
+	}
+	mode := int32(0o400)
+	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: keyVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+		SecretName: r.Name, DefaultMode: &mode, Items: []corev1.KeyToPath{{Key: KeyRepoKey, Path: KeyRepoKey}},
+	}}})
+}

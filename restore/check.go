@@ -8,6 +8,7 @@ import (
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/mover"
 	"github.com/kbak/kbak/internal/repo"
+	"github.com/kbak/kbak/internal/seal"
 	"github.com/kbak/kbak/uploader"
 )
 
@@ -35,15 +36,20 @@ type VolumeCheck struct {
 //
 // subset, between 0 and 1, also reads that fraction of each volume's chunks
 // (chosen at random) and checks them against their ids.
-func CheckBackup(ctx context.Context, store uploader.Store, m *catalog.Manifest, readData bool, subset float64) ([]VolumeCheck, error) {
+func CheckBackup(ctx context.Context, store uploader.Store, key seal.Key, m *catalog.Manifest, readData bool, subset float64) ([]VolumeCheck, error) {
 	var checker *repo.Checker
-	if m.Format == catalog.FormatRepo && !readData {
-		r, err := repo.Open(ctx, store)
+	if m.Format == catalog.FormatRepo {
+		r, err := repo.Open(ctx, store, key)
 		if err != nil {
 			return nil, err
 		}
-		if checker, err = r.NewChecker(ctx); err != nil {
-			return nil, err
+		if (readData || subset > 0) && !r.CanRead() {
+			return nil, r.NeedRead("verify --read-data")
+		}
+		if !readData {
+			if checker, err = r.NewChecker(ctx); err != nil {
+				return nil, err
+			}
 		}
 	}
 	var checks []VolumeCheck
@@ -69,7 +75,7 @@ func CheckBackup(ctx context.Context, store uploader.Store, m *catalog.Manifest,
 				}
 			}
 		} else {
-			res, err := mover.Download(ctx, store, mover.DownloadOptions{Key: v.Key, SHA256: v.SHA256}, nil)
+			res, err := mover.Download(ctx, store, mover.DownloadOptions{Key: v.Key, SHA256: v.SHA256, RepoKey: key}, nil)
 			switch {
 			case err != nil:
 				ck.Error = err.Error()

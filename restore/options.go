@@ -54,6 +54,10 @@ type Options struct {
 	// With neither, movers get no credentials (IAM roles for pods).
 	Credentials *deploy.Credentials
 	SecretName  string
+	// MoverKey is the read key file the movers open an encrypted
+	// repository with. It goes into a Secret of the run, mounted as a
+	// file, and is deleted with the run.
+	MoverKey []byte
 
 	// Progress receives every event of every mover, tagged with the target
 	// PVC name. Calls are serialized.

@@ -23,6 +23,7 @@ import (
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/kube"
+	"github.com/kbak/kbak/internal/seal"
 )
 
 // Source is where a restored claim's data comes from.
@@ -120,6 +121,9 @@ func NewPlan(ctx context.Context, deps Deps, m *catalog.Manifest, opts Options) 
 	deps.setDefaults()
 	if m == nil || deps.Kube == nil {
 		return nil, errors.New("restore: a manifest and a Kubernetes client are required")
+	}
+	if m.SpecSealed() {
+		return nil, fmt.Errorf("restore backup %s: %w: the backup is encrypted, and only the write key was given: give a read key (--key-file with an AGE-SECRET-KEY-1 file, or --passphrase-file)", m.ID, seal.ErrNoReadKey)
 	}
 	p := &Plan{
 		BackupID: m.ID, FromNamespace: m.Namespace, FromStatefulSet: m.StatefulSet,

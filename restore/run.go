@@ -95,6 +95,7 @@ type run struct {
 
 	secret    deploy.SecretRef // the credentials Secret the movers read
 	ownSecret bool             // made by this run, deleted after it
+	key       deploy.KeyRef    // the Secret with the read key, made by this run
 	movers    *moverrun.Launcher
 
 	mu      sync.Mutex
@@ -147,6 +148,10 @@ func Run(ctx context.Context, deps Deps, p *Plan) (*Result, error) {
 	// path, the claims when their ordinal fails.
 	defer r.cleanup(ctx)
 	if err := r.setupSecret(ctx); err != nil {
+		r.undo(ctx, res)
+		return res, err
+	}
+	if err := r.setupKey(ctx); err != nil {
 		r.undo(ctx, res)
 		return res, err
 	}
@@ -258,6 +263,17 @@ func (r *run) createNamespace(ctx context.Context) (bool, error) {
 	}
 	r.log.Info("created namespace")
 	return true, nil
+}
+
+// setupKey gives the movers the read key of an encrypted repository in a
+// Secret of the run.
+func (r *run) setupKey(ctx context.Context) (err error) {
+	p := r.plan
+	if len(r.opts.MoverKey) == 0 || !slices.ContainsFunc(p.Claims, func(c Claim) bool { return c.Source == SourceStore }) {
+		return nil
+	}
+	r.key, err = moverrun.CreateKeySecret(ctx, r.deps.Kube, p.Namespace, kube.Name("kbak", p.RunID, "key"), r.runLabels(kube.RoleCredentials), r.opts.MoverKey)
+	return err
 }
 
 // setupSecret gives the movers their store credentials in the target
@@ -373,6 +389,7 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 	spec.Args = deploy.DownloadArgs(r.opts.Repo, c.Key, c.SHA256)
 	spec.Restore = true
 	spec.Secret = r.secret
+	spec.Key = r.key
 	out, err := r.movers.Run(ctx, c.Name, spec.Pod(), c.RawBytes)
 	if err != nil {
 		return nil, err
@@ -577,6 +594,11 @@ func (r *run) cleanup(ctx context.Context) {
 	if r.ownSecret {
 		if err := moverrun.DeleteSecret(ctx, r.deps.Kube, ns, r.secret.Name, r.runLabels(kube.RoleCredentials)); err != nil {
 			r.log.Warn("delete credentials secret (kbak gc removes it later)", "err", err)
+		}
+	}
+	if r.key.Name != "" {
+		if err := moverrun.DeleteSecret(ctx, r.deps.Kube, ns, r.key.Name, r.runLabels(kube.RoleCredentials)); err != nil {
+			r.log.Warn("delete key secret (kbak gc removes it later)", "err", err)
 		}
 	}
 }

@@ -159,3 +159,4 @@ func TestBackupRunner(t *testing.T) {
 
 // InitData finds the repository there: manifests are all there is.
 func (c *memCatalog) InitData(context.Context, string) (bool, error) { return false, nil }
+func (c *memCatalog) WriteKeyFile(context.Context) ([]byte, error)   { return nil, nil }

@@ -61,6 +61,7 @@ EXAMPLES:
 			pruneCommand(),
 			gcCommand(),
 			repoCommand(),
+			keyCommand(),
 			scheduleCommand(),
 			agentCommand(),
 			deployCommand(),

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/mover"
+	"github.com/kbak/kbak/internal/seal"
 	"github.com/kbak/kbak/internal/upkeep"
 	"github.com/kbak/kbak/uploader"
 	"github.com/kbak/kbak/uploader/uploadertest"
@@ -132,7 +133,7 @@ func writeBackup(t *testing.T, repo string, ns, sts string, created time.Time, c
 			Key: res.Key, RawBytes: res.RawBytes, StoredBytes: res.StoredBytes, Files: res.Files, SHA256: res.SHA256,
 			Compression: res.Compression, Status: catalog.VolumeCompleted,
 		}}}
-	if err := catalog.New(store).WriteManifest(ctx, m); err != nil {
+	if err := catalog.New(store, seal.Key{}).WriteManifest(ctx, m); err != nil {
 		t.Fatal(err)
 	}
 	if corrupt {

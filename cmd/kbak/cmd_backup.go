@@ -154,7 +154,11 @@ func backupAction(c *cli.Context) error {
 	}
 	progress := newProgressPrinter(stderr(c), isTerminal(stderr(c)))
 	opts.Progress = progress.event
-	cat := catalog.New(store)
+	key, err := repoKey(c, store)
+	if err != nil {
+		return err
+	}
+	cat := catalog.New(store, key)
 	m, runErr := backup.Run(c.Context, backup.Deps{
 		Kube: cl.kube, Snap: cl.snapshots, RestConfig: cl.config, Catalog: cat, Log: logger(c),
 	}, opts)

@@ -12,16 +12,28 @@ import (
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/repo"
 	"github.com/kbak/kbak/internal/retention"
+	"github.com/kbak/kbak/internal/seal"
 	"github.com/kbak/kbak/internal/upkeep"
 	"github.com/kbak/kbak/restore"
 )
 
 func openCatalog(c *cli.Context) (*catalog.Catalog, error) {
+	cat, _, err := openCatalogKey(c)
+	return cat, err
+}
+
+// openCatalogKey opens the catalog with the key the flags name, and returns
+// the key too.
+func openCatalogKey(c *cli.Context) (*catalog.Catalog, seal.Key, error) {
 	store, err := openStore(c.Context, c)
 	if err != nil {
-		return nil, err
+		return nil, seal.Key{}, err
 	}
-	return catalog.New(store), nil
+	key, err := repoKey(c, store)
+	if err != nil {
+		return nil, seal.Key{}, err
+	}
+	return catalog.New(store, key), key, nil
 }
 
 func listCommand() *cli.Command {
@@ -96,7 +108,10 @@ func describeCommand() *cli.Command {
 		ArgsUsage: "ID",
 		Description: `EXAMPLES:
    kbak describe mariadb-20261122T020000Z-3f2a
-   kbak describe mariadb-20261122T020000Z-3f2a -o json   # the whole manifest`,
+   kbak describe mariadb-20261122T020000Z-3f2a -o json   # the whole manifest
+
+In an encrypted repository the StatefulSet spec is sealed to the read keys:
+-o json needs a read key; the table says whether the spec is sealed.`,
 		Flags: flags(repoFlags(), []cli.Flag{outputFlag(), verboseFlag()}),
 		Action: func(c *cli.Context) error {
 			id, err := oneArg(c, "a backup ID")
@@ -116,6 +131,9 @@ func describeCommand() *cli.Command {
 				return err
 			}
 			if format == "json" {
+				if m.SpecSealed() {
+					return fmt.Errorf("%w: -o json prints the statefulset spec, which is sealed to the read keys: give a read key (--key-file with an AGE-SECRET-KEY-1 file, or --passphrase-file), or drop -o json for the rest", seal.ErrNoReadKey)
+				}
 				return printJSON(c, m)
 			}
 			return printManifest(stdout(c), m)
@@ -134,6 +152,9 @@ func printManifest(w io.Writer, m *catalog.Manifest) error {
 	fmt.Fprintf(tw, "kbak version:\t%s\n", m.KbakVersion)
 	fmt.Fprintf(tw, "Format:\t%s\n", formatName(m.Format))
 	fmt.Fprintf(tw, "Cluster:\t%s\n", m.ClusterID)
+	if m.SpecSealed() {
+		fmt.Fprintf(tw, "Spec:\tsealed to the read keys (give a read key to see it)\n")
+	}
 	for _, h := range m.Hooks {
 		line := fmt.Sprintf("%s in %s", h.Name, h.Pod)
 		if h.Error != "" {
@@ -410,7 +431,11 @@ func verifyAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	m, err := catalog.New(store).Get(c.Context, id)
+	key, err := repoKey(c, store)
+	if err != nil {
+		return err
+	}
+	m, err := catalog.New(store, key).Get(c.Context, id)
 	if err != nil {
 		return err
 	}
@@ -418,7 +443,7 @@ func verifyAction(c *cli.Context) error {
 	if subset < 0 || subset > 1 {
 		return usagef("--read-data-subset %g: give a fraction between 0 and 1, e.g. 0.1 for a tenth of the chunks", subset)
 	}
-	checks, checkErr := restore.CheckBackup(c.Context, store, m, c.Bool("read-data"), subset)
+	checks, checkErr := restore.CheckBackup(c.Context, store, key, m, c.Bool("read-data"), subset)
 	if checks == nil && checkErr != nil {
 		return checkErr
 	}

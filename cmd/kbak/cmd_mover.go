@@ -71,10 +71,15 @@ EXAMPLES:
 						if err != nil {
 							return mover.Result{}, err
 						}
+						key, err := repoKey(c, store)
+						if err != nil {
+							return mover.Result{}, err
+						}
 						return mover.Upload(c.Context, store, mover.UploadOptions{
 							Source: c.Path("source"), Key: c.String("key"), ResultKey: c.String("result-key"),
 							SizeHint: c.Int64("size-hint"), Compression: c.String("compression"),
 							Parent: c.String("parent"), ParentMatch: c.String("parent-match"), KbakVersion: version,
+							RepoKey: key,
 						}, ev)
 					})
 				},
@@ -94,8 +99,12 @@ EXAMPLES:
 						if err != nil {
 							return mover.Result{}, err
 						}
+						key, err := repoKey(c, store)
+						if err != nil {
+							return mover.Result{}, err
+						}
 						return mover.Download(c.Context, store, mover.DownloadOptions{
-							Key: c.String("key"), SHA256: c.String("sha256"), Target: c.Path("target"),
+							Key: c.String("key"), SHA256: c.String("sha256"), Target: c.Path("target"), RepoKey: key,
 						}, ev)
 					})
 				},

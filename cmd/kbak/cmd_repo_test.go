@@ -17,11 +17,15 @@ func TestRepoInitInfo(t *testing.T) {
 	if code, _, errs = kbak(t, "repo", "init", "--repo", url, "--encryption", "aes"); code != exitUsage {
 		t.Fatalf("init with an unbuilt scheme: exit %d: %s", code, errs)
 	}
-	code, out, errs := kbak(t, "repo", "init", "--repo", url)
+	if code, _, errs = kbak(t, "repo", "init", "--repo", url); code != exitUsage {
+		t.Fatalf("encrypted init without key files: exit %d: %s", code, errs)
+	}
+	oneErrorLine(t, errs, "--write-key-out")
+	code, out, errs := kbak(t, "repo", "init", "--repo", url, "--encryption", "none")
 	if code != 0 || !strings.Contains(out, "format 2") {
 		t.Fatalf("init: exit %d: %s %s", code, out, errs)
 	}
-	if code, _, errs = kbak(t, "repo", "init", "--repo", url); code != exitFailed {
+	if code, _, errs = kbak(t, "repo", "init", "--repo", url, "--encryption", "none"); code != exitFailed {
 		t.Fatalf("second init: exit %d, want %d", code, exitFailed)
 	}
 	oneErrorLine(t, errs, "exists")

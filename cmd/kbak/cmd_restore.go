@@ -126,9 +126,12 @@ func restoreAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cat, err := openCatalog(c)
+	cat, key, err := openCatalogKey(c)
 	if err != nil {
 		return err
+	}
+	if key.Read != nil {
+		opts.MoverKey = key.File() // a restore's movers open data: they need the read key
 	}
 	m, err := backupManifest(c, cat, ref)
 	if err != nil {

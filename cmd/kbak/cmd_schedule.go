@@ -196,7 +196,11 @@ func scheduleList(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		cat = catalog.New(store)
+		key, err := repoKey(c, store)
+		if err != nil {
+			return err
+		}
+		cat = catalog.New(store, key)
 	}
 	now := time.Now()
 	list, err := schedule.List(c.Context, cl.kube, cat, ns, now)
@@ -266,7 +270,11 @@ EXAMPLES:
 					if err != nil {
 						return nil, err
 					}
-					return catalog.New(s), nil
+					key, err := repoKey(c, s)
+					if err != nil {
+						return nil, err
+					}
+					return catalog.New(s, key), nil
 				},
 				Defaults:  backup.Options{Image: image, PullPolicy: pull, Parallel: c.Int("parallel"), KbakVersion: version},
 				ParseHook: hookCommand,

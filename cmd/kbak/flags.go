@@ -19,14 +19,14 @@ const (
 )
 
 func repoFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "repo", EnvVars: []string{"KBAK_REPO"}, Usage: repoUsage, Category: "Repository"},
 		&cli.StringFlag{Name: "s3-endpoint", EnvVars: []string{"KBAK_S3_ENDPOINT"}, Usage: "S3 endpoint URL, when the repository URL names none", Category: "Repository"},
 		&cli.StringFlag{Name: "s3-region", EnvVars: []string{"KBAK_S3_REGION"}, Usage: "S3 region (default: AWS_REGION, the shared config, or us-east-1)", Category: "Repository"},
 		&cli.BoolFlag{Name: "s3-path-style", Usage: "address buckets by path, as MinIO and most self-hosted servers want (default: on when an endpoint is set)", Category: "Repository"},
 		&cli.StringFlag{Name: "s3-access-key-id", Usage: "S3 access key id (default: AWS_ACCESS_KEY_ID, AWS_PROFILE or the shared credentials file)", Category: "Repository"},
 		&cli.PathFlag{Name: "s3-secret-access-key-file", Usage: "file holding the S3 secret access key (default: AWS_SECRET_ACCESS_KEY or the shared credentials file); never pass secrets as flags", Category: "Repository"},
-	}
+	}, keyFlags()...)
 }
 
 func kubeFlags() []cli.Flag {

@@ -3,16 +3,20 @@ package catalog
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/kbak/kbak/internal/repo"
+	"github.com/kbak/kbak/internal/seal"
 	"github.com/kbak/kbak/uploader"
 )
 
@@ -42,11 +46,36 @@ const readConcurrency = 8
 // Catalog reads and edits the set of backups in a store.
 type Catalog struct {
 	store Store
+	key   seal.Key // opens an encrypted repository
+
+	mu      sync.Mutex
+	data    *repo.Repo // opened once, when needed
+	dataErr error
 }
 
-// New returns a catalog over store.
-func New(store Store) *Catalog {
-	return &Catalog{store: store}
+// New returns a catalog over store; key opens the deduplicating repository
+// when it is encrypted (the zero Key when there is none).
+func New(store Store, key seal.Key) *Catalog {
+	return &Catalog{store: store, key: key}
+}
+
+// repo opens the deduplicating repository once; ErrNoRepository when the
+// store has none.
+func (c *Catalog) repo(ctx context.Context) (*repo.Repo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.data != nil || c.dataErr != nil {
+		return c.data, c.dataErr
+	}
+	r, err := repo.Open(ctx, c.store, c.key)
+	if err != nil {
+		if errors.Is(err, repo.ErrNeedKey) {
+			c.dataErr = err // asked once, not for every manifest
+		}
+		return nil, err
+	}
+	c.data = r
+	return r, nil
 }
 
 // Filter narrows a listing. Empty fields match everything.
@@ -128,6 +157,13 @@ func (c *Catalog) WriteManifest(ctx context.Context, m *Manifest) error {
 				m.ID, v.PVC, v.Key, info.Size, v.StoredBytes)
 		}
 	}
+	if m.Format == FormatRepo {
+		sealed, err := c.sealSpec(ctx, m)
+		if err != nil {
+			return fmt.Errorf("write manifest %s: %w", m.ID, err)
+		}
+		m = sealed
+	}
 	data, err := EncodeManifest(m)
 	if err != nil {
 		return err
@@ -157,7 +193,63 @@ func (c *Catalog) readManifest(ctx context.Context, key string) (*Manifest, erro
 	if len(data) > maxManifestBytes {
 		return nil, corrupt(key, fmt.Sprintf("larger than %d bytes", maxManifestBytes))
 	}
-	return DecodeManifest(key, data)
+	m, err := DecodeManifest(key, data)
+	if err != nil || m.SealedSpec == nil {
+		return m, err
+	}
+	return m, c.openSpec(ctx, m)
+}
+
+// sealSpec returns a copy of m whose StatefulSet spec is sealed to the read
+// keys, when the repository is encrypted: the spec carries env values and
+// the like, which the writers of backups must not read back.
+func (c *Catalog) sealSpec(ctx context.Context, m *Manifest) (*Manifest, error) {
+	r, err := c.repo(ctx)
+	if errors.Is(err, repo.ErrNoRepository) {
+		return m, nil // nothing to seal to
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !r.Encrypted() {
+		return m, nil
+	}
+	b, err := json.Marshal(m.Spec)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := r.SealForReaders(b)
+	if err != nil {
+		return nil, fmt.Errorf("seal the statefulset spec: %w", err)
+	}
+	out := *m
+	out.Spec, out.SealedSpec = appsv1.StatefulSet{}, sealed
+	return &out, nil
+}
+
+// openSpec fills in m.Spec from its sealed form when a read key is at
+// hand; without one, Spec stays empty and SealedSpec set (see SpecSealed).
+func (c *Catalog) openSpec(ctx context.Context, m *Manifest) error {
+	r, err := c.repo(ctx)
+	if err != nil {
+		if errors.Is(err, repo.ErrNeedKey) {
+			return nil
+		}
+		return fmt.Errorf("manifest %s: %w", m.ID, err)
+	}
+	if !r.CanRead() {
+		return nil
+	}
+	b, err := r.OpenForReaders(m.SealedSpec, "the statefulset spec")
+	if err != nil {
+		return fmt.Errorf("manifest %s: statefulset spec: %w", m.ID, err)
+	}
+	var spec appsv1.StatefulSet
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return corrupt(m.Layout().ManifestKey(), "sealed statefulset spec: "+OneLine(err.Error()))
+	}
+	m.Spec, m.SealedSpec = spec, nil
+	return nil
 }
 
 // List returns the backups that have a manifest, newest first. It lists the
@@ -435,7 +527,7 @@ const DataGrace = time.Hour
 // backup references any more (see repo.Sweep): run it after deleting
 // backups. A store without a repository has nothing to sweep (nil result).
 func (c *Catalog) SweepData(ctx context.Context, opts repo.SweepOptions) (*repo.SweepResult, error) {
-	r, err := repo.Open(ctx, c.store)
+	r, err := c.repo(ctx)
 	if errors.Is(err, repo.ErrNoRepository) {
 		return nil, nil
 	}
@@ -457,14 +549,37 @@ func formatOfLayout(l Layout) int {
 // InitData creates the deduplicating repository with the defaults when the
 // store has none, and says whether it did.
 func (c *Catalog) InitData(ctx context.Context, kbakVersion string) (bool, error) {
-	_, created, err := repo.OpenOrInit(ctx, c.store, repo.InitOptions{KbakVersion: kbakVersion})
+	r, created, err := repo.OpenOrInit(ctx, c.store, c.key, repo.InitOptions{KbakVersion: kbakVersion})
+	if err == nil {
+		c.mu.Lock()
+		c.data = r
+		c.mu.Unlock()
+	}
 	return created, err
+}
+
+// WriteKeyFile is the write key file of an encrypted repository, for the
+// movers of a backup, which get nothing more; nil when the repository is
+// not encrypted (or there is none).
+func (c *Catalog) WriteKeyFile(ctx context.Context) ([]byte, error) {
+	r, err := c.repo(ctx)
+	if errors.Is(err, repo.ErrNoRepository) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	id, secret, ok := r.WriteKey()
+	if !ok {
+		return nil, nil
+	}
+	return seal.FormatWriteKey(id, secret), nil
 }
 
 // DataUsage is what the deduplicating repository's shared data takes; nil
 // when the store has no such repository.
 func (c *Catalog) DataUsage(ctx context.Context) (*repo.Usage, error) {
-	r, err := repo.Open(ctx, c.store)
+	r, err := c.repo(ctx)
 	if errors.Is(err, repo.ErrNoRepository) {
 		return nil, nil
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/catalog/catalogtest"
+	"github.com/kbak/kbak/internal/seal"
 	"github.com/kbak/kbak/uploader"
 )
 
@@ -85,7 +86,7 @@ func (b backup) write(t testing.TB, ctx context.Context, s catalog.Store, withMa
 		put(t, ctx, s, m.Layout().ResultKey(v.PVC), 10)
 	}
 	if withManifest {
-		if err := catalog.New(s).WriteManifest(ctx, m); err != nil {
+		if err := catalog.New(s, seal.Key{}).WriteManifest(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -128,7 +129,7 @@ func TestWriteManifestChecksObjects(t *testing.T) {
 			s, _ := newStore()
 			m := b.manifest()
 			tt.prepare(t, s, m)
-			err := catalog.New(s).WriteManifest(ctx, m)
+			err := catalog.New(s, seal.Key{}).WriteManifest(ctx, m)
 			_, statErr := s.Stat(ctx, b.layout().ManifestKey())
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -142,7 +143,7 @@ func TestWriteManifestChecksObjects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := catalog.New(s).Get(ctx, m.ID)
+			got, err := catalog.New(s, seal.Key{}).Get(ctx, m.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -205,7 +206,7 @@ func TestList(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := s.Lists()
-			list, err := catalog.New(s).List(ctx, tt.filter)
+			list, err := catalog.New(s, seal.Key{}).List(ctx, tt.filter)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -218,7 +219,7 @@ func TestList(t *testing.T) {
 		})
 	}
 
-	list, err := catalog.New(s).List(ctx, catalog.Filter{Namespace: "shop", StatefulSet: "db"})
+	list, err := catalog.New(s, seal.Key{}).List(ctx, catalog.Filter{Namespace: "shop", StatefulSet: "db"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +245,7 @@ func TestListShowsUnreadableManifests(t *testing.T) {
 	s, _, bs := repo(t)
 	bad := bs["web"].layout()
 	put(t, ctx, s, bad.ManifestKey(), 7) // seven zero bytes
-	list, err := catalog.New(s).List(ctx, catalog.Filter{Namespace: "shop"})
+	list, err := catalog.New(s, seal.Key{}).List(ctx, catalog.Filter{Namespace: "shop"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +291,7 @@ func (f *failingStore) Delete(ctx context.Context, key string) error {
 func TestListFailsOnStoreErrors(t *testing.T) {
 	s, _, bs := repo(t)
 	fs := &failingStore{Store: s, failGet: bs["db-mid"].layout().ManifestKey(), failAfter: -1}
-	_, err := catalog.New(fs).List(context.Background(), catalog.Filter{})
+	_, err := catalog.New(fs, seal.Key{}).List(context.Background(), catalog.Filter{})
 	if err == nil || !strings.Contains(err.Error(), "connection reset by peer") {
 		t.Fatalf("List = %v, want the store's error", err)
 	}
@@ -299,7 +300,7 @@ func TestListFailsOnStoreErrors(t *testing.T) {
 func TestGet(t *testing.T) {
 	ctx := context.Background()
 	s, _, bs := repo(t)
-	cat := catalog.New(s)
+	cat := catalog.New(s, seal.Key{})
 
 	m, err := cat.Get(ctx, bs["db-dev"].layout().ID)
 	if err != nil {
@@ -326,7 +327,7 @@ func TestGet(t *testing.T) {
 func TestLatest(t *testing.T) {
 	ctx := context.Background()
 	s, _, bs := repo(t)
-	cat := catalog.New(s)
+	cat := catalog.New(s, seal.Key{})
 	tests := []struct {
 		filter catalog.Filter
 		want   string // backup name, "" for none
@@ -362,7 +363,7 @@ func TestDelete(t *testing.T) {
 	fs := &failingStore{Store: s, failAfter: -1}
 	l := bs["db-mid"].layout()
 
-	m, err := catalog.New(fs).Delete(ctx, l.ID)
+	m, err := catalog.New(fs, seal.Key{}).Delete(ctx, l.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +382,7 @@ func TestDelete(t *testing.T) {
 	if got := s.Keys(); !slices.Equal(got, want) {
 		t.Errorf("after delete the store holds\n%q\nwant\n%q", got, want)
 	}
-	if _, err := catalog.New(s).Delete(ctx, l.ID); !errors.Is(err, catalog.ErrBackupNotFound) {
+	if _, err := catalog.New(s, seal.Key{}).Delete(ctx, l.ID); !errors.Is(err, catalog.ErrBackupNotFound) {
 		t.Errorf("second Delete = %v, want ErrBackupNotFound", err)
 	}
 }
@@ -391,10 +392,10 @@ func TestInterruptedDeleteLeavesAnOrphan(t *testing.T) {
 	s, c, bs := repo(t)
 	l := bs["db-old"].layout()
 	fs := &failingStore{Store: s, failAfter: 2}
-	if _, err := catalog.New(fs).Delete(ctx, l.ID); err == nil || !strings.Contains(err.Error(), "kbak gc") {
+	if _, err := catalog.New(fs, seal.Key{}).Delete(ctx, l.ID); err == nil || !strings.Contains(err.Error(), "kbak gc") {
 		t.Fatalf("Delete through a failing store = %v, want an error pointing to gc", err)
 	}
-	cat := catalog.New(s)
+	cat := catalog.New(s, seal.Key{})
 	list, err := cat.List(ctx, catalog.Filter{})
 	if err != nil {
 		t.Fatal(err)
@@ -443,7 +444,7 @@ func TestGC(t *testing.T) {
 			crashed.write(t, ctx, s, false)
 			before := s.Keys()
 
-			orphans, err := catalog.New(s).GC(ctx, tt.grace, t0, tt.dryRun)
+			orphans, err := catalog.New(s, seal.Key{}).GC(ctx, tt.grace, t0, tt.dryRun)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -487,14 +488,14 @@ func TestGC(t *testing.T) {
 func TestGCJoinsDeleteErrors(t *testing.T) {
 	s, _, _ := repo(t)
 	fs := &failingStore{Store: s, failAfter: 0}
-	orphans, err := catalog.New(fs).GC(context.Background(), 0, t0, false)
+	orphans, err := catalog.New(fs, seal.Key{}).GC(context.Background(), 0, t0, false)
 	if err == nil || !strings.Contains(err.Error(), "access denied") {
 		t.Fatalf("GC = %v, want the delete error", err)
 	}
 	if len(orphans) != 1 || orphans[0].Removed {
 		t.Errorf("orphans %+v, want one not removed", orphans)
 	}
-	if _, err := catalog.New(s).GC(context.Background(), -time.Second, t0, true); err == nil {
+	if _, err := catalog.New(s, seal.Key{}).GC(context.Background(), -time.Second, t0, true); err == nil {
 		t.Error("GC with a negative grace succeeded")
 	}
 }
@@ -502,7 +503,7 @@ func TestGCJoinsDeleteErrors(t *testing.T) {
 func TestListRejectsBadFilter(t *testing.T) {
 	s, _ := newStore()
 	for _, f := range []catalog.Filter{{Namespace: "Shop"}, {StatefulSet: "a/b"}} {
-		if _, err := catalog.New(s).List(context.Background(), f); err == nil {
+		if _, err := catalog.New(s, seal.Key{}).List(context.Background(), f); err == nil {
 			t.Errorf("List(%+v) succeeded", f)
 		}
 	}
@@ -517,7 +518,7 @@ func BenchmarkList(b *testing.B) {
 			status: catalog.StatusCompleted, methods: []catalog.Method{catalog.MethodSnapshot, catalog.MethodSnapshot, catalog.MethodFiles}}
 		bk.write(b, ctx, s, true)
 	}
-	cat := catalog.New(s)
+	cat := catalog.New(s, seal.Key{})
 	b.ResetTimer()
 	for b.Loop() {
 		list, err := cat.List(ctx, catalog.Filter{})
@@ -541,7 +542,7 @@ func TestFormatsSideBySide(t *testing.T) {
 	m2 := v2.write(t, ctx, s, true)
 	put(t, ctx, s, v2.layout().Dir()+"volumes/data-db-0.files", 10)
 	orphan.write(t, ctx, s, false)
-	cat := catalog.New(s)
+	cat := catalog.New(s, seal.Key{})
 
 	list, err := cat.List(ctx, catalog.Filter{Namespace: "shop"})
 	if err != nil || len(list) != 2 || list[0].ID != m2.ID || list[0].Format != catalog.FormatRepo || list[1].Format != 0 {

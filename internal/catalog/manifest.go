@@ -90,8 +90,12 @@ type Manifest struct {
 	SnapshotSpread metav1.Duration `json:"snapshotSpread"`
 	Hooks          []HookRun       `json:"hooks,omitempty"`
 	// Spec is the StatefulSet as it was, stripped by StripStatefulSet.
-	Spec    appsv1.StatefulSet `json:"statefulSetObject"`
-	Volumes []Volume           `json:"volumes"`
+	Spec appsv1.StatefulSet `json:"statefulSetObject"`
+	// SealedSpec is Spec sealed to the read keys of an encrypted
+	// repository (Spec is then empty in the object); it is opened when the
+	// manifest is read with a read key.
+	SealedSpec []byte   `json:"sealedStatefulSetObject,omitempty"`
+	Volumes    []Volume `json:"volumes"`
 }
 
 // HookRun records one hook kbak ran. The command is not recorded: hook
@@ -372,3 +376,7 @@ func corrupt(key, why string) error {
 func OneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
+
+// SpecSealed reports whether the StatefulSet spec is sealed and was not
+// opened: the manifest was read without the repository's read key.
+func (m *Manifest) SpecSealed() bool { return m.SealedSpec != nil }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kbak/kbak/internal/archive"
 	"github.com/kbak/kbak/internal/repo"
+	"github.com/kbak/kbak/internal/seal"
 )
 
 // Store is what a mover needs of a repository.
@@ -36,6 +37,10 @@ type UploadOptions struct {
 	ParentMatch string // ParentMatchStrict (default) or ParentMatchSizeMTime
 	TempDir     string // for the file caches; default TMPDIR
 	KbakVersion string // recorded when the upload creates the repository
+	// RepoKey opens an encrypted repository: its write key (or a read
+	// key). With a read key, an upload into an empty store creates the
+	// repository encrypted to it.
+	RepoKey seal.Key
 }
 
 // How an upload recognises a file unchanged since its parent.
@@ -49,6 +54,8 @@ type DownloadOptions struct {
 	Key    string // object key of the archive
 	SHA256 string // expected hex digest of the stored object; empty skips the check
 	Target string // directory to extract into; empty only verifies the archive
+	// RepoKey opens an encrypted repository: a read key.
+	RepoKey seal.Key
 }
 
 // DefaultCompression is what kbak writes unless told otherwise: zstd's

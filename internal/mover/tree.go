@@ -24,7 +24,7 @@ import (
 // a failed upload leaves only packs that no backup names, which gc removes.
 func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int, ev *Emitter) (Result, error) {
 	res := Result{Key: opts.Key, Format: repo.FormatVersion, Compression: fmt.Sprintf("zstd:%d", level), Started: time.Now().UTC()}
-	r, _, err := repo.OpenOrInit(ctx, store, repo.InitOptions{KbakVersion: opts.KbakVersion})
+	r, _, err := repo.OpenOrInit(ctx, store, opts.RepoKey, repo.InitOptions{KbakVersion: opts.KbakVersion})
 	if err != nil {
 		return Result{}, err
 	}
@@ -46,7 +46,7 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 	defer lock.Unlock(ctx)
 	var parent *repo.FileCache
 	if opts.Parent != "" {
-		parent, err = repo.OpenFileCache(ctx, store, repo.FileCacheKey(opts.Parent), opts.TempDir)
+		parent, err = r.OpenFileCache(ctx, repo.FileCacheKey(opts.Parent), opts.TempDir)
 		switch {
 		case errors.Is(err, uploader.ErrNotFound):
 			parent = nil // pruned meanwhile: every file is read
@@ -61,7 +61,7 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 	if err != nil {
 		return Result{}, err
 	}
-	files, err := repo.NewFileCacheWriter(opts.TempDir)
+	files, err := r.NewFileCacheWriter(opts.TempDir)
 	if err != nil {
 		w.Abort(err)
 		return Result{}, err
@@ -122,11 +122,11 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 	if err := w.Close(ctx); err != nil {
 		return Result{}, fmt.Errorf("store %s: %w", opts.Key, err)
 	}
-	cacheBytes, err := files.Store(ctx, store, repo.FileCacheKey(opts.Key))
+	cacheBytes, err := files.Store(ctx, repo.FileCacheKey(opts.Key))
 	if err != nil {
 		return Result{}, err
 	}
-	treeBytes, err := repo.PutTree(ctx, store, opts.Key, recipe)
+	treeBytes, err := r.PutTree(ctx, opts.Key, recipe)
 	if err != nil {
 		return Result{}, err
 	}
@@ -174,11 +174,14 @@ func unchanged(parent *repo.FileCache, e repo.FileEntry, match string, w *repo.W
 // before its bytes reach the extractor.
 func downloadTree(ctx context.Context, store Store, opts DownloadOptions, ev *Emitter) (Result, error) {
 	res := Result{Key: opts.Key, Format: repo.FormatVersion, Compression: DefaultCompression, Started: time.Now().UTC()}
-	r, err := repo.Open(ctx, store)
+	r, err := repo.Open(ctx, store, opts.RepoKey)
 	if err != nil {
 		return Result{}, err
 	}
-	recipe, err := repo.GetTree(ctx, store, opts.Key)
+	if !r.CanRead() {
+		return Result{}, fmt.Errorf("download %s: %w", opts.Key, r.NeedRead("a restore"))
+	}
+	recipe, err := r.GetTree(ctx, opts.Key)
 	if err != nil {
 		return Result{}, fmt.Errorf("download %s: %w", opts.Key, err)
 	}
@@ -201,7 +204,7 @@ func downloadTree(ctx context.Context, store Store, opts DownloadOptions, ev *Em
 	refs := make(chan repo.Ref, 256)
 	g.Go(func() error {
 		defer close(refs)
-		return repo.ForEachFile(gctx, store, repo.FileCacheKey(opts.Key), func(e repo.FileEntry) error {
+		return r.ForEachFile(gctx, repo.FileCacheKey(opts.Key), func(e repo.FileEntry) error {
 			for _, r := range e.Refs {
 				select {
 				case refs <- r:

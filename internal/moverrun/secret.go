@@ -63,18 +63,8 @@ func ReadCredentials(ctx context.Context, kc kubernetes.Interface, ns, name stri
 // replaced, in case the credentials changed between tries; another is an
 // error.
 func CreateSecret(ctx context.Context, kc kubernetes.Interface, ns, name string, labels map[string]string, creds deploy.Credentials) (deploy.SecretRef, error) {
-	s := deploy.CredentialsSecret(ns, name, labels, creds)
-	api := kc.CoreV1().Secrets(ns)
-	_, err := api.Create(ctx, s, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		// The Secret is immutable: replace it.
-		if err := DeleteSecret(ctx, kc, ns, name, labels); err != nil {
-			return deploy.SecretRef{}, err
-		}
-		_, err = api.Create(ctx, s, metav1.CreateOptions{})
-	}
-	if err != nil {
-		return deploy.SecretRef{}, fmt.Errorf("create secret %s/%s: %w", ns, name, err)
+	if err := createOrReplace(ctx, kc, deploy.CredentialsSecret(ns, name, labels, creds)); err != nil {
+		return deploy.SecretRef{}, err
 	}
 	return deploy.SecretRef{Name: name, SessionToken: creds.SessionToken != "", CABundle: len(creds.CABundle) > 0}, nil
 }
@@ -137,4 +127,49 @@ func value(s *corev1.Secret, key string) []byte {
 		return []byte(v)
 	}
 	return nil
+}
+
+// CreateKeySecret creates Secret ns/name with labels, holding the
+// repository key file the movers of one run need (a write key for a
+// backup, a read key for a restore). The caller deletes it with the run.
+func CreateKeySecret(ctx context.Context, kc kubernetes.Interface, ns, name string, labels map[string]string, keyFile []byte) (deploy.KeyRef, error) {
+	if err := createOrReplace(ctx, kc, deploy.KeySecret(ns, name, labels, keyFile)); err != nil {
+		return deploy.KeyRef{}, err
+	}
+	return deploy.KeyRef{Name: name}, nil
+}
+
+// createOrReplace creates s; one of that name left by an earlier try of
+// the same run (it carries all of s's labels) is replaced, as the Secret is
+// immutable; another is an error.
+func createOrReplace(ctx context.Context, kc kubernetes.Interface, s *corev1.Secret) error {
+	api := kc.CoreV1().Secrets(s.Namespace)
+	_, err := api.Create(ctx, s, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		if err := DeleteSecret(ctx, kc, s.Namespace, s.Name, s.Labels); err != nil {
+			return err
+		}
+		_, err = api.Create(ctx, s, metav1.CreateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("create secret %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	return nil
+}
+
+// ReadKeySecret returns the repository key file Secret ns/name holds under
+// deploy.KeyRepoKey (--key-secret).
+func ReadKeySecret(ctx context.Context, kc kubernetes.Interface, ns, name string) ([]byte, error) {
+	s, err := kc.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("key secret %s/%s not found: create it with key %s holding the key file", ns, name, deploy.KeyRepoKey)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read key secret %s/%s: %w", ns, name, err)
+	}
+	b, ok := s.Data[deploy.KeyRepoKey]
+	if !ok {
+		return nil, fmt.Errorf("key secret %s/%s has no key %s: put the key file there", ns, name, deploy.KeyRepoKey)
+	}
+	return b, nil
 }

@@ -49,7 +49,7 @@ func (r *Repo) NewChecker(ctx context.Context) (*Checker, error) {
 // target) reads and checks every byte.
 func (c *Checker) Check(ctx context.Context, treeKey string) (CheckResult, error) {
 	var res CheckResult
-	err := VolumeRefs(ctx, c.rd.r.store, treeKey, func(id ID) error {
+	err := c.rd.r.VolumeRefs(ctx, treeKey, func(id ID) error {
 		res.Chunks++
 		loc, ok := c.rd.lookup(id)
 		switch {
@@ -83,7 +83,7 @@ func (c *Checker) ReadSubset(ctx context.Context, treeKey string, fraction float
 	}
 	picked := newIDSet()
 	var refs []Ref
-	err := VolumeRefs(ctx, c.rd.r.store, treeKey, func(id ID) error {
+	err := c.rd.r.VolumeRefs(ctx, treeKey, func(id ID) error {
 		h := sha256.Sum256(append(seed[:], id[:]...))
 		if binary.BigEndian.Uint64(h[:8]) <= limit && picked.add(id) {
 			refs = append(refs, Ref{ID: id})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/restic/chunker"
 
+	"github.com/kbak/kbak/internal/seal"
 	"github.com/kbak/kbak/uploader"
 )
 
@@ -19,19 +21,21 @@ import (
 // reads.
 const FormatVersion = 2
 
-// Encryption schemes. Only EncryptionNone is built so far; the format keeps
-// room for sealed blobs and objects (see Config.Encryption).
+// Encryption schemes: EncryptionNone, and EncryptionAge (crypt.go).
 const (
 	EncryptionNone = "none"
 )
 
 // Config is the repository's config object, written once by Init.
 type Config struct {
-	Format      int       `json:"format"`
+	Format int `json:"format"`
+	// ID names the repository; write key files carry it.
+	ID          string    `json:"id,omitempty"`
 	Created     time.Time `json:"created"`
 	KbakVersion string    `json:"kbakVersion,omitempty"`
 	// Chunker parameters: every writer must cut the same way for chunks to
-	// deduplicate.
+	// deduplicate. An encrypted repository's polynomial derives from the
+	// write secret and is not stored.
 	Chunker ChunkerParams `json:"chunker"`
 	// PackSize is the size packs are closed at.
 	PackSize int64 `json:"packSize"`
@@ -39,8 +43,10 @@ type Config struct {
 	// them compressed only.
 	Encryption string `json:"encryption"`
 	// IDKey is the key of the hash that names chunks (HMAC-SHA256). With
-	// encryption it is held by the key files, not here.
+	// encryption it derives from the write secret, and is not stored.
 	IDKey []byte `json:"idKey,omitempty"`
+	// KeyCheck tells whether a write secret is this repository's.
+	KeyCheck string `json:"keyCheck,omitempty"`
 }
 
 // ChunkerParams fix how data is cut into chunks.
@@ -84,13 +90,17 @@ var _ Store = uploader.Store(nil)
 type Repo struct {
 	store Store
 	cfg   Config
+	keys  *keyring // of an encrypted repository
 }
 
 // InitOptions tune Init.
 type InitOptions struct {
 	KbakVersion string
 	Encryption  string // default EncryptionNone
-	Now         time.Time
+	// ReadKeys are the public halves (age1...) of the read keys of an
+	// encrypted repository: at least one.
+	ReadKeys []string
+	Now      time.Time
 }
 
 // Init creates the repository's config object. It fails when one exists.
@@ -104,25 +114,51 @@ func Init(ctx context.Context, store Store, opts InitOptions) (*Repo, error) {
 	if enc == "" {
 		enc = EncryptionNone
 	}
-	if enc != EncryptionNone {
-		return nil, fmt.Errorf("init repository: encryption %q is not supported by this kbak: use none", enc)
+	if enc != EncryptionNone && enc != EncryptionAge {
+		return nil, fmt.Errorf("init repository: unknown encryption %q: use %s or %s", enc, EncryptionAge, EncryptionNone)
 	}
-	pol, err := chunker.RandomPolynomial()
-	if err != nil {
-		return nil, fmt.Errorf("init repository: chunker polynomial: %w", err)
-	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, fmt.Errorf("init repository: id key: %w", err)
+	if enc == EncryptionAge && len(opts.ReadKeys) == 0 {
+		return nil, fmt.Errorf("init repository: an encrypted repository needs a read key")
 	}
 	now := opts.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
+	rid, err := newPackID()
+	if err != nil {
+		return nil, err
+	}
 	cfg := Config{
-		Format: FormatVersion, Created: now.UTC(), KbakVersion: opts.KbakVersion,
-		Chunker:  ChunkerParams{Polynomial: pol, MinSize: defaultMinChunk, MaxSize: defaultMaxChunk, AverageBits: defaultAvgBits},
-		PackSize: DefaultPackSize, Encryption: enc, IDKey: key,
+		Format: FormatVersion, ID: hex.EncodeToString(rid[:8]), Created: now.UTC(), KbakVersion: opts.KbakVersion,
+		Chunker:  ChunkerParams{MinSize: defaultMinChunk, MaxSize: defaultMaxChunk, AverageBits: defaultAvgBits},
+		PackSize: DefaultPackSize, Encryption: enc,
+	}
+	var secret seal.Secret
+	if enc == EncryptionAge {
+		for _, k := range opts.ReadKeys {
+			if _, err := seal.ParseRecipient(k); err != nil {
+				return nil, fmt.Errorf("init repository: read key %q is not an age recipient (age1...): %v", k, err)
+			}
+		}
+		// A secret whose key stream yields no irreducible polynomial is
+		// about as likely as a cosmic ray: draw again.
+		for {
+			if secret, err = seal.NewSecret(); err != nil {
+				return nil, err
+			}
+			if _, err := derivePolynomial(secret); err == nil {
+				break
+			}
+		}
+		cfg.KeyCheck = secret.Check()
+	} else {
+		if cfg.Chunker.Polynomial, err = chunker.RandomPolynomial(); err != nil {
+			return nil, fmt.Errorf("init repository: chunker polynomial: %w", err)
+		}
+		cfg.IDKey = make([]byte, 32)
+		if _, err := rand.Read(cfg.IDKey); err != nil {
+			return nil, fmt.Errorf("init repository: id key: %w", err)
+		}
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -144,7 +180,22 @@ func Init(ctx context.Context, store Store, opts InitOptions) (*Repo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init repository: read the config back: %w", err)
 	}
-	return &Repo{store: store, cfg: stored}, nil
+	if stored.Encryption == EncryptionNone {
+		return &Repo{store: store, cfg: stored}, nil
+	}
+	if stored.KeyCheck != cfg.KeyCheck {
+		return nil, fmt.Errorf("init repository: another kbak created it at the same time: %w", uploader.ErrExists)
+	}
+	// The keys are written after the config that names them: a crash in
+	// between leaves a repository no key opens, which init reports.
+	r := &Repo{store: store, cfg: stored, keys: &keyring{secret: secret, meta: secret.Meta(), idKey: secret.Derive("chunk id", 32)}}
+	r.cfg.Chunker.Polynomial, _ = derivePolynomial(secret)
+	for _, k := range opts.ReadKeys {
+		if _, err := r.AddRecipient(ctx, k, "", now); err != nil {
+			return nil, fmt.Errorf("init repository: %w", err)
+		}
+	}
+	return r, nil
 }
 
 // creator is a store that can create an object only if it is absent.
@@ -171,11 +222,13 @@ func LoadConfig(ctx context.Context, store Store) (Config, error) {
 		return Config{}, fmt.Errorf("%w: the repository is format %d, this kbak reads up to %d: use a newer kbak", ErrNewerFormat, cfg.Format, FormatVersion)
 	case cfg.Format != FormatVersion:
 		return Config{}, fmt.Errorf("%w: config %s has format %d", ErrCorrupt, Keys.Config(), cfg.Format)
-	case cfg.Encryption != EncryptionNone:
+	case cfg.Encryption != EncryptionNone && cfg.Encryption != EncryptionAge:
 		return Config{}, fmt.Errorf("%w: the repository uses encryption %q, which this kbak cannot open: use a newer kbak", ErrNewerFormat, cfg.Encryption)
-	case len(cfg.IDKey) != 32:
+	case cfg.Encryption == EncryptionAge && (cfg.KeyCheck == "" || cfg.ID == ""):
+		return Config{}, fmt.Errorf("%w: config %s of an encrypted repository has no key check", ErrCorrupt, Keys.Config())
+	case cfg.Encryption == EncryptionNone && len(cfg.IDKey) != 32:
 		return Config{}, fmt.Errorf("%w: config %s has no chunk id key", ErrCorrupt, Keys.Config())
-	case cfg.Chunker.Polynomial == 0 || !cfg.Chunker.Polynomial.Irreducible():
+	case cfg.Encryption == EncryptionNone && (cfg.Chunker.Polynomial == 0 || !cfg.Chunker.Polynomial.Irreducible()):
 		return Config{}, fmt.Errorf("%w: config %s has an invalid chunker polynomial", ErrCorrupt, Keys.Config())
 	case cfg.Chunker.MinSize == 0 || cfg.Chunker.MaxSize < cfg.Chunker.MinSize || cfg.Chunker.MaxSize > 64<<20 || cfg.Chunker.AverageBits < 10 || cfg.Chunker.AverageBits > 26:
 		return Config{}, fmt.Errorf("%w: config %s has invalid chunk sizes", ErrCorrupt, Keys.Config())
@@ -185,25 +238,44 @@ func LoadConfig(ctx context.Context, store Store) (Config, error) {
 	return cfg, nil
 }
 
-// Open opens the repository in store.
-func Open(ctx context.Context, store Store) (*Repo, error) {
+// Open opens the repository in store; key opens an encrypted one (a
+// repository that is not encrypted ignores it).
+func Open(ctx context.Context, store Store, key seal.Key) (*Repo, error) {
 	cfg, err := LoadConfig(ctx, store)
 	if err != nil {
 		return nil, err
 	}
-	return &Repo{store: store, cfg: cfg}, nil
+	r := &Repo{store: store, cfg: cfg}
+	if cfg.Encryption == EncryptionAge {
+		if err := r.openKeys(ctx, key); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // OpenOrInit opens the repository, creating it with opts when the store
-// holds none; created says which.
-func OpenOrInit(ctx context.Context, store Store, opts InitOptions) (r *Repo, created bool, err error) {
-	r, err = Open(ctx, store)
+// holds none; created says which. A repository made here is encrypted
+// when key is a read key (to that key), and not encrypted when no key is
+// given.
+func OpenOrInit(ctx context.Context, store Store, key seal.Key, opts InitOptions) (r *Repo, created bool, err error) {
+	r, err = Open(ctx, store, key)
 	if !errors.Is(err, ErrNoRepository) {
 		return r, false, err
 	}
+	switch {
+	case key.Read != nil:
+		pub, err := seal.RecipientOf(key.Read)
+		if err != nil {
+			return nil, false, err
+		}
+		opts.Encryption, opts.ReadKeys = EncryptionAge, []string{pub}
+	case key.Write != nil:
+		return nil, false, fmt.Errorf("%w: a write key was given, and the store holds no repository to write into: create it with `kbak repo init`", ErrNoRepository)
+	}
 	r, err = Init(ctx, store, opts)
 	if errors.Is(err, uploader.ErrExists) {
-		r, err = Open(ctx, store) // another writer created it meanwhile
+		r, err = Open(ctx, store, key) // another writer created it meanwhile
 		return r, false, err
 	}
 	if err != nil {
@@ -212,5 +284,11 @@ func OpenOrInit(ctx context.Context, store Store, opts InitOptions) (r *Repo, cr
 	return r, true, nil
 }
 
-// Config returns the repository's configuration.
-func (r *Repo) Config() Config { return r.cfg }
+// Config returns the repository's configuration as stored.
+func (r *Repo) Config() Config {
+	c := r.cfg
+	if r.keys != nil {
+		c.Chunker.Polynomial = 0 // derived from the write secret
+	}
+	return c
+}

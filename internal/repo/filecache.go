@@ -74,31 +74,38 @@ func decodeFileEntry(b []byte) (FileEntry, error) {
 // PathID is the keyed hash that stands for a path in a file cache, so that
 // the cache names no file.
 func (r *Repo) PathID(name string) ID {
-	return newHasher(r.cfg.IDKey).id([]byte("path\x00" + name))
+	return newHasher(r.idKey()).id([]byte("path\x00" + name))
 }
 
 // FileCacheWriter writes a file cache to a temporary file as entries come,
 // and stores it in one Put at the end.
 type FileCacheWriter struct {
+	r   *Repo
 	f   *os.File
+	sw  io.WriteCloser // seals, in an encrypted repository
 	enc *zstd.Encoder
 	bw  *bufio.Writer
 	buf []byte
 }
 
 // NewFileCacheWriter starts a file cache in dir (TMPDIR when empty).
-func NewFileCacheWriter(dir string) (*FileCacheWriter, error) {
+func (r *Repo) NewFileCacheWriter(dir string) (*FileCacheWriter, error) {
 	f, err := os.CreateTemp(dir, "kbak-files-*")
 	if err != nil {
 		return nil, fmt.Errorf("create file cache: %w", err)
 	}
 	os.Remove(f.Name())
-	enc, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(smallWindow))
+	sw, err := r.sealMeta(f)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	w := &FileCacheWriter{f: f, enc: enc, bw: bufio.NewWriterSize(enc, 256<<10)}
+	enc, err := zstd.NewWriter(sw, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(smallWindow))
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	w := &FileCacheWriter{r: r, f: f, sw: sw, enc: enc, bw: bufio.NewWriterSize(enc, 256<<10)}
 	w.bw.WriteString(fileCacheMagic)
 	return w, nil
 }
@@ -113,18 +120,21 @@ func (w *FileCacheWriter) Add(e FileEntry) error {
 }
 
 // Store finishes the cache, puts it at key and returns its stored size.
-func (w *FileCacheWriter) Store(ctx context.Context, store Store, key string) (int64, error) {
+func (w *FileCacheWriter) Store(ctx context.Context, key string) (int64, error) {
 	if err := w.bw.Flush(); err != nil {
 		return 0, fmt.Errorf("write file cache: %w", err)
 	}
 	if err := w.enc.Close(); err != nil {
 		return 0, fmt.Errorf("write file cache: %w", err)
 	}
+	if err := w.sw.Close(); err != nil {
+		return 0, fmt.Errorf("write file cache: %w", err)
+	}
 	size, err := w.f.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return 0, err
 	}
-	if err := store.Put(ctx, key, io.NewSectionReader(w.f, 0, size), size); err != nil {
+	if err := w.r.store.Put(ctx, key, io.NewSectionReader(w.f, 0, size), size); err != nil {
 		return 0, fmt.Errorf("store file cache: %w", err)
 	}
 	return size, nil
@@ -135,13 +145,17 @@ func (w *FileCacheWriter) Close() error { return w.f.Close() }
 
 // readFileCache streams the entries of the file cache at key to fn; raw
 // gets each entry's encoded bytes too.
-func readFileCache(ctx context.Context, store Store, key string, fn func(raw []byte) error) error {
-	rc, err := store.Get(ctx, key)
+func (r *Repo) readFileCache(ctx context.Context, key string, fn func(raw []byte) error) error {
+	rc, err := r.store.Get(ctx, key)
 	if err != nil {
 		return fmt.Errorf("read file cache %s: %w", key, err)
 	}
 	defer rc.Close()
-	dec, err := zstd.NewReader(rc, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(8<<20))
+	plain, err := r.openMeta(rc)
+	if err != nil {
+		return fmt.Errorf("file cache %s: %w", key, err)
+	}
+	dec, err := zstd.NewReader(plain, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(8<<20))
 	if err != nil {
 		return err
 	}
@@ -174,8 +188,8 @@ func readFileCache(ctx context.Context, store Store, key string, fn func(raw []b
 }
 
 // ForEachFile calls fn for every entry of the file cache at key.
-func ForEachFile(ctx context.Context, store Store, key string, fn func(FileEntry) error) error {
-	return readFileCache(ctx, store, key, func(raw []byte) error {
+func (r *Repo) ForEachFile(ctx context.Context, key string, fn func(FileEntry) error) error {
+	return r.readFileCache(ctx, key, func(raw []byte) error {
 		e, err := decodeFileEntry(raw)
 		if err != nil {
 			return fmt.Errorf("%w: file cache %s: %v", ErrCorrupt, key, err)
@@ -198,7 +212,7 @@ type cacheKey struct {
 
 // OpenFileCache downloads the file cache at key into dir (TMPDIR when
 // empty). A missing cache gives an error wrapping uploader.ErrNotFound.
-func OpenFileCache(ctx context.Context, store Store, key, dir string) (*FileCache, error) {
+func (r *Repo) OpenFileCache(ctx context.Context, key, dir string) (*FileCache, error) {
 	f, err := os.CreateTemp(dir, "kbak-parent-*")
 	if err != nil {
 		return nil, fmt.Errorf("open parent file cache: %w", err)
@@ -208,7 +222,7 @@ func OpenFileCache(ctx context.Context, store Store, key, dir string) (*FileCach
 	bw := bufio.NewWriterSize(f, 256<<10)
 	var off int64
 	var n [binary.MaxVarintLen64]byte
-	err = readFileCache(ctx, store, key, func(raw []byte) error {
+	err = r.readFileCache(ctx, key, func(raw []byte) error {
 		if len(raw) < len(ID{}) {
 			return fmt.Errorf("%w: file cache %s: short entry", ErrCorrupt, key)
 		}

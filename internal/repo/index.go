@@ -173,8 +173,12 @@ func (r *Repo) readIndex(ctx context.Context, o IndexObject, fn func(Entry) erro
 		return fmt.Errorf("read index %s: %w", o.ID, err)
 	}
 	defer rc.Close()
+	plain, err := r.openMeta(rc)
+	if err != nil {
+		return fmt.Errorf("index %s: %w", o.Key, err)
+	}
 	var cbErr error
-	err = decodeIndex(rc, func(e Entry) error {
+	err = decodeIndex(plain, func(e Entry) error {
 		if cbErr = fn(e); cbErr != nil {
 			return cbErr
 		}
@@ -205,7 +209,7 @@ func (r *Repo) putIndex(ctx context.Context, packs []packEntries) error {
 	if err != nil {
 		return err
 	}
-	if err := r.store.Put(ctx, Keys.Index(id), bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := r.putMeta(ctx, Keys.Index(id), b); err != nil {
 		return fmt.Errorf("write index: %w", err)
 	}
 	return nil

@@ -3,6 +3,8 @@ package repo
 import (
 	"encoding/hex"
 	"strings"
+
+	"github.com/kbak/kbak/internal/seal"
 )
 
 // Root is the key prefix of every object of the v2 repository.
@@ -19,6 +21,18 @@ func (keys) Config() string      { return Root + "config" }
 func (keys) PackPrefix() string  { return Root + "data/" }
 func (keys) IndexPrefix() string { return Root + "index/" }
 func (keys) LockPrefix() string  { return Root + "locks/" }
+
+// Keys of an encrypted repository (see crypt.go).
+func (keys) KeyPrefix() string            { return Root + "keys/" }
+func (k keys) WriteSecret() string        { return k.KeyPrefix() + "write" }
+func (k keys) RecipientPrefix() string    { return k.KeyPrefix() + "recipients/" }
+func (k keys) Recipient(id string) string { return k.RecipientPrefix() + id }
+func (k keys) DataKeyPrefix() string      { return k.KeyPrefix() + "data/" }
+func (k keys) DataKey(id seal.DataKeyID) string {
+	return k.DataKeyPrefix() + hex.EncodeToString(id[:])
+}
+func (k keys) PassphrasePrefix() string       { return k.KeyPrefix() + "passphrase/" }
+func (k keys) PassphraseKey(id string) string { return k.PassphrasePrefix() + id }
 
 // Pack is the key of pack id: spread over 256 prefixes, as S3 likes.
 func (k keys) Pack(id PackID) string {

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kbak/kbak/internal/seal"
 	"github.com/kbak/kbak/uploader"
 )
 
@@ -40,7 +41,7 @@ func (r *Repo) NewReader(ctx context.Context) (*Reader, error) {
 // large the repository.
 func (r *Repo) NewVolumeReader(ctx context.Context, treeKey string) (*Reader, error) {
 	need := newIDSet()
-	err := VolumeRefs(ctx, r.store, treeKey, func(id ID) error {
+	err := r.VolumeRefs(ctx, treeKey, func(id ID) error {
 		need.add(id)
 		return nil
 	})
@@ -76,7 +77,7 @@ func (r *Repo) NewVolumeReader(ctx context.Context, treeKey string) (*Reader, er
 }
 
 func (r *Repo) newReader(ctx context.Context, need *idSet) (*Reader, error) {
-	rd := &Reader{r: r, h: newHasher(r.cfg.IDKey)}
+	rd := &Reader{r: r, h: newHasher(r.idKey())}
 	packNo := map[PackID]uint32{}
 	sizeHint := func(n int) { rd.table = make([]location, 0, n) }
 	if need != nil {
@@ -266,7 +267,13 @@ func (rd *Reader) fetchBatch(ctx context.Context, dec decoder, b *batch) error {
 		for _, i := range idx[start:stop] {
 			l := b.locs[i]
 			rel := int64(l.off) - int64(first.off)
-			blob := span[rel : rel+int64(l.length)]
+			blob, err := rd.r.openBlob(ctx, nil, span[rel:rel+int64(l.length)], b.refs[i].ID)
+			if errors.Is(err, seal.ErrNoReadKey) {
+				return err
+			}
+			if err != nil {
+				return fmt.Errorf("%w: chunk %s in pack %s: %v", ErrCorrupt, b.refs[i].ID.Short(), rd.packs[l.pack], err)
+			}
 			data, err := decodeBlob(dec, nil, blob, l.rawLen)
 			if err != nil {
 				return fmt.Errorf("%w: chunk %s in pack %s: %v", ErrCorrupt, b.refs[i].ID.Short(), rd.packs[l.pack], err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/kbak/kbak/internal/repo"
+	"github.com/kbak/kbak/internal/seal"
 	"github.com/kbak/kbak/uploader"
 )
 
@@ -179,24 +180,24 @@ func onlyFile(t *testing.T, dir, sub string) string {
 
 func TestConfig(t *testing.T) {
 	s, dir := newStore(t)
-	if _, err := repo.Open(t.Context(), s); !errors.Is(err, repo.ErrNoRepository) {
+	if _, err := repo.Open(t.Context(), s, seal.Key{}); !errors.Is(err, repo.ErrNoRepository) {
 		t.Fatalf("Open of an empty store: %v, want ErrNoRepository", err)
 	}
-	r, created, err := repo.OpenOrInit(t.Context(), s, repo.InitOptions{KbakVersion: "test"})
+	r, created, err := repo.OpenOrInit(t.Context(), s, seal.Key{}, repo.InitOptions{KbakVersion: "test"})
 	if err != nil || !created {
 		t.Fatalf("OpenOrInit: created %v, %v", created, err)
 	}
 	if _, err := repo.Init(t.Context(), s, repo.InitOptions{}); err == nil {
 		t.Fatal("a second Init succeeded")
 	}
-	r2, created, err := repo.OpenOrInit(t.Context(), s, repo.InitOptions{})
+	r2, created, err := repo.OpenOrInit(t.Context(), s, seal.Key{}, repo.InitOptions{})
 	if err != nil || created || r2.Config().Chunker != r.Config().Chunker {
 		t.Fatalf("reopen: created %v, err %v, chunker %+v vs %+v", created, err, r2.Config().Chunker, r.Config().Chunker)
 	}
 	p := filepath.Join(dir, "kbak/v2/config")
 	b, _ := os.ReadFile(p)
 	os.WriteFile(p, bytes.Replace(b, []byte(`"format": 2`), []byte(`"format": 3`), 1), 0o644)
-	if _, err := repo.Open(t.Context(), s); !errors.Is(err, repo.ErrNewerFormat) || !strings.Contains(err.Error(), "newer kbak") {
+	if _, err := repo.Open(t.Context(), s, seal.Key{}); !errors.Is(err, repo.ErrNewerFormat) || !strings.Contains(err.Error(), "newer kbak") {
 		t.Fatalf("Open of a format 3 repository: %v, want ErrNewerFormat saying to use a newer kbak", err)
 	}
 }
@@ -208,7 +209,7 @@ func TestFileCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := repo.NewFileCacheWriter(t.TempDir())
+	w, err := r.NewFileCacheWriter(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,10 +224,10 @@ func TestFileCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := w.Store(t.Context(), s, "fc"); err != nil {
+	if _, err := w.Store(t.Context(), "fc"); err != nil {
 		t.Fatal(err)
 	}
-	fc, err := repo.OpenFileCache(t.Context(), s, "fc", t.TempDir())
+	fc, err := r.OpenFileCache(t.Context(), "fc", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +242,7 @@ func TestFileCache(t *testing.T) {
 		t.Error("Lookup of an unknown path found an entry")
 	}
 	count := 0
-	repo.ForEachFile(t.Context(), s, "fc", func(repo.FileEntry) error { count++; return nil })
+	r.ForEachFile(t.Context(), "fc", func(repo.FileEntry) error { count++; return nil })
 	if count != n {
 		t.Errorf("ForEachFile saw %d entries, want %d", count, n)
 	}
@@ -270,7 +271,7 @@ func TestConcurrentInit(t *testing.T) {
 	keys := make(chan []byte, n)
 	for range n {
 		go func() {
-			r, _, err := repo.OpenOrInit(t.Context(), s, repo.InitOptions{})
+			r, _, err := repo.OpenOrInit(t.Context(), s, seal.Key{}, repo.InitOptions{})
 			if err != nil {
 				t.Error(err)
 				keys <- nil

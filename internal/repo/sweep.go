@@ -70,7 +70,7 @@ func (r *Repo) Sweep(ctx context.Context, opts SweepOptions) (SweepResult, error
 		return res, err
 	}
 	for _, t := range trees {
-		err := VolumeRefs(ctx, r.store, t, func(id ID) error {
+		err := r.VolumeRefs(ctx, t, func(id ID) error {
 			live.add(id)
 			return nil
 		})

@@ -14,16 +14,16 @@ import (
 func putVolume(t *testing.T, r *repo.Repo, s repo.Store, key string, data []byte) []repo.Ref {
 	t.Helper()
 	refs, _ := write(t, r, data)
-	fc, err := repo.NewFileCacheWriter(t.TempDir())
+	fc, err := r.NewFileCacheWriter(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fc.Close()
 	fc.Add(repo.FileEntry{Path: r.PathID("f"), Size: int64(len(data)), DataSize: int64(len(data)), Refs: refs[0]})
-	if _, err := fc.Store(t.Context(), s, repo.FileCacheKey(key)); err != nil {
+	if _, err := fc.Store(t.Context(), repo.FileCacheKey(key)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := repo.PutTree(t.Context(), s, key, nil); err != nil {
+	if _, err := r.PutTree(t.Context(), key, nil); err != nil {
 		t.Fatal(err)
 	}
 	return refs[0]

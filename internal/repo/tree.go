@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,26 +16,30 @@ type Tree struct {
 }
 
 // PutTree stores a volume's tree at key and returns its size.
-func PutTree(ctx context.Context, store Store, key string, recipe []Ref) (int64, error) {
+func (r *Repo) PutTree(ctx context.Context, key string, recipe []Ref) (int64, error) {
 	b, err := json.Marshal(Tree{Format: FormatVersion, Recipe: AppendRefs(nil, recipe)})
 	if err != nil {
 		return 0, err
 	}
-	if err := store.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := r.putMeta(ctx, key, b); err != nil {
 		return 0, fmt.Errorf("store volume tree: %w", err)
 	}
 	return int64(len(b)), nil
 }
 
 // GetTree reads a volume's tree and returns its recipe's chunks.
-func GetTree(ctx context.Context, store Store, key string) ([]Ref, error) {
-	rc, err := store.Get(ctx, key)
+func (r *Repo) GetTree(ctx context.Context, key string) ([]Ref, error) {
+	rc, err := r.store.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("read volume tree: %w", err)
 	}
 	defer rc.Close()
+	plain, err := r.openMeta(rc)
+	if err != nil {
+		return nil, fmt.Errorf("volume tree %s: %w", key, err)
+	}
 	var t Tree
-	if err := json.NewDecoder(io.LimitReader(rc, 64<<20)).Decode(&t); err != nil {
+	if err := json.NewDecoder(io.LimitReader(plain, 64<<20)).Decode(&t); err != nil {
 		return nil, fmt.Errorf("%w: volume tree %s: %v", ErrCorrupt, key, err)
 	}
 	if t.Format > FormatVersion {
@@ -54,8 +57,8 @@ func GetTree(ctx context.Context, store Store, key string) ([]Ref, error) {
 
 // VolumeRefs calls fn for every chunk a volume references: its recipe's and
 // its files' (a chunk may come more than once).
-func VolumeRefs(ctx context.Context, store Store, treeKey string, fn func(ID) error) error {
-	recipe, err := GetTree(ctx, store, treeKey)
+func (r *Repo) VolumeRefs(ctx context.Context, treeKey string, fn func(ID) error) error {
+	recipe, err := r.GetTree(ctx, treeKey)
 	if err != nil {
 		return err
 	}
@@ -64,7 +67,7 @@ func VolumeRefs(ctx context.Context, store Store, treeKey string, fn func(ID) er
 			return err
 		}
 	}
-	err = ForEachFile(ctx, store, FileCacheKey(treeKey), func(e FileEntry) error {
+	err = r.ForEachFile(ctx, FileCacheKey(treeKey), func(e FileEntry) error {
 		for _, r := range e.Refs {
 			if err := fn(r.ID); err != nil {
 				return err

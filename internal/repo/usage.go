@@ -18,9 +18,13 @@ type Usage struct {
 }
 
 // Usage lists the repository's packs, index objects and locks.
-func (r *Repo) Usage(ctx context.Context) (Usage, error) {
+func (r *Repo) Usage(ctx context.Context) (Usage, error) { return StoreUsage(ctx, r.store) }
+
+// StoreUsage is Usage of the repository in store, which it only lists: it
+// needs no key.
+func StoreUsage(ctx context.Context, store Store) (Usage, error) {
 	var u Usage
-	err := r.store.List(ctx, Root, func(oi uploader.ObjectInfo) error {
+	err := store.List(ctx, Root, func(oi uploader.ObjectInfo) error {
 		switch {
 		case strings.HasPrefix(oi.Key, Keys.PackPrefix()):
 			u.Packs++

@@ -13,6 +13,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/restic/chunker"
+
+	"github.com/kbak/kbak/internal/seal"
 )
 
 // WriterOptions tune a Writer.
@@ -41,6 +43,7 @@ type WriterStats struct {
 type Writer struct {
 	r       *Repo
 	h       *hasher
+	dk      *seal.DataKey // seals blobs in an encrypted repository
 	level   int
 	tempDir string
 
@@ -104,13 +107,19 @@ func (r *Repo) NewWriter(ctx context.Context, opts WriterOptions) (*Writer, erro
 		return nil, err
 	}
 	known.sortLoaded()
+	var dk *seal.DataKey
+	if r.keys != nil {
+		if dk, err = r.newDataKey(ctx); err != nil {
+			return nil, err
+		}
+	}
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	wctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	w := &Writer{
-		r: r, h: newHasher(r.cfg.IDKey), level: opts.Level, tempDir: opts.TempDir, known: known,
+		r: r, h: newHasher(r.idKey()), dk: dk, level: opts.Level, tempDir: opts.TempDir, known: known,
 		jobs: make(chan job, 1),
 		free: make(chan *pack, packsInFlight),
 		sem:  make(chan struct{}, packsInFlight),
@@ -218,7 +227,7 @@ func (w *Writer) failed(ctx context.Context) error {
 func (w *Writer) compress(enc *zstd.Encoder) {
 	defer w.workers.Done()
 	defer enc.Close()
-	var dst []byte
+	var dst, sealed []byte
 	for {
 		var j job
 		var ok bool
@@ -233,9 +242,18 @@ func (w *Writer) compress(enc *zstd.Encoder) {
 		dst = encodeBlob(enc, dst[:0], j.data)
 		raw := len(j.data)
 		w.putBuf(j.buf, j.data)
-		w.addBlob(j.id, raw, dst)
+		blob := dst
+		if w.dk != nil {
+			var err error
+			if sealed, err = w.dk.Seal(sealed[:0], dst, j.id[:]); err != nil {
+				w.cancel(err)
+				return
+			}
+			blob = sealed
+		}
+		w.addBlob(j.id, raw, blob)
 		if cap(dst) > 4<<w.r.cfg.Chunker.AverageBits {
-			dst = nil // a large chunk's: do not keep it for the small ones
+			dst, sealed = nil, nil // a large chunk's: do not keep it for the small ones
 		}
 	}
 }

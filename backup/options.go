@@ -79,6 +79,10 @@ type Options struct {
 	// deletes. With neither, movers get no credentials (IAM roles for pods).
 	Credentials *deploy.Credentials
 	SecretName  string
+	// KeySecretName names a Secret of the namespace that holds the
+	// repository's write key (deploy.KeyRepoKey): the movers mount it, and
+	// the run makes no key Secret of its own.
+	KeySecretName string
 
 	// Progress receives every event of every mover, tagged with the source
 	// PVC name. Calls are serialized.

@@ -24,6 +24,7 @@ import (
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
 	"github.com/kbak/kbak/internal/moverrun"
+	"github.com/kbak/kbak/internal/repo"
 )
 
 // run is the state of one backup run.
@@ -138,6 +139,12 @@ func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error
 		} else if created {
 			r.log.Info("created a new encrypted repository (format 2) in the store")
 		}
+	} else if k, err := deps.Catalog.WriteKeyFile(ctx); err != nil && !errors.Is(err, repo.ErrNeedKey) {
+		return nil, fmt.Errorf("open the repository: %w", err)
+	} else if err != nil || k != nil {
+		// Format 1 archives are not encrypted: they must not land beside
+		// an encrypted repository as if they were.
+		return nil, fmt.Errorf("%w: --format 1 writes unencrypted archives, and this store holds an encrypted repository: drop --format 1", ErrUsage)
 	}
 	if err := r.useSecret(ctx); err != nil {
 		return nil, err
@@ -149,7 +156,9 @@ func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error
 			return nil, err
 		}
 	}
-	if r.moverKey != nil {
+	if r.moverKey != nil && opts.KeySecretName != "" {
+		r.key = deploy.KeyRef{Name: opts.KeySecretName}
+	} else if r.moverKey != nil {
 		name := kube.Name("kbak", r.id, "key")
 		if r.key, err = moverrun.CreateKeySecret(ctx, r.deps.Kube, r.opts.Namespace, name, kube.Labels(r.id, r.opts.StatefulSet, kube.RoleCredentials), r.moverKey); err != nil {
 			return nil, err

@@ -89,7 +89,7 @@ func (a Agent) Objects() []runtime.Object {
 	}
 	objs = append(objs,
 		serviceAccount(a.Namespace, a.Name, labels),
-		clusterRole(backupRole, labels, BackupRules(a.Secret, a.Hooks)),
+		clusterRole(backupRole, labels, BackupRules(a.Secret, "", a.Hooks)),
 		clusterRole(readRole, labels, ClusterReadRules()),
 		clusterRoleBinding(readRole, labels, readRole, sa),
 	)

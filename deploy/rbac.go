@@ -22,7 +22,10 @@ const (
 // one name is enough and kbak never creates Secrets. An empty secret grants
 // nothing on Secrets. hooks adds pods/exec, which a backup without
 // --pre-hook/--post-hook does not need.
-func BackupRules(secret string, hooks bool) []rbacv1.PolicyRule {
+//
+// keySecret is the Secret with the write key of an encrypted repository
+// (--key-secret): kbak reads it, the movers mount it.
+func BackupRules(secret, keySecret string, hooks bool) []rbacv1.PolicyRule {
 	rules := []rbacv1.PolicyRule{
 		// discovery: the StatefulSet, its claims and its pods (for the node
 		// of a ReadWriteOnce volume and for hooks)
@@ -39,8 +42,14 @@ func BackupRules(secret string, hooks bool) []rbacv1.PolicyRule {
 	if hooks {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{groupCore}, Resources: []string{"pods/exec"}, Verbs: []string{"create"}})
 	}
-	if secret != "" {
-		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{groupCore}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: []string{secret}})
+	var names []string
+	for _, s := range []string{secret, keySecret} {
+		if s != "" {
+			names = append(names, s)
+		}
+	}
+	if len(names) > 0 {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{groupCore}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: names})
 	}
 	return rules
 }

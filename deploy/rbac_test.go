@@ -83,7 +83,7 @@ func TestBackupRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rules := BackupRules(tt.secret, tt.hooks)
+			rules := BackupRules(tt.secret, "", tt.hooks)
 			for _, c := range backupCalls {
 				if !allows(rules, c.verb, c.group, c.resource, c.name) {
 					t.Errorf("backup needs %s %s/%s %s", c.verb, c.group, c.resource, c.name)

@@ -62,6 +62,9 @@ type Schedule struct {
 	// Secret holds the store credentials; both the CronJob's kbak and its
 	// movers read them from it.
 	Secret SecretRef
+	// KeySecret holds the write key of an encrypted repository under
+	// KeyRepoKey (never a read key): kbak reads it, the movers mount it.
+	KeySecret string
 
 	// BackupArgs are further `kbak backup` flags: retention (--keep-*),
 	// method, snapshot class. They follow --prune.
@@ -119,6 +122,9 @@ func (s Schedule) BackupCommand() []string {
 	if s.Secret.Name != "" {
 		args = append(args, "--secret", s.Secret.Name)
 	}
+	if s.KeySecret != "" {
+		args = append(args, "--key-secret", s.KeySecret)
+	}
 	args = append(args, "--mover-pull-policy", string(s.pullPolicy()))
 	if s.PreHook != "" {
 		args = append(args, "--pre-hook", s.PreHook)
@@ -158,7 +164,7 @@ func (s Schedule) Objects() []runtime.Object {
 	sa := subject{s.Namespace, name}
 	return []runtime.Object{
 		serviceAccount(s.Namespace, name, labels),
-		role(s.Namespace, name, labels, BackupRules(s.Secret.Name, s.Hooks())),
+		role(s.Namespace, name, labels, BackupRules(s.Secret.Name, s.KeySecret, s.Hooks())),
 		roleBinding(s.Namespace, name, labels, "Role", name, sa),
 		clusterRole(clusterName, clusterLabels, ClusterReadRules()),
 		clusterRoleBinding(clusterName, clusterLabels, clusterName, sa),

@@ -20,6 +20,7 @@ import (
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/moverrun"
 	"github.com/kbak/kbak/internal/retention"
+	"github.com/kbak/kbak/internal/seal"
 )
 
 // ErrNotFound is wrapped by errors about a schedule that does not exist.
@@ -42,6 +43,9 @@ type CreateOptions struct {
 	// Secret in Namespace holding the store credentials, for kbak in the
 	// CronJob and for its movers.
 	Secret string
+	// KeySecret in Namespace holds the write key of an encrypted
+	// repository (deploy.KeyRepoKey).
+	KeySecret string
 
 	Image      string // default deploy.DefaultMoverImage
 	PullPolicy corev1.PullPolicy
@@ -112,6 +116,7 @@ func (o CreateOptions) schedule() (deploy.Schedule, error) {
 		Image: o.Image, PullPolicy: o.PullPolicy,
 		Repo: o.Repo, S3Endpoint: o.S3Endpoint, S3Region: o.S3Region, S3PathStyle: o.S3PathStyle,
 		Secret:     deploy.SecretRef{Name: o.Secret, SessionToken: o.secretKeys.SessionToken, CABundle: o.secretKeys.CABundle},
+		KeySecret:  o.KeySecret,
 		BackupArgs: args,
 		PreHook:    o.PreHook, PostHook: o.PostHook, HookContainer: o.HookContainer,
 		RunDeadline: o.RunDeadline,
@@ -143,6 +148,11 @@ func Create(ctx context.Context, kc kubernetes.Interface, o CreateOptions) ([]ru
 				err, o.Secret, o.Namespace, deploy.KeyAccessKeyID, deploy.KeySecretAccessKey)
 		}
 		if err != nil {
+			return nil, err
+		}
+	}
+	if o.KeySecret != "" {
+		if err := checkKeySecret(ctx, kc, o.Namespace, o.KeySecret); err != nil {
 			return nil, err
 		}
 	}
@@ -250,4 +260,21 @@ func names[T any, P interface {
 // *catalog.Catalog.
 type LatestFinder interface {
 	Latest(ctx context.Context, f catalog.Filter) (*catalog.Manifest, error)
+}
+
+// checkKeySecret checks that the key Secret holds a write key: a schedule
+// runs in the cluster, which must not hold a key that reads backups.
+func checkKeySecret(ctx context.Context, kc kubernetes.Interface, ns, name string) error {
+	b, err := moverrun.ReadKeySecret(ctx, kc, ns, name)
+	if err != nil {
+		return err
+	}
+	k, err := seal.ParseKey(b)
+	if err != nil {
+		return fmt.Errorf("key secret %s/%s: %w", ns, name, err)
+	}
+	if k.Write == nil {
+		return fmt.Errorf("key secret %s/%s holds a read key: a schedule needs only the write key, and the cluster should not hold one that reads the backups; put the write key there (kbak key write-key --out FILE)", ns, name)
+	}
+	return nil
 }

@@ -158,6 +158,16 @@ func backupAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if ks := c.String("key-secret"); ks != "" && key.Write != nil {
+		// The movers mount the same Secret: the run makes no copy of the key.
+		ns, name, ok := strings.Cut(ks, "/")
+		if !ok {
+			ns, name = opts.Namespace, ks
+		}
+		if ns == opts.Namespace {
+			opts.KeySecretName = name
+		}
+	}
 	cat := catalog.New(store, key)
 	m, runErr := backup.Run(c.Context, backup.Deps{
 		Kube: cl.kube, Snap: cl.snapshots, RestConfig: cl.config, Catalog: cat, Log: logger(c),

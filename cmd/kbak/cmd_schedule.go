@@ -131,7 +131,7 @@ func scheduleCreate(c *cli.Context) error {
 		Name: name, Namespace: ns, StatefulSet: sts,
 		Cron: c.String("cron"), TimeZone: c.String("time-zone"), Policy: retentionPolicy(c), Suspend: c.Bool("suspend"),
 		Repo: repo, S3Endpoint: c.String("s3-endpoint"), S3Region: c.String("s3-region"), S3PathStyle: c.Bool("s3-path-style"),
-		Secret: c.String("secret"), Image: c.String("image"), PullPolicy: corev1.PullPolicy(c.String("pull-policy")),
+		Secret: c.String("secret"), KeySecret: c.String("key-secret"), Image: c.String("image"), PullPolicy: corev1.PullPolicy(c.String("pull-policy")),
 		Method: c.String("method"), SnapshotClass: c.String("snapshot-class"), KeepSnapshots: c.Bool("keep-snapshots"),
 		Parallel: c.Int("parallel"), PreHook: c.String("pre-hook"), PostHook: c.String("post-hook"), HookContainer: c.String("hook-container"),
 		RunDeadline: c.Duration("run-deadline"),

@@ -69,7 +69,7 @@ func (c *Catalog) repo(ctx context.Context) (*repo.Repo, error) {
 	}
 	r, err := repo.Open(ctx, c.store, c.key)
 	if err != nil {
-		if errors.Is(err, repo.ErrNeedKey) {
+		if !errors.Is(err, repo.ErrNoRepository) {
 			c.dataErr = err // asked once, not for every manifest
 		}
 		return nil, err
@@ -157,16 +157,28 @@ func (c *Catalog) WriteManifest(ctx context.Context, m *Manifest) error {
 				m.ID, v.PVC, v.Key, info.Size, v.StoredBytes)
 		}
 	}
+	var r *repo.Repo
 	if m.Format == FormatRepo {
 		sealed, err := c.sealSpec(ctx, m)
 		if err != nil {
 			return fmt.Errorf("write manifest %s: %w", m.ID, err)
 		}
 		m = sealed
+		if r, err = c.repo(ctx); err != nil && !errors.Is(err, repo.ErrNoRepository) {
+			return fmt.Errorf("write manifest %s: %w", m.ID, err)
+		}
 	}
 	data, err := EncodeManifest(m)
 	if err != nil {
 		return err
+	}
+	if r != nil {
+		// In an encrypted repository the whole manifest is sealed under the
+		// meta key: its volumes' errors may name files, its claims' specs
+		// say more than the bucket needs to.
+		if data, err = r.SealMeta(data); err != nil {
+			return fmt.Errorf("write manifest %s: %w", m.ID, err)
+		}
 	}
 	key := m.Layout().ManifestKey()
 	if err := c.store.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
@@ -192,6 +204,15 @@ func (c *Catalog) readManifest(ctx context.Context, key string) (*Manifest, erro
 	}
 	if len(data) > maxManifestBytes {
 		return nil, corrupt(key, fmt.Sprintf("larger than %d bytes", maxManifestBytes))
+	}
+	if repo.IsSealed(data) {
+		r, err := c.repo(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read manifest %s: %w", key, err)
+		}
+		if data, err = r.OpenMeta(data, maxManifestBytes); err != nil {
+			return nil, corrupt(key, err.Error())
+		}
 	}
 	m, err := DecodeManifest(key, data)
 	if err != nil || m.SealedSpec == nil {
@@ -258,6 +279,11 @@ func (c *Catalog) openSpec(ctx context.Context, m *Manifest) error {
 // bad object does not hide the rest of a repository.
 func (c *Catalog) List(ctx context.Context, f Filter) ([]Summary, error) {
 	if err := f.validate(); err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	// An encrypted repository's manifests are sealed: without its key, or
+	// with a wrong one, say so once rather than on every line.
+	if _, err := c.repo(ctx); err != nil && !errors.Is(err, repo.ErrNoRepository) {
 		return nil, fmt.Errorf("list backups: %w", err)
 	}
 	var keys []Key
@@ -393,6 +419,12 @@ func (c *Catalog) Latest(ctx context.Context, f Filter) (*Manifest, error) {
 // kept in the cluster (retained snapshots); the manifest is nil when the
 // backup had none or it could not be read. A backup without a manifest is
 // deleted too: naming its id is explicit enough.
+//
+// Objects that S3 Object Lock keeps stay, and the error is then a
+// *LockedBackup (it wraps uploader.ErrLocked), which callers report as
+// skipped rather than failed. When the manifest is kept, nothing else is
+// touched: the backup stays whole and listed, and the manifest returned is
+// nil, since nothing the backup kept may go either.
 func (c *Catalog) Delete(ctx context.Context, id string) (*Manifest, error) {
 	dirs, err := c.find(ctx, id)
 	if err != nil {
@@ -406,24 +438,60 @@ func (c *Catalog) Delete(ctx context.Context, id string) (*Manifest, error) {
 				return nil, fmt.Errorf("delete backup %s: %w", id, err)
 			}
 			if err := c.store.Delete(ctx, l.ManifestKey()); err != nil {
-				return nil, fmt.Errorf("delete backup %s: %w", id, err)
+				lb := &LockedBackup{ID: id, Listed: true}
+				if !lb.Skip(err) {
+					return nil, fmt.Errorf("delete backup %s: %w", id, err)
+				}
+				lb.Objects = len(objs) // none was touched
+				return nil, lb
 			}
 		}
-		if err := c.deleteObjects(ctx, l, objs); err != nil {
+		lb := &LockedBackup{ID: id}
+		if err := c.deleteObjects(ctx, l, objs, &lb.LockedObjects); err != nil {
 			return m, fmt.Errorf("delete backup %s: %w (`kbak gc` removes what is left)", id, err)
+		}
+		if lb.Any() {
+			return m, lb
 		}
 		return m, nil
 	}
 	return nil, notFound(id)
 }
 
-// deleteObjects removes the objects of the backup at l, except its manifest.
-func (c *Catalog) deleteObjects(ctx context.Context, l Layout, objs []uploader.ObjectInfo) error {
+// LockedBackup says what S3 Object Lock kept of a backup that was to be
+// deleted. As an error it wraps uploader.ErrLocked: the backup is not due
+// yet, which is no failure.
+type LockedBackup struct {
+	ID string `json:"id"`
+	// Listed: its manifest is kept, so the whole backup stays and is still
+	// listed; Objects counts all of its objects. Otherwise the backup is
+	// gone from the listing and Objects of its objects stay until Until,
+	// after which `kbak gc` removes them.
+	Listed bool `json:"listed"`
+	repo.LockedObjects
+}
+
+func (e *LockedBackup) Error() string {
+	if e.Listed {
+		until := "a legal hold ends"
+		if !e.Until.IsZero() {
+			until = e.Until.UTC().Format(time.RFC3339)
+		}
+		return fmt.Sprintf("backup %s is kept: its manifest is under Object Lock until %s, so none of its %d objects was deleted", e.ID, until, e.Objects)
+	}
+	return fmt.Sprintf("backup %s deleted, but %s stay (`kbak gc` removes them after)", e.ID, e.LockedObjects)
+}
+
+func (e *LockedBackup) Is(target error) bool { return target == uploader.ErrLocked }
+
+// deleteObjects removes the objects of the backup at l, except its
+// manifest, and counts in locked those that Object Lock keeps.
+func (c *Catalog) deleteObjects(ctx context.Context, l Layout, objs []uploader.ObjectInfo, locked *repo.LockedObjects) error {
 	for _, o := range objs {
 		if o.Key == l.ManifestKey() {
 			continue // removed first by the caller
 		}
-		if err := c.store.Delete(ctx, o.Key); err != nil {
+		if err := c.store.Delete(ctx, o.Key); err != nil && !locked.Skip(err) {
 			return fmt.Errorf("delete %s: %w", o.Key, err)
 		}
 	}
@@ -439,6 +507,10 @@ type Orphan struct {
 	Bytes       int64     `json:"bytes"`
 	Newest      time.Time `json:"newest"` // modification time of its newest object
 	Removed     bool      `json:"removed"`
+	// Locked counts its objects that S3 Object Lock keeps: they are not
+	// leaked but not due yet, and a gc after Locked.Until removes them.
+	// Removed is then false.
+	Locked repo.LockedObjects `json:"locked,omitzero"`
 }
 
 // GC finds backup directories without a manifest whose newest object is
@@ -446,7 +518,8 @@ type Orphan struct {
 // period keeps a running backup (which writes its manifest last) safe.
 // Objects under Root that are outside any valid backup directory are not
 // kbak's to judge and are left alone. Deletion errors do not stop the sweep;
-// they are joined into the returned error.
+// they are joined into the returned error. Objects that S3 Object Lock
+// keeps stay and are counted in Orphan.Locked, which is no error.
 func (c *Catalog) GC(ctx context.Context, grace time.Duration, now time.Time, dryRun bool) ([]Orphan, error) {
 	if grace < 0 {
 		return nil, fmt.Errorf("gc: negative grace period %s", grace)
@@ -487,16 +560,34 @@ func (c *Catalog) GC(ctx context.Context, grace time.Duration, now time.Time, dr
 		if now.Sub(o.Newest) < grace {
 			continue
 		}
-		if !dryRun {
-			if err := c.deleteObjects(ctx, l, d.objs); err != nil {
-				errs = append(errs, fmt.Errorf("gc: backup %s: %w", l.ID, err))
-			} else {
-				o.Removed = true
-			}
+		if dryRun {
+			o.Locked = c.lockedObjects(ctx, d.objs, now)
+		} else if err := c.deleteObjects(ctx, l, d.objs, &o.Locked); err != nil {
+			errs = append(errs, fmt.Errorf("gc: backup %s: %w", l.ID, err))
+		} else {
+			o.Removed = !o.Locked.Any()
 		}
 		orphans = append(orphans, o)
 	}
 	return orphans, errors.Join(errs...)
+}
+
+// lockedObjects counts those of objs that Object Lock keeps at now, as a
+// dry run sees them: it asks the store about each (on S3 a HEAD request).
+func (c *Catalog) lockedObjects(ctx context.Context, objs []uploader.ObjectInfo, now time.Time) repo.LockedObjects {
+	var locked repo.LockedObjects
+	for _, o := range objs {
+		oi, err := c.store.Stat(ctx, o.Key)
+		if err != nil || !oi.Locked(now) {
+			continue
+		}
+		until := oi.RetainUntil
+		if !until.After(now) {
+			until = time.Time{} // a legal hold
+		}
+		locked.Add(repo.LockedObjects{Objects: 1, Until: until})
+	}
+	return locked
 }
 
 // listBackupObjects calls fn for every object of every backup of every

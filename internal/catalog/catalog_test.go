@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/catalog/catalogtest"
+	datarepo "github.com/kbak/kbak/internal/repo"
 	"github.com/kbak/kbak/internal/seal"
 	"github.com/kbak/kbak/uploader"
 )
@@ -418,6 +420,82 @@ func TestInterruptedDeleteLeavesAnOrphan(t *testing.T) {
 	}
 }
 
+// retain puts every object under dir except those of skip under retention
+// until the date, and returns how many it put.
+func retain(s *catalogtest.MemStore, dir, skip string, until time.Time) int {
+	n := 0
+	for _, k := range s.Keys() {
+		if strings.HasPrefix(k, dir) && (skip == "" || !strings.HasSuffix(k, skip)) {
+			s.Retain(k, until)
+			n++
+		}
+	}
+	return n
+}
+
+// A backup whose manifest Object Lock keeps is left whole and listed, and
+// Delete says so with a LockedBackup (no failure); one whose other objects
+// only are kept is deleted from the listing, and gc reports the rest as
+// locked, not leaked, until the date, then removes it.
+func TestDeleteLocked(t *testing.T) {
+	ctx := context.Background()
+	s, c, bs := repo(t)
+	cat := catalog.New(s, seal.Key{})
+	until := t0.Add(48 * time.Hour)
+
+	whole := bs["db-mid"].layout()
+	n := retain(s, whole.Dir(), "", until)
+	before := s.Keys()
+	m, err := cat.Delete(ctx, whole.ID)
+	var lb *catalog.LockedBackup
+	if !errors.Is(err, uploader.ErrLocked) || !errors.As(err, &lb) {
+		t.Fatalf("Delete of a locked backup = %v, want a LockedBackup", err)
+	}
+	if !lb.Listed || lb.ID != whole.ID || lb.Objects != n || !lb.Until.Equal(until) || m != nil {
+		t.Errorf("Delete = %+v, manifest %v; want the whole backup (%d objects) kept until %v and no manifest for cleanup", lb, m, n, until)
+	}
+	if got := s.Keys(); !slices.Equal(got, before) {
+		t.Errorf("a locked backup lost objects: %q", got)
+	}
+	if list, _ := cat.List(ctx, catalog.Filter{}); !slices.Contains(ids(list), whole.ID) {
+		t.Errorf("a locked backup is no longer listed")
+	}
+	t.Log(err)
+
+	part := bs["db-old"].layout()
+	n = retain(s, part.Dir(), "manifest.json", until)
+	m, err = cat.Delete(ctx, part.ID)
+	if !errors.As(err, &lb) || lb.Listed || lb.Objects != n || m == nil || m.ID != part.ID {
+		t.Fatalf("Delete with locked volumes = %v (%+v), manifest %v; want it unlisted, its manifest back, and %d objects kept", err, lb, m, n)
+	}
+	if list, _ := cat.List(ctx, catalog.Filter{}); slices.Contains(ids(list), part.ID) {
+		t.Errorf("a backup without its manifest is still listed")
+	}
+
+	for _, dry := range []bool{true, false} {
+		orphans, err := cat.GC(ctx, time.Hour, t0, dry)
+		if err != nil {
+			t.Fatalf("gc (dry run %v): %v, want no error for locked objects", dry, err)
+		}
+		i := slices.IndexFunc(orphans, func(o catalog.Orphan) bool { return o.ID == part.ID })
+		if i < 0 || orphans[i].Removed || orphans[i].Locked.Objects != n || !orphans[i].Locked.Until.Equal(until) {
+			t.Errorf("gc (dry run %v): orphans %+v, want %s reported as %d objects locked until %v", dry, orphans, part.ID, n, until)
+		}
+	}
+	if !slices.ContainsFunc(s.Keys(), func(k string) bool { return strings.HasPrefix(k, part.Dir()) }) {
+		t.Fatal("gc removed locked objects")
+	}
+	c.set(until.Add(time.Second))
+	orphans, err := cat.GC(ctx, time.Hour, c.now(), false)
+	i := slices.IndexFunc(orphans, func(o catalog.Orphan) bool { return o.ID == part.ID })
+	if err != nil || i < 0 || !orphans[i].Removed || orphans[i].Locked.Any() {
+		t.Errorf("gc once the lock ended: %+v, %v; want %s removed", orphans, err, part.ID)
+	}
+	if _, err := cat.Delete(ctx, whole.ID); err != nil {
+		t.Errorf("Delete once the lock ended: %v", err)
+	}
+}
+
 func TestGC(t *testing.T) {
 	ctx := context.Background()
 	// The backup "running" (no manifest) last wrote at t0-9m; an older
@@ -566,5 +644,48 @@ func TestFormatsSideBySide(t *testing.T) {
 	orphans, err := cat.GC(ctx, time.Hour, t0.Add(48*time.Hour), false)
 	if err != nil || len(orphans) != 1 || orphans[0].ID != orphan.layout().ID || !orphans[0].Removed {
 		t.Fatalf("GC = %+v, %v; want the format 2 orphan removed", orphans, err)
+	}
+}
+
+// In an encrypted repository a manifest is sealed whole, its StatefulSet
+// spec a second time to the read keys: the write key lists and reads the
+// rest, only the read key the spec; no key lists nothing, in one error.
+func TestEncryptedManifests(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore()
+	id, _ := age.GenerateX25519Identity()
+	r, err := datarepo.Init(ctx, s, datarepo.InitOptions{Encryption: datarepo.EncryptionAge, ReadKeys: []string{id.Recipient().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rid, secret, _ := r.WriteKey()
+	writeKey, readKey := seal.Key{RepoID: rid, Write: &secret}, seal.Key{Read: id}
+	b := backup{ns: "shop", sts: "db", format: catalog.FormatRepo, created: t0, rnd: "0001", status: catalog.StatusCompleted, methods: []catalog.Method{catalog.MethodSnapshot}}
+	m := b.manifest()
+	m.Spec.Spec.ServiceName = "SPEC-PLAINTEXT"
+	for _, v := range m.Volumes {
+		put(t, ctx, s, v.Key, 10)
+	}
+	if err := catalog.New(s, writeKey).WriteManifest(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range s.Keys() {
+		rc, _ := s.Get(ctx, k)
+		data, _ := io.ReadAll(rc)
+		rc.Close()
+		if bytes.Contains(data, []byte("SPEC-PLAINTEXT")) || (strings.HasSuffix(k, "manifest.json") && bytes.Contains(data, []byte("data-db-0"))) {
+			t.Errorf("%s holds plaintext of the manifest", k)
+		}
+	}
+	got, err := catalog.New(s, writeKey).Get(ctx, m.ID)
+	if err != nil || !got.SpecSealed() || got.Spec.Spec.ServiceName != "" || len(got.Volumes) != len(m.Volumes) {
+		t.Fatalf("with the write key: %+v, %v; want the manifest with its spec sealed", got, err)
+	}
+	got, err = catalog.New(s, readKey).Get(ctx, m.ID)
+	if err != nil || got.SpecSealed() || got.Spec.Spec.ServiceName != "SPEC-PLAINTEXT" {
+		t.Fatalf("with the read key: %v; want the spec", err)
+	}
+	if _, err := catalog.New(s, seal.Key{}).List(ctx, catalog.Filter{}); !errors.Is(err, datarepo.ErrNeedKey) {
+		t.Fatalf("List with no key: %v", err)
 	}
 }

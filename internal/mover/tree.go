@@ -2,6 +2,7 @@ package mover
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -258,17 +259,23 @@ func downloadTree(ctx context.Context, store Store, opts DownloadOptions, ev *Em
 		return nil
 	}
 	var stats archive.Stats
+	var withheld archive.Withheld
 	g.Go(func() error {
 		pr, pw := io.Pipe()
 		go func() {
-			pw.CloseWithError(archive.Rehydrate(gctx, recipeStream(gctx, g, rd, recipe), pw, data))
+			rs := recipeStream(gctx, g, rd, recipe)
+			err := archive.Rehydrate(gctx, rs, pw, data)
+			// A rehydration that stopped early (a chunk failed) reads no
+			// more of the recipe: let its writer go.
+			rs.CloseWithError(cmp.Or(err, io.ErrClosedPipe))
+			pw.CloseWithError(err)
 		}()
 		defer pr.Close()
 		var err error
 		if opts.Target == "" {
 			stats, err = archive.VerifyTar(gctx, pr, &counters)
 		} else {
-			stats, err = archive.ExtractTar(gctx, pr, opts.Target, archive.ExtractOptions{Progress: &counters})
+			stats, err = archive.ExtractTar(gctx, pr, opts.Target, opts.extractOptions(&counters, &withheld))
 		}
 		return err
 	})
@@ -276,12 +283,13 @@ func downloadTree(ctx context.Context, store Store, opts DownloadOptions, ev *Em
 		return Result{}, fmt.Errorf("restore %s: %w", opts.Key, err)
 	}
 	res.RawBytes, res.Files, res.StoredBytes = stats.RawBytes, stats.Files, fetched.Load()
+	res.setWithheld(stats, &withheld)
 	res.Finished = time.Now().UTC()
 	return res, nil
 }
 
 // recipeStream returns the recipe's bytes, fetched in the group g.
-func recipeStream(ctx context.Context, g *errgroup.Group, rd *repo.Reader, recipe []repo.Ref) io.Reader {
+func recipeStream(ctx context.Context, g *errgroup.Group, rd *repo.Reader, recipe []repo.Ref) *io.PipeReader {
 	pr, pw := io.Pipe()
 	refs := make(chan repo.Ref)
 	go func() {

@@ -1,8 +1,11 @@
 package mover
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -143,5 +146,52 @@ func TestTreeUploadWaitsForPrune(t *testing.T) {
 	_, err = Upload(ctx, store, UploadOptions{Source: tree(t), Key: "kbak/v2/backups/ns/s/s-1/volumes/d.tree"}, nil)
 	if !errors.Is(err, repo.ErrLocked) || !strings.Contains(err.Error(), "prune") {
 		t.Fatalf("upload during prune: %v, want ErrLocked naming the prune", err)
+	}
+}
+
+// A chunk of file data that fails its check ends the restore and the
+// verify-only download with ErrCorrupt: the recipe's reader stops with it
+// and does not wait forever for the rest of the recipe.
+func TestTreeDownloadDamagedDataEnds(t *testing.T) {
+	store := fileStore(t)
+	src := t.TempDir()
+	data := make([]byte, 3<<20)
+	rand.Read(data)
+	if err := os.WriteFile(filepath.Join(src, "big.bin"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const key = "kbak/v2/backups/ns/s/s-1/volumes/d.tree"
+	if _, err := Upload(t.Context(), store, UploadOptions{Source: src, Key: key, TempDir: t.TempDir()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var packs []string
+	store.List(t.Context(), repo.Keys.PackPrefix(), func(oi uploader.ObjectInfo) error { packs = append(packs, oi.Key); return nil })
+	for _, p := range packs {
+		rc, err := store.Get(t.Context(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		b[100] ^= 1 // in the first blob: file data, written before the recipe
+		if err := store.Put(t.Context(), p, bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, target := range []string{"", t.TempDir()} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := Download(t.Context(), store, DownloadOptions{Key: key, Target: target}, nil)
+			done <- err
+		}()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(time.Minute):
+			t.Fatalf("download (target %q) of a damaged chunk still running after a minute", target)
+		}
+		if !errors.Is(err, repo.ErrCorrupt) {
+			t.Errorf("download (target %q) of a damaged chunk: %v, want ErrCorrupt", target, err)
+		}
 	}
 }

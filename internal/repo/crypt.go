@@ -30,6 +30,11 @@ import (
 //   - the write secret itself, sealed to the read keys at keys/write, so a
 //     read key alone opens everything.
 //
+// `kbak key` rewrites keys/write and removes entries of keys/recipients,
+// so those (and keys/passphrase) are written without Object Lock
+// retention; a data key is written once, with the blobs it seals, and is
+// kept with them.
+//
 // The read keys' public halves are listed at keys/recipients/<id>, each
 // with a MAC under the write secret, so that whoever holds only the bucket
 // cannot slip in a key of their own. A read key may also be stored in the
@@ -98,15 +103,16 @@ func (r *Repo) NeedRead(what string) error {
 	return fmt.Errorf("%w: %s opens sealed data, and only the write key was given: give a read key (--key-file with an AGE-SECRET-KEY-1 file, or --passphrase-file)", seal.ErrNoReadKey, what)
 }
 
-// putMeta stores b at key, sealed under the meta key when encrypted.
-func (r *Repo) putMeta(ctx context.Context, key string, b []byte) error {
+// putMeta stores b at key through st, sealed under the meta key when
+// encrypted.
+func (r *Repo) putMeta(ctx context.Context, st Store, key string, b []byte) error {
 	if r.keys != nil {
 		var err error
 		if b, err = seal.SealBytes(b, r.keys.meta); err != nil {
 			return err
 		}
 	}
-	return r.store.Put(ctx, key, bytes.NewReader(b), int64(len(b)))
+	return st.Put(ctx, key, bytes.NewReader(b), int64(len(b)))
 }
 
 // openMeta opens the object read from rc (sealed under the meta key when
@@ -116,6 +122,27 @@ func (r *Repo) openMeta(rc io.Reader) (io.Reader, error) {
 		return rc, nil
 	}
 	return seal.Decrypt(rc, r.keys.meta)
+}
+
+// SealMeta seals b under the meta key, for objects the writers read back
+// (a backup's manifest): b as it is when the repository is not encrypted.
+func (r *Repo) SealMeta(b []byte) ([]byte, error) {
+	if r.keys == nil {
+		return b, nil
+	}
+	return seal.SealBytes(b, r.keys.meta)
+}
+
+// IsSealed reports whether b is an object sealed by this package (age's
+// format), so that a reader knows to open it.
+func IsSealed(b []byte) bool { return bytes.HasPrefix(b, []byte("age-encryption.org/v1\n")) }
+
+// OpenMeta opens what SealMeta sealed; limit bounds what it reads.
+func (r *Repo) OpenMeta(b []byte, limit int64) ([]byte, error) {
+	if r.keys == nil {
+		return nil, fmt.Errorf("%w: a sealed object in a repository that is not encrypted", ErrCorrupt)
+	}
+	return seal.OpenBytes(b, limit, r.keys.meta)
 }
 
 // sealMeta wraps w so that what is written is sealed under the meta key.
@@ -359,7 +386,7 @@ func (r *Repo) AddRecipient(ctx context.Context, recipient, label string, now ti
 	if err != nil {
 		return Recipient{}, err
 	}
-	if err := r.store.Put(ctx, Keys.Recipient(rc.ID), bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := r.plain.Put(ctx, Keys.Recipient(rc.ID), bytes.NewReader(b), int64(len(b))); err != nil {
 		return Recipient{}, fmt.Errorf("store read key: %w", err)
 	}
 	r.keys.recipients = append(r.keys.recipients, rc)
@@ -389,7 +416,7 @@ func (r *Repo) RemoveRecipient(ctx context.Context, id string) (Recipient, error
 	if err := r.sealSecret(ctx); err != nil {
 		return rc, err
 	}
-	if err := r.store.Delete(ctx, Keys.Recipient(rc.ID)); err != nil {
+	if err := r.plain.Delete(ctx, Keys.Recipient(rc.ID)); err != nil {
 		return rc, fmt.Errorf("delete read key entry: %w", err)
 	}
 	return rc, nil
@@ -401,7 +428,7 @@ func (r *Repo) sealSecret(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := r.store.Put(ctx, Keys.WriteSecret(), bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := r.plain.Put(ctx, Keys.WriteSecret(), bytes.NewReader(b), int64(len(b))); err != nil {
 		return fmt.Errorf("store the sealed write key: %w", err)
 	}
 	return nil
@@ -451,7 +478,7 @@ func (r *Repo) StorePassphraseKey(ctx context.Context, identity age.Identity, pa
 		return "", err
 	}
 	name := hex.EncodeToString(id[:8])
-	if err := r.store.Put(ctx, Keys.PassphraseKey(name), bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := r.plain.Put(ctx, Keys.PassphraseKey(name), bytes.NewReader(b), int64(len(b))); err != nil {
 		return "", fmt.Errorf("store the passphrase-sealed read key: %w", err)
 	}
 	return name, nil

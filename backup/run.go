@@ -663,7 +663,13 @@ func (r *run) entry(v *volume) catalog.Volume {
 func (r *run) dropObjects(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.CleanupTimeout)
 	defer cancel()
-	if _, err := r.deps.Catalog.Delete(ctx, r.id); err != nil && !errors.Is(err, catalog.ErrBackupNotFound) {
+	_, err := r.deps.Catalog.Delete(ctx, r.id)
+	var locked *catalog.LockedBackup
+	switch {
+	case errors.As(err, &locked):
+		// Written with retention: they cannot go before the date.
+		r.log.Info("objects of the failed backup stay under Object Lock; kbak gc removes them after", "objects", locked.Objects, "until", locked.Until)
+	case err != nil && !errors.Is(err, catalog.ErrBackupNotFound):
 		r.log.Warn("delete objects of the failed backup (kbak gc removes them later)", "err", err)
 	}
 }

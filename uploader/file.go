@@ -285,7 +285,9 @@ func (s *FileStore) Delete(ctx context.Context, key string) error {
 	if fi.IsDir() {
 		return nil // not an object
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(p); errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("delete %s: %w: %w", key, ErrAccessDenied, err)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	for d := filepath.Dir(p); d != s.dir && strings.HasPrefix(d, s.dir); d = filepath.Dir(d) {

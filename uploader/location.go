@@ -16,7 +16,8 @@ var (
 	ErrBadURL = errors.New("bad repository URL")
 	// ErrNoBucket: the bucket (or, for file://, the directory) does not exist.
 	ErrNoBucket = errors.New("repository bucket or directory does not exist")
-	// ErrAccessDenied: the store refused the credentials.
+	// ErrAccessDenied: the store refused the credentials, or (wrapped by
+	// Delete errors) refused them the right to delete.
 	ErrAccessDenied = errors.New("access denied")
 	// ErrUnreachable: the store cannot be reached at all.
 	ErrUnreachable = errors.New("store unreachable")

@@ -245,7 +245,9 @@ func (s *S3Store) Delete(ctx context.Context, key string) error {
 		if isLockRefusal(err) {
 			return fmt.Errorf("delete %s: %w", key, s.refusedLock(ctx, key, k, head))
 		}
-		return fmt.Errorf("delete %s: %w", key, err)
+		// Denied: credentials without s3:DeleteObject (an append-only
+		// writer).
+		return fmt.Errorf("delete %s: %w", key, denied(err))
 	}
 	return nil
 }
@@ -263,6 +265,25 @@ func (s *S3Store) refusedLock(ctx context.Context, key, k string, head *s3.HeadO
 		}
 	}
 	return &LockedError{Key: key}
+}
+
+// isDenied reports a request refused for want of permission.
+func isDenied(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() == "AccessDenied" {
+		return true
+	}
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden
+}
+
+// denied makes err wrap ErrAccessDenied when the server refused the
+// request for want of permission.
+func denied(err error) error {
+	if isDenied(err) {
+		return fmt.Errorf("%w: %w", ErrAccessDenied, err)
+	}
+	return err
 }
 
 func isNoSuchBucket(err error) bool {
@@ -290,7 +311,7 @@ func (s *S3Store) IncompleteUploads(ctx context.Context, prefix string) ([]Incom
 		res, err = s.listUploads(ctx, "", full)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list multipart uploads under %s: %w", prefix, err)
+		return nil, fmt.Errorf("list multipart uploads under %s: %w", prefix, denied(err))
 	}
 	return res, nil
 }
@@ -364,7 +385,7 @@ func (s *S3Store) AbortUpload(ctx context.Context, u IncompleteUpload) error {
 	_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &k, UploadId: &u.UploadID})
 	var ae smithy.APIError
 	if err != nil && !(errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload") {
-		return fmt.Errorf("abort upload %s of %s: %w", u.UploadID, u.Key, err)
+		return fmt.Errorf("abort upload %s of %s: %w", u.UploadID, u.Key, denied(err))
 	}
 	return nil
 }

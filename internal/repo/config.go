@@ -88,9 +88,23 @@ var _ Store = uploader.Store(nil)
 
 // Repo is an opened repository.
 type Repo struct {
+	// store writes with whatever Object Lock retention it was opened
+	// with: the data of backups. plain is the same store writing without
+	// retention, for what kbak rewrites or removes in its normal course
+	// (see objectlock.go).
 	store Store
+	plain Store
 	cfg   Config
 	keys  *keyring // of an encrypted repository
+}
+
+// newRepo is the repository in store with config cfg.
+func newRepo(ctx context.Context, store Store, cfg Config) (*Repo, error) {
+	plain, err := unretained(ctx, store)
+	if err != nil {
+		return nil, err
+	}
+	return &Repo{store: store, plain: plain, cfg: cfg}, nil
 }
 
 // InitOptions tune Init.
@@ -180,15 +194,19 @@ func Init(ctx context.Context, store Store, opts InitOptions) (*Repo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init repository: read the config back: %w", err)
 	}
+	r, err := newRepo(ctx, store, stored)
+	if err != nil {
+		return nil, fmt.Errorf("init repository: %w", err)
+	}
 	if stored.Encryption == EncryptionNone {
-		return &Repo{store: store, cfg: stored}, nil
+		return r, nil
 	}
 	if stored.KeyCheck != cfg.KeyCheck {
 		return nil, fmt.Errorf("init repository: another kbak created it at the same time: %w", uploader.ErrExists)
 	}
 	// The keys are written after the config that names them: a crash in
 	// between leaves a repository no key opens, which init reports.
-	r := &Repo{store: store, cfg: stored, keys: &keyring{secret: secret, meta: secret.Meta(), idKey: secret.Derive("chunk id", 32)}}
+	r.keys = &keyring{secret: secret, meta: secret.Meta(), idKey: secret.Derive("chunk id", 32)}
 	r.cfg.Chunker.Polynomial, _ = derivePolynomial(secret)
 	for _, k := range opts.ReadKeys {
 		if _, err := r.AddRecipient(ctx, k, "", now); err != nil {
@@ -245,7 +263,10 @@ func Open(ctx context.Context, store Store, key seal.Key) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Repo{store: store, cfg: cfg}
+	r, err := newRepo(ctx, store, cfg)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Encryption == EncryptionAge {
 		if err := r.openKeys(ctx, key); err != nil {
 			return nil, err

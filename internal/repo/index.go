@@ -196,8 +196,8 @@ func (r *Repo) readIndex(ctx context.Context, o IndexObject, fn func(Entry) erro
 	return nil
 }
 
-// putIndex stores packs' entries as one new index object.
-func (r *Repo) putIndex(ctx context.Context, packs []packEntries) error {
+// putIndex stores packs' entries as one new index object through st.
+func (r *Repo) putIndex(ctx context.Context, st Store, packs []packEntries) error {
 	if len(packs) == 0 {
 		return nil
 	}
@@ -209,7 +209,7 @@ func (r *Repo) putIndex(ctx context.Context, packs []packEntries) error {
 	if err != nil {
 		return err
 	}
-	if err := r.putMeta(ctx, Keys.Index(id), b); err != nil {
+	if err := r.putMeta(ctx, st, Keys.Index(id), b); err != nil {
 		return fmt.Errorf("write index: %w", err)
 	}
 	return nil

@@ -24,7 +24,11 @@ import (
 // the other and backs off. A lock is refreshed while held; one not
 // refreshed for LockStale (its holder died) is ignored, and gc removes it.
 // Lock objects are small and their removal needs no delete right beyond
-// the lock's own.
+// the lock's own. They are rewritten and removed all the time, so they are
+// written without Object Lock retention whatever the store's (r.plain): a
+// writer whose credentials may not delete (an append-only schedule)
+// leaves its lock behind, stale after LockStale, unless it may delete
+// under locks/.
 const (
 	LockStale   = 30 * time.Minute
 	lockRefresh = 5 * time.Minute
@@ -82,7 +86,7 @@ func (r *Repo) Lock(ctx context.Context, kind, purpose string) (*Lock, error) {
 }
 
 func (l *Lock) write(ctx context.Context) error {
-	if err := l.r.store.Put(ctx, l.key, bytes.NewReader(l.body), int64(len(l.body))); err != nil {
+	if err := l.r.plain.Put(ctx, l.key, bytes.NewReader(l.body), int64(len(l.body))); err != nil {
 		return fmt.Errorf("write lock: %w", err)
 	}
 	return nil
@@ -93,7 +97,7 @@ func (l *Lock) write(ctx context.Context) error {
 func (r *Repo) conflicts(ctx context.Context, own, kind string) error {
 	var holders []string
 	now := time.Now()
-	err := r.store.List(ctx, Keys.LockPrefix(), func(oi uploader.ObjectInfo) error {
+	err := r.plain.List(ctx, Keys.LockPrefix(), func(oi uploader.ObjectInfo) error {
 		if oi.Key == own || now.Sub(oi.ModTime) > LockStale {
 			return nil
 		}
@@ -113,7 +117,7 @@ func (r *Repo) conflicts(ctx context.Context, own, kind string) error {
 }
 
 func (r *Repo) describeLock(ctx context.Context, key string) string {
-	rc, err := r.store.Get(ctx, key)
+	rc, err := r.plain.Get(ctx, key)
 	if err != nil {
 		return key
 	}
@@ -156,7 +160,7 @@ func (l *Lock) Unlock(ctx context.Context) {
 func (l *Lock) release(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	_ = l.r.store.Delete(ctx, l.key)
+	_ = l.r.plain.Delete(ctx, l.key)
 }
 
 // LockWait takes a lock like Lock, retrying every interval while a

@@ -39,6 +39,11 @@ type SweepResult struct {
 	RepackedPacks  int   `json:"repackedPacks"`  // rewritten without their garbage
 	FreedBytes     int64 `json:"freedBytes"`     // bytes the store no longer holds
 	IndexRewritten bool  `json:"indexRewritten"` // the index was replaced by one object
+	// Locked counts the packs and index objects that Object Lock kept:
+	// they stay, with the data they hold, until their retention ends and
+	// a later sweep removes them. A dry run finds only the packs it would
+	// rewrite.
+	Locked LockedObjects `json:"locked,omitzero"`
 }
 
 // Sweep removes the data no volume tree references any more: packs whose
@@ -47,6 +52,11 @@ type SweepResult struct {
 // It holds the exclusive lock, so no backup runs meanwhile, and it writes the
 // new index before it deletes an old one or a pack: an interruption leaves
 // garbage for the next sweep, never a reference to missing data.
+//
+// An object that Object Lock keeps stays, and Sweep goes on: a pack it
+// would rewrite is left whole; an old index object stays, and so does every
+// pack it names, so that no index ever names a pack that is gone; a pack
+// to remove stays, named by no index or by an old one that stays too.
 func (r *Repo) Sweep(ctx context.Context, opts SweepOptions) (SweepResult, error) {
 	var res SweepResult
 	if opts.Now.IsZero() {
@@ -86,9 +96,13 @@ func (r *Repo) Sweep(ctx context.Context, opts SweepOptions) (SweepResult, error
 		return res, err
 	}
 	byPack := map[PackID][]Entry{}
-	for _, o := range objs {
+	named := make([][]PackID, len(objs)) // the packs each index object names
+	for i, o := range objs {
 		err := r.readIndex(ctx, o, func(e Entry) error {
 			byPack[e.Pack] = append(byPack[e.Pack], e)
+			if n := len(named[i]); n == 0 || named[i][n-1] != e.Pack {
+				named[i] = append(named[i], e.Pack)
+			}
 			return nil
 		})
 		if err != nil {
@@ -108,13 +122,16 @@ func (r *Repo) Sweep(ctx context.Context, opts SweepOptions) (SweepResult, error
 	res.Packs = len(packs)
 
 	var keep []packEntries
-	var remove []PackID
+	var remove []removal
 	var repack []packEntries // live entries of packs to rewrite
-	for id, entries := range byPack {
+	for id, all := range byPack {
 		oi, ok := packs[id]
 		if !ok {
 			continue // named by an index but gone: verify reports it
 		}
+		// Two index objects name the same blobs when a sweep could not
+		// remove an old one (Object Lock keeps it): count each blob once.
+		entries := uniqueEntries(all)
 		var liveBytes, deadBytes int64
 		var liveEntries []Entry
 		seen := map[ID]bool{}
@@ -132,11 +149,11 @@ func (r *Repo) Sweep(ctx context.Context, opts SweepOptions) (SweepResult, error
 		young := opts.Now.Sub(oi.ModTime) < opts.Grace
 		switch {
 		case len(liveEntries) == 0 && !young:
-			remove = append(remove, id)
+			remove = append(remove, removal{pack: id, freed: oi.Size})
 			res.FreedBytes += oi.Size
-		case deadBytes > 0 && float64(deadBytes) >= opts.Repack*float64(liveBytes+deadBytes) && !young:
+		case deadBytes > 0 && float64(deadBytes) >= opts.Repack*float64(liveBytes+deadBytes) && !young && !r.lockedPack(ctx, id, opts.Now, &res.Locked):
 			repack = append(repack, packEntries{pack: id, entries: liveEntries})
-			remove = append(remove, id)
+			remove = append(remove, removal{pack: id, freed: deadBytes, repacked: true})
 			res.FreedBytes += deadBytes
 		default:
 			keep = append(keep, packEntries{pack: id, entries: entries})
@@ -144,7 +161,7 @@ func (r *Repo) Sweep(ctx context.Context, opts SweepOptions) (SweepResult, error
 	}
 	for id, oi := range packs {
 		if _, indexed := byPack[id]; !indexed && opts.Now.Sub(oi.ModTime) >= opts.Grace {
-			remove = append(remove, id)
+			remove = append(remove, removal{pack: id, freed: oi.Size})
 			res.GarbageBytes += oi.Size
 			res.FreedBytes += oi.Size
 		}
@@ -154,19 +171,35 @@ func (r *Repo) Sweep(ctx context.Context, opts SweepOptions) (SweepResult, error
 		return res, nil
 	}
 
+	// What Sweep writes, the next sweep replaces: no retention (see
+	// objectlock.go).
 	rewritten, err := r.repack(ctx, repack)
 	if err != nil {
 		return res, fmt.Errorf("prune the repository: repack: %w: nothing was removed", err)
 	}
 	keep = append(keep, rewritten...)
 	slices.SortFunc(keep, func(a, b packEntries) int { return bytes.Compare(a.pack[:], b.pack[:]) })
-	if err := r.putIndex(ctx, keep); err != nil {
+	if err := r.putIndex(ctx, r.plain, keep); err != nil {
 		return res, fmt.Errorf("prune the repository: %w: nothing was removed", err)
 	}
 	res.IndexRewritten = true
 	var errs []error
-	for _, o := range objs {
-		if err := r.store.Delete(ctx, o.Key); err != nil {
+	// Packs that an old index object Object Lock keeps still names: they
+	// stay as long as it does, until the date it is kept to.
+	stays := map[PackID]time.Time{}
+	for i, o := range objs {
+		err := r.store.Delete(ctx, o.Key)
+		var kept LockedObjects
+		switch {
+		case err == nil:
+		case kept.Skip(err):
+			res.Locked.Add(kept)
+			for _, id := range named[i] {
+				if t, ok := stays[id]; !ok || kept.Until.After(t) {
+					stays[id] = kept.Until
+				}
+			}
+		default:
 			errs = append(errs, err)
 		}
 	}
@@ -175,15 +208,73 @@ func (r *Repo) Sweep(ctx context.Context, opts SweepOptions) (SweepResult, error
 		// no pack may go while an old index still names it.
 		return res, fmt.Errorf("prune the repository: remove old index objects: %w", errors.Join(errs...))
 	}
-	for _, id := range remove {
-		if err := r.store.Delete(ctx, Keys.Pack(id)); err != nil {
+	for _, rm := range remove {
+		var err error
+		if until, named := stays[rm.pack]; named {
+			res.Locked.Add(LockedObjects{Objects: 1, Until: until})
+		} else if err = r.store.Delete(ctx, Keys.Pack(rm.pack)); err == nil {
+			continue
+		} else if !res.Locked.Skip(err) {
 			errs = append(errs, err)
+			continue
+		}
+		// It stays: nothing freed.
+		res.FreedBytes -= rm.freed
+		if rm.repacked {
+			res.RepackedPacks--
+		} else {
+			res.DeletedPacks--
 		}
 	}
 	if len(errs) > 0 {
 		return res, fmt.Errorf("prune the repository: remove packs (the next prune retries): %w", errors.Join(errs...))
 	}
 	return res, nil
+}
+
+// removal is a pack Sweep removes, and the bytes that frees.
+type removal struct {
+	pack     PackID
+	freed    int64
+	repacked bool // its live blobs were copied first
+}
+
+// uniqueEntries drops the entries of one pack that name a blob another
+// entry names already.
+func uniqueEntries(entries []Entry) []Entry {
+	if len(entries) < 2 {
+		return entries
+	}
+	at := make(map[uint32]bool, len(entries))
+	out := entries[:0:0]
+	for _, e := range entries {
+		if !at[e.Offset] {
+			at[e.Offset] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// lockedPack reports whether Object Lock keeps pack id at now, counting it
+// in locked when it does; false when the store cannot say.
+func (r *Repo) lockedPack(ctx context.Context, id PackID, now time.Time, locked *LockedObjects) bool {
+	st, ok := r.store.(interface {
+		Stat(context.Context, string) (uploader.ObjectInfo, error)
+	})
+	if !ok {
+		return false
+	}
+	oi, err := st.Stat(ctx, Keys.Pack(id))
+	if err != nil || !oi.Locked(now) {
+		return false // a failed Stat: the removal will tell
+	}
+	until := oi.RetainUntil
+	if !until.After(now) {
+		until = time.Time{} // a legal hold
+	}
+	locked.Add(LockedObjects{Objects: 1, Until: until})
+	return true
 }
 
 // trees lists the volume trees of every backup in the repository, complete
@@ -213,7 +304,7 @@ func (r *Repo) repack(ctx context.Context, old []packEntries) ([]packEntries, er
 		if cur == nil || len(cur.entries) == 0 {
 			return nil
 		}
-		if err := r.store.Put(ctx, Keys.Pack(cur.id), bytes.NewReader(cur.data), int64(len(cur.data))); err != nil {
+		if err := r.plain.Put(ctx, Keys.Pack(cur.id), bytes.NewReader(cur.data), int64(len(cur.data))); err != nil {
 			return fmt.Errorf("write pack %s: %w", cur.id, err)
 		}
 		out = append(out, packEntries{pack: cur.id, entries: cur.entries})
@@ -254,13 +345,13 @@ func (r *Repo) repack(ctx context.Context, old []packEntries) ([]packEntries, er
 // refreshed them for LockStale.
 func (r *Repo) removeStaleLocks(ctx context.Context, now time.Time) {
 	var stale []string
-	_ = r.store.List(ctx, Keys.LockPrefix(), func(oi uploader.ObjectInfo) error {
+	_ = r.plain.List(ctx, Keys.LockPrefix(), func(oi uploader.ObjectInfo) error {
 		if now.Sub(oi.ModTime) > LockStale {
 			stale = append(stale, oi.Key)
 		}
 		return nil
 	})
 	for _, k := range stale {
-		_ = r.store.Delete(ctx, k)
+		_ = r.plain.Delete(ctx, k)
 	}
 }

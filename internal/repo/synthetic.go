@@ -31,7 +31,7 @@ func (r *Repo) SyntheticIndex(ctx context.Context, n int) error {
 		}
 		batch = append(batch, pe)
 		if len(batch) == 4096 || done == n {
-			if err := r.putIndex(ctx, batch); err != nil {
+			if err := r.putIndex(ctx, r.store, batch); err != nil {
 				return fmt.Errorf("synthetic index: %w", err)
 			}
 			batch = nil

@@ -21,7 +21,7 @@ func (r *Repo) PutTree(ctx context.Context, key string, recipe []Ref) (int64, er
 	if err != nil {
 		return 0, err
 	}
-	if err := r.putMeta(ctx, key, b); err != nil {
+	if err := r.putMeta(ctx, r.store, key, b); err != nil {
 		return 0, fmt.Errorf("store volume tree: %w", err)
 	}
 	return int64(len(b)), nil

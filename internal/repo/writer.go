@@ -341,7 +341,7 @@ func (w *Writer) upload(p *pack) {
 		default:
 		}
 		if batch != nil {
-			if err := w.r.putIndex(w.ctx, batch); err != nil {
+			if err := w.r.putIndex(w.ctx, w.r.store, batch); err != nil {
 				w.cancel(err)
 			}
 		}
@@ -370,7 +370,7 @@ func (w *Writer) Close(ctx context.Context) error {
 	batch := w.done
 	w.done = nil
 	w.packMu.Unlock()
-	if err := w.r.putIndex(ctx, batch); err != nil {
+	if err := w.r.putIndex(ctx, w.r.store, batch); err != nil {
 		w.cancel(err)
 		w.closeFiles()
 		return err

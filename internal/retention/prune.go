@@ -9,6 +9,7 @@ import (
 
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/repo"
+	"github.com/kbak/kbak/uploader"
 )
 
 // Catalog is what pruning needs of the backup catalog.
@@ -32,12 +33,27 @@ type PruneResult struct {
 	// DataDeferred says why the shared data was not swept (a backup was
 	// running); the next prune or gc frees it.
 	DataDeferred string `json:"dataDeferred,omitempty"`
+	// Locked are the removed backups that S3 Object Lock kept, whole
+	// (Listed: still listed, and pruned again once due) or in part.
+	Locked []catalog.LockedBackup `json:"locked,omitempty"`
+}
+
+// LockedBackup returns what Object Lock kept of backup id, if it kept
+// anything.
+func (r PruneResult) LockedBackup(id string) (catalog.LockedBackup, bool) {
+	for _, lb := range r.Locked {
+		if lb.ID == id {
+			return lb, true
+		}
+	}
+	return catalog.LockedBackup{}, false
 }
 
 // Prune applies p to the backups matching f, each StatefulSet on its own, and
 // deletes what it removes unless dryRun. Deletion goes on past an error so
 // one bad object does not keep every other expired backup; the errors are
-// joined.
+// joined. A backup that S3 Object Lock keeps is no error: it goes to
+// Locked.
 func Prune(ctx context.Context, cat Catalog, f catalog.Filter, p Policy, dryRun bool) (PruneResult, error) {
 	var res PruneResult
 	if err := p.Validate(); err != nil {
@@ -70,6 +86,14 @@ func Prune(ctx context.Context, cat Catalog, f catalog.Filter, p Policy, dryRun 
 		}
 		for _, d := range remove {
 			m, err := cat.Delete(ctx, d.Item.ID)
+			if errors.Is(err, uploader.ErrLocked) {
+				lb := lockedBackup(d.Item.ID, m, err)
+				res.Locked = append(res.Locked, lb)
+				if !lb.Listed {
+					res.Deleted = append(res.Deleted, m)
+				}
+				continue
+			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("prune %s: %w", d.Item.ID, err))
 				continue
@@ -89,4 +113,16 @@ func Prune(ctx context.Context, cat Catalog, f catalog.Filter, p Policy, dryRun 
 		res.Data = data
 	}
 	return res, errors.Join(errs...)
+}
+
+// lockedBackup is what Object Lock kept of backup id, from the error of
+// its Delete (m is what Delete returned).
+func lockedBackup(id string, m *catalog.Manifest, err error) catalog.LockedBackup {
+	var lb *catalog.LockedBackup
+	if errors.As(err, &lb) {
+		return *lb
+	}
+	out := catalog.LockedBackup{ID: id, Listed: m == nil}
+	out.Skip(err)
+	return out
 }

@@ -3,18 +3,23 @@ package retention
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/repo"
+	"github.com/kbak/kbak/uploader"
 )
 
 type fakeCatalog struct {
 	list    []catalog.Summary
 	deleted []string
 	failOn  string
+	// locked: Delete returns this error (and, unless the backup is kept
+	// whole, its manifest).
+	locked map[string]error
 }
 
 var _ Catalog = &fakeCatalog{}
@@ -30,6 +35,14 @@ func (f *fakeCatalog) List(context.Context, catalog.Filter) ([]catalog.Summary, 
 func (f *fakeCatalog) Delete(_ context.Context, id string) (*catalog.Manifest, error) {
 	if id == f.failOn {
 		return nil, errors.New("boom")
+	}
+	if err, ok := f.locked[id]; ok {
+		var lb *catalog.LockedBackup
+		if errors.As(err, &lb) && lb.Listed {
+			return nil, err
+		}
+		f.deleted = append(f.deleted, id)
+		return &catalog.Manifest{ID: id}, err
 	}
 	f.deleted = append(f.deleted, id)
 	return &catalog.Manifest{ID: id}, nil
@@ -95,5 +108,42 @@ func TestPruneRejectsEmptyPolicy(t *testing.T) {
 	}
 	if len(cat.deleted) != 0 {
 		t.Errorf("deleted %v with an invalid policy", cat.deleted)
+	}
+}
+
+// Backups that Object Lock keeps are no error: they are reported, and only
+// those deleted from the listing count as deleted.
+func TestPruneSkipsLockedBackups(t *testing.T) {
+	until := time.Date(2026, 12, 22, 12, 0, 0, 0, time.UTC)
+	cat := &fakeCatalog{list: []catalog.Summary{
+		summary("shop", "db", "db-4", 1, catalog.StatusCompleted),
+		summary("shop", "db", "db-3", 2, catalog.StatusCompleted),
+		summary("shop", "db", "db-2", 3, catalog.StatusCompleted),
+		summary("shop", "db", "db-1", 4, catalog.StatusCompleted),
+	}, locked: map[string]error{
+		"db-3": &catalog.LockedBackup{ID: "db-3", Listed: true, LockedObjects: repo.LockedObjects{Objects: 5, Until: until}},
+		"db-2": &catalog.LockedBackup{ID: "db-2", LockedObjects: repo.LockedObjects{Objects: 2, Until: until}},
+		"db-1": fmt.Errorf("delete backup db-1: delete x: %w", &uploader.LockedError{Key: "x", Until: until}),
+	}}
+	res, err := Prune(context.Background(), cat, catalog.Filter{}, Policy{KeepLast: 1}, false)
+	if err != nil {
+		t.Fatalf("prune with locked backups: %v, want no error", err)
+	}
+	if len(res.Locked) != 3 {
+		t.Fatalf("locked %+v, want db-1, db-2 and db-3", res.Locked)
+	}
+	if lb, ok := res.LockedBackup("db-3"); !ok || !lb.Listed || lb.Objects != 5 || !lb.Until.Equal(until) {
+		t.Errorf("db-3: %+v, want it kept whole", lb)
+	}
+	if lb, ok := res.LockedBackup("db-1"); !ok || lb.Listed || lb.Objects != 1 || !lb.Until.Equal(until) {
+		t.Errorf("db-1: %+v, want one object kept", lb)
+	}
+	var deleted []string
+	for _, m := range res.Deleted {
+		deleted = append(deleted, m.ID)
+	}
+	slices.Sort(deleted)
+	if !slices.Equal(deleted, []string{"db-1", "db-2"}) {
+		t.Errorf("deleted %v, want db-1 and db-2 (db-3 stays listed)", deleted)
 	}
 }

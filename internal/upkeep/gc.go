@@ -3,6 +3,7 @@ package upkeep
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/repo"
+	"github.com/kbak/kbak/uploader"
 )
 
 // DefaultGrace is how old a leftover must be before `kbak gc` removes it
@@ -40,8 +42,26 @@ type GCOptions struct {
 	// CleanupTimeout bounds deleting the objects of one stale run; 0 is
 	// kube.DefaultCleanupTimeout.
 	CleanupTimeout time.Duration
-	Log            *slog.Logger
+	// Uploads, when set (an S3 store), has its incomplete multipart
+	// uploads started more than UploadGrace ago (0: DefaultUploadGrace)
+	// aborted: a crashed writer's parts cost storage and are listed
+	// nowhere else.
+	Uploads     Uploads
+	UploadGrace time.Duration
+	Log         *slog.Logger
 }
+
+// DefaultUploadGrace is how old an incomplete multipart upload must be
+// before gc aborts it: longer than any upload still running.
+const DefaultUploadGrace = 24 * time.Hour
+
+// Uploads is a store's incomplete multipart uploads (*uploader.S3Store).
+type Uploads interface {
+	IncompleteUploads(ctx context.Context, prefix string) ([]uploader.IncompleteUpload, error)
+	AbortStaleUploads(ctx context.Context, prefix string, olderThan time.Duration) (int, error)
+}
+
+var _ Uploads = (*uploader.S3Store)(nil)
 
 // GCResult is what GC found and removed.
 type GCResult struct {
@@ -51,6 +71,25 @@ type GCResult struct {
 	ClusterSkipped string `json:"clusterSkipped,omitempty"`
 	// Data is what sweeping the deduplicating repository found and did.
 	Data *repo.SweepResult `json:"data,omitempty"`
+	// StaleUploads counts the incomplete multipart uploads older than
+	// the upload grace that were aborted (or would be, on a dry run).
+	// UploadsSkipped says why they were not, when the store denied it:
+	// that is no failure of gc.
+	StaleUploads   int    `json:"staleUploads"`
+	UploadsSkipped string `json:"uploadsSkipped,omitempty"`
+}
+
+// Locked is what S3 Object Lock kept from gc, in the backups without a
+// manifest and in the shared data: not leaked, only not due yet.
+func (r GCResult) Locked() repo.LockedObjects {
+	var l repo.LockedObjects
+	for _, o := range r.Store {
+		l.Add(o.Locked)
+	}
+	if r.Data != nil {
+		l.Add(r.Data.Locked)
+	}
+	return l
 }
 
 // GC removes the leftovers of crashed runs older than the grace period: in
@@ -58,9 +97,11 @@ type GCResult struct {
 // data no backup references any more; in the cluster (when o.Kube is set)
 // the mover pods, temporary claims, VolumeSnapshots not kept on purpose and
 // credential Secrets of runs whose newest object is older. Kept snapshots
-// and anything without a run's labels stay. It goes on past errors and
-// returns what it found with every error joined; with DryRun it removes
-// nothing.
+// and anything without a run's labels stay. With o.Uploads it also aborts
+// the store's stale multipart uploads. It goes on past errors and returns
+// what it found with every error joined; with DryRun it removes nothing.
+// What S3 Object Lock keeps stays and is reported (GCResult.Locked), which
+// is no error.
 func GC(ctx context.Context, cat GCCatalog, o GCOptions) (GCResult, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
@@ -79,6 +120,16 @@ func GC(ctx context.Context, cat GCCatalog, o GCOptions) (GCResult, error) {
 	if err == nil {
 		// After the orphans' trees went: their chunks are garbage now.
 		res.Data, err = cat.SweepData(ctx, repo.SweepOptions{Grace: o.Grace, Now: o.Now, DryRun: o.DryRun})
+	}
+	if o.Uploads != nil {
+		n, upErr := staleUploads(ctx, o)
+		res.StaleUploads = n
+		if errors.Is(upErr, uploader.ErrAccessDenied) {
+			// Credentials without s3:ListBucketMultipartUploads or
+			// s3:AbortMultipartUpload: the rest of gc stands.
+			res.UploadsSkipped, upErr = catalog.OneLine(upErr.Error()), nil
+		}
+		err = errors.Join(err, upErr)
 	}
 	if o.Kube == nil {
 		res.ClusterSkipped = o.ClusterSkipped
@@ -106,4 +157,34 @@ func deleteRun(ctx context.Context, o GCOptions, r kube.Run) error {
 	c := r.CleanupOptions()
 	c.PodGoneTimeout = o.CleanupTimeout
 	return kube.DeleteRun(ctx, o.Kube, o.Snap, o.Log, c)
+}
+
+// uploadPrefix holds every object kbak writes, of both formats.
+const uploadPrefix = "kbak/"
+
+// staleUploads aborts (or, on a dry run, counts) the incomplete multipart
+// uploads of kbak's objects older than the upload grace.
+func staleUploads(ctx context.Context, o GCOptions) (int, error) {
+	grace := o.UploadGrace
+	if grace <= 0 {
+		grace = DefaultUploadGrace
+	}
+	if !o.DryRun {
+		n, err := o.Uploads.AbortStaleUploads(ctx, uploadPrefix, grace)
+		if err != nil {
+			err = fmt.Errorf("gc: abort stale multipart uploads: %w", err)
+		}
+		return n, err
+	}
+	ups, err := o.Uploads.IncompleteUploads(ctx, uploadPrefix)
+	if err != nil {
+		return 0, fmt.Errorf("gc: list multipart uploads: %w", err)
+	}
+	n := 0
+	for _, u := range ups {
+		if o.Now.Sub(u.Initiated) > grace {
+			n++
+		}
+	}
+	return n, nil
 }

@@ -27,8 +27,9 @@ type MemStore struct {
 }
 
 type memObject struct {
-	data    []byte
-	modTime time.Time
+	data        []byte
+	modTime     time.Time
+	retainUntil time.Time
 }
 
 var _ uploader.Store = (*MemStore)(nil)
@@ -89,7 +90,19 @@ func (s *MemStore) Stat(ctx context.Context, key string) (uploader.ObjectInfo, e
 	if !ok {
 		return uploader.ObjectInfo{}, fmt.Errorf("stat %s: %w", key, uploader.ErrNotFound)
 	}
-	return uploader.ObjectInfo{Key: key, Size: int64(len(o.data)), ModTime: o.modTime}, nil
+	return uploader.ObjectInfo{Key: key, Size: int64(len(o.data)), ModTime: o.modTime, RetainUntil: o.retainUntil}, nil
+}
+
+// Retain puts key under Object Lock retention until the date, as a bucket
+// with Object Lock would: until then (by the store's clock) Delete leaves
+// it and fails with a *uploader.LockedError, and Stat reports the date.
+func (s *MemStore) Retain(key string, until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o, ok := s.objects[key]; ok {
+		o.retainUntil = until
+		s.objects[key] = o
+	}
 }
 
 // List calls fn in lexical key order on a snapshot of the keys taken at the
@@ -116,13 +129,17 @@ func (s *MemStore) List(ctx context.Context, prefix string, fn func(uploader.Obj
 	return nil
 }
 
-// Delete removes key; a missing key is not an error.
+// Delete removes key; a missing key is not an error, one under retention
+// (Retain) is.
 func (s *MemStore) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if o, ok := s.objects[key]; ok && o.retainUntil.After(s.now()) {
+		return fmt.Errorf("delete %s: %w", key, &uploader.LockedError{Key: key, Until: o.retainUntil, Mode: uploader.RetentionCompliance})
+	}
 	delete(s.objects, key)
 	return nil
 }

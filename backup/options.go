@@ -84,6 +84,13 @@ type Options struct {
 	// the run makes no key Secret of its own.
 	KeySecretName string
 
+	// LockDays, when positive, has the movers put every object they write
+	// under S3 Object Lock retention for that many days, in LockMode
+	// (compliance or governance; empty is compliance). The catalog's
+	// store should keep the manifest as long (uploader.Options.Retention).
+	LockDays int
+	LockMode string
+
 	// Progress receives every event of every mover, tagged with the source
 	// PVC name. Calls are serialized.
 	Progress func(pvc string, ev mover.Event)
@@ -154,6 +161,9 @@ func (o *Options) validate() error {
 	}
 	if o.Format != catalog.FormatRepo && o.Format != catalog.FormatArchive {
 		return fmt.Errorf("%w: repository format %d: use %d (deduplicated) or %d (one archive a volume)", ErrUsage, o.Format, catalog.FormatRepo, catalog.FormatArchive)
+	}
+	if o.LockDays < 0 {
+		return fmt.Errorf("%w: lock days %d: give a positive number of days, or 0 for no Object Lock", ErrUsage, o.LockDays)
 	}
 	if o.Credentials != nil && o.SecretName != "" {
 		return hint.Errorf("%w: credentials and %s are exclusive: give one", ErrUsage, hint.Of(hint.SecretName))

@@ -50,6 +50,7 @@ func (r *run) upload(v *volume) deploy.Upload {
 	u := deploy.Upload{
 		Repo: r.opts.Repo, Key: r.layout.VolumeKey(v.claim.Name), ResultKey: r.layout.ResultKey(v.claim.Name),
 		SizeHint: v.claim.Size.Value(), Compression: r.opts.Compression,
+		LockDays: r.opts.LockDays, LockMode: r.opts.LockMode,
 	}
 	if p, ok := r.parents[v.claim.Name]; ok {
 		u.Parent, u.ParentMatch = p.key, mover.ParentMatchStrict

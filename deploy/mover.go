@@ -44,6 +44,11 @@ type Upload struct {
 	// skip the files unchanged since an earlier upload (see kbak mover
 	// upload --help).
 	Parent, ParentMatch string
+	// LockDays, when positive, puts every object the mover writes under
+	// S3 Object Lock retention for that many days, in LockMode
+	// (compliance or governance; empty is compliance).
+	LockDays int
+	LockMode string
 }
 
 // Args are the mover's arguments to store /data.
@@ -52,6 +57,12 @@ func (u Upload) Args() []string {
 		"--result-key", u.ResultKey, "--size-hint", strconv.FormatInt(u.SizeHint, 10), "--compression", u.Compression}
 	if u.Parent != "" {
 		args = append(args, "--parent", u.Parent, "--parent-match", u.ParentMatch)
+	}
+	if u.LockDays > 0 {
+		args = append(args, "--lock-days", strconv.Itoa(u.LockDays))
+		if u.LockMode != "" {
+			args = append(args, "--lock-mode", u.LockMode)
+		}
 	}
 	return args
 }

@@ -16,6 +16,12 @@ func TestUploadArgs(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("UploadArgs = %q\nwant %q", got, want)
 	}
+	got = Upload{Repo: "s3://b", Key: "k.tree", ResultKey: "k.json", Compression: "zstd:1", LockDays: 30, LockMode: "governance"}.Args()
+	want = []string{"mover", "upload", "--repo", "s3://b", "--source", "/data", "--key", "k.tree", "--result-key", "k.json",
+		"--size-hint", "0", "--compression", "zstd:1", "--lock-days", "30", "--lock-mode", "governance"}
+	if !slices.Equal(got, want) {
+		t.Errorf("UploadArgs with Object Lock = %q\nwant %q", got, want)
+	}
 	got = DownloadArgs("s3://b", "k", "abc")
 	want = []string{"mover", "download", "--repo", "s3://b", "--key", "k", "--sha256", "abc", "--target", "/data"}
 	if !slices.Equal(got, want) {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/retention"
 	"github.com/kbak/kbak/internal/upkeep"
+	"github.com/kbak/kbak/uploader"
 )
 
 // RunnerCatalog is what a scheduled run needs of the catalog: write the
@@ -28,8 +30,9 @@ type BackupRunner struct {
 	// OpenCatalog.
 	Deps backup.Deps
 	// OpenCatalog opens the catalog of a repository URL (a
-	// *catalog.Catalog).
-	OpenCatalog func(ctx context.Context, repo string) (RunnerCatalog, error)
+	// *catalog.Catalog) on a store that writes with lock, the schedule's
+	// Object Lock retention (the zero Retention: none).
+	OpenCatalog func(ctx context.Context, repo string, lock uploader.Retention) (RunnerCatalog, error)
 	// Defaults are the options every run starts from (image, pull policy,
 	// parallelism, compression, version, timeouts); the schedule sets the
 	// rest.
@@ -48,17 +51,19 @@ type BackupRunner struct {
 // Run backs up s and, as `kbak backup --prune` does, prunes its
 // StatefulSet's backups by s's policy (upkeep.PruneAfter). A partly failed
 // backup is an error and prunes nothing, so retention never counts on a
-// backup that is not whole.
+// backup that is not whole. Pruning that the store denies (credentials
+// that may not delete) is logged as a warning, and the run succeeds.
 func (r BackupRunner) Run(ctx context.Context, s ScheduleSpec) (RunResult, error) {
 	if r.OpenCatalog == nil {
 		return RunResult{}, errors.New("agent: no way to open a repository")
 	}
-	cat, err := r.OpenCatalog(ctx, s.Repo)
+	cat, err := r.OpenCatalog(ctx, s.Repo, s.Retention())
 	if err != nil {
 		return RunResult{}, err
 	}
 	opts := r.Defaults
 	opts.Namespace, opts.StatefulSet, opts.Repo = s.Namespace, s.StatefulSet, s.Repo
+	opts.LockDays, opts.LockMode = s.LockDays, strings.ToLower(s.LockMode)
 	opts.SecretName, opts.Credentials = s.Secret, nil
 	opts.KeepSnapshots = s.KeepSnapshots
 	opts.SnapshotClass = s.SnapshotClass
@@ -103,8 +108,19 @@ func (r BackupRunner) Run(ctx context.Context, s ScheduleSpec) (RunResult, error
 	}
 	pruned, err := upkeep.PruneAfter(ctx, cat, r.Deps.Snap, m, upkeep.PruneOptions{Policy: s.Policy(), SnapshotTimeout: r.CleanupTimeout})
 	if deps.Log != nil {
+		if pruned.Denied != "" {
+			deps.Log.Warn(pruned.Denied)
+		}
 		for _, d := range pruned.Remove {
-			deps.Log.Info("pruned", "backup_id", d.Item.ID, "reasons", d.Reasons)
+			lb, locked := pruned.LockedBackup(d.Item.ID)
+			switch {
+			case locked && lb.Listed:
+				deps.Log.Info("not pruned yet: its manifest is under Object Lock", "backup_id", d.Item.ID, "until", lb.Until)
+			case locked:
+				deps.Log.Info("pruned; some objects stay under Object Lock", "backup_id", d.Item.ID, "reasons", d.Reasons, "objects", lb.Objects, "until", lb.Until)
+			case pruned.Denied == "":
+				deps.Log.Info("pruned", "backup_id", d.Item.ID, "reasons", d.Reasons)
+			}
 		}
 		for _, snap := range pruned.Snapshots {
 			deps.Log.Info("deleted kept snapshot", "namespace", snap.Namespace, "snapshot", snap.Name)

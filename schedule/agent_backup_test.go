@@ -1,9 +1,11 @@
 package schedule
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/repo"
+	"github.com/kbak/kbak/uploader"
 )
 
 // memCatalog keeps whole manifests, as the store would.
@@ -82,9 +85,9 @@ func TestBackupRunner(t *testing.T) {
 	n := 0
 	var gotOpts []backup.Options
 	r := BackupRunner{
-		OpenCatalog: func(_ context.Context, repo string) (RunnerCatalog, error) {
-			if repo != "s3://b" {
-				return nil, fmt.Errorf("unexpected repo %s", repo)
+		OpenCatalog: func(_ context.Context, repo string, lock uploader.Retention) (RunnerCatalog, error) {
+			if repo != "s3://b" || lock != (uploader.Retention{Days: 30, Mode: uploader.RetentionGovernance}) {
+				return nil, fmt.Errorf("unexpected repo %s or retention %+v", repo, lock)
 			}
 			return cat, nil
 		},
@@ -112,7 +115,8 @@ func TestBackupRunner(t *testing.T) {
 			return m, nil
 		},
 	}
-	spec := ScheduleSpec{Name: "s", Namespace: "shop", StatefulSet: "db", Repo: "s3://b", Secret: "store", KeepLast: 2, PreHook: "sync", Method: "snapshot"}
+	spec := ScheduleSpec{Name: "s", Namespace: "shop", StatefulSet: "db", Repo: "s3://b", Secret: "store", KeepLast: 2, PreHook: "sync", Method: "snapshot",
+		LockDays: 30, LockMode: "governance"}
 	ctx := context.Background()
 	wantAfter := [][]string{
 		{"db-1"},
@@ -152,8 +156,46 @@ func TestBackupRunner(t *testing.T) {
 	}
 	o := gotOpts[0]
 	if o.Namespace != "shop" || o.StatefulSet != "db" || o.Repo != "s3://b" || o.SecretName != "store" || o.ID != "" ||
-		o.Image != "img" || o.Parallel != 3 || o.Method != backup.MethodSnapshot || !slices.Equal(o.PreHook, []string{"/bin/sh", "-c", "sync"}) {
+		o.Image != "img" || o.Parallel != 3 || o.Method != backup.MethodSnapshot || !slices.Equal(o.PreHook, []string{"/bin/sh", "-c", "sync"}) ||
+		o.LockDays != 30 || o.LockMode != "governance" {
 		t.Errorf("backup options %+v", o)
+	}
+}
+
+// appendOnly is a catalog whose store may write but not delete.
+type appendOnly struct{ *memCatalog }
+
+func (appendOnly) Delete(_ context.Context, id string) (*catalog.Manifest, error) {
+	return nil, fmt.Errorf("delete backup %s: delete manifest.json: %w: api error AccessDenied: Access Denied.", id, uploader.ErrAccessDenied)
+}
+
+// A schedule whose credentials may not delete (append-only, pruned
+// elsewhere) succeeds, and warns once that pruning was denied.
+func TestBackupRunnerPruneDenied(t *testing.T) {
+	cat := appendOnly{&memCatalog{}}
+	var log bytes.Buffer
+	n := 0
+	r := BackupRunner{
+		OpenCatalog: func(context.Context, string, uploader.Retention) (RunnerCatalog, error) { return cat, nil },
+		Deps:        backup.Deps{Snap: snapfake.NewSimpleClientset(), Log: slog.New(slog.NewTextHandler(&log, nil))},
+		backup: func(ctx context.Context, deps backup.Deps, opts backup.Options) (*catalog.Manifest, error) {
+			n++
+			m := &catalog.Manifest{ID: fmt.Sprintf("db-%d", n), Namespace: "shop", StatefulSet: "db", Status: catalog.StatusCompleted,
+				Created: utc("2026-11-22T00:00:00Z").Add(time.Duration(n) * time.Hour)}
+			return m, deps.Catalog.WriteManifest(ctx, m)
+		},
+	}
+	spec := ScheduleSpec{Name: "s", Namespace: "shop", StatefulSet: "db", Repo: "s3://b", KeepLast: 1}
+	for i := range 2 {
+		if _, err := r.Run(context.Background(), spec); err != nil {
+			t.Fatalf("run %d: %v, want success: the backup is whole", i+1, err)
+		}
+	}
+	if got := cat.ids(); !slices.Equal(got, []string{"db-1", "db-2"}) {
+		t.Errorf("repository holds %v, want both backups (nothing could be deleted)", got)
+	}
+	if c := strings.Count(log.String(), "pruning was denied"); c != 1 || strings.Contains(log.String(), "msg=pruned") {
+		t.Errorf("log, want one warning that pruning was denied and nothing logged as pruned:\n%s", log.String())
 	}
 }
 

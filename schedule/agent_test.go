@@ -20,6 +20,7 @@ import (
 
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/hint"
+	"github.com/kbak/kbak/uploader"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -47,6 +48,9 @@ schedules:
 		{name: "bad cron", yaml: strings.Replace(base, "@every 1m", "@often", 1), wantErr: `cron spec "@often"`},
 		{name: "no retention", yaml: strings.Replace(base, "keepLast: 2", "keepLast: 0", 1), wantErr: "keeps nothing"},
 		{name: "no repo", yaml: strings.Replace(base, "repo: s3://backups/prod", "", 1), wantErr: "no repository"},
+		{name: "object lock", yaml: base + "  lockDays: 30\n  lockMode: governance\n", wantDeadline: 6 * time.Hour},
+		{name: "bad lock mode", yaml: base + "  lockDays: 30\n  lockMode: forever\n", wantErr: `lock mode "forever"`},
+		{name: "lock mode without days", yaml: base + "  lockMode: governance\n", wantErr: "without lock days"},
 		{name: "twice", yaml: base + `- name: shop
   statefulset: redis
   namespace: shop
@@ -72,6 +76,9 @@ schedules:
 			}
 			if got := cfg.runDeadline(); got != tt.wantDeadline {
 				t.Errorf("run deadline %s, want %s", got, tt.wantDeadline)
+			}
+			if want := (uploader.Retention{Days: 30, Mode: uploader.RetentionGovernance}); tt.name == "object lock" && s.Retention() != want {
+				t.Errorf("retention %+v, want %+v", s.Retention(), want)
 			}
 		})
 	}

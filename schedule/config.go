@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -12,6 +13,7 @@ import (
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/retention"
+	"github.com/kbak/kbak/uploader"
 )
 
 // DefaultListen is where the agent serves /metrics and /healthz unless its
@@ -32,6 +34,7 @@ const DefaultListen = ":9090"
 //	  timeZone: Europe/Berlin
 //	  keepDaily: 7
 //	  keepWeekly: 4
+//	  lockDays: 30                # S3 Object Lock on what each run writes
 type Config struct {
 	Listen string `json:"listen,omitempty"`
 	Repo   string `json:"repo,omitempty"`
@@ -77,6 +80,20 @@ type ScheduleSpec struct {
 	PreHook       string `json:"preHook,omitempty"`
 	PostHook      string `json:"postHook,omitempty"`
 	HookContainer string `json:"hookContainer,omitempty"`
+	// LockDays keeps what each run writes under S3 Object Lock for that
+	// many days, in LockMode: compliance (the default) or governance (as
+	// kbak backup --lock-days and --lock-mode).
+	LockDays int    `json:"lockDays,omitempty"`
+	LockMode string `json:"lockMode,omitempty"`
+}
+
+// Retention is the Object Lock retention of what the schedule's runs
+// write; the zero Retention without lockDays.
+func (s ScheduleSpec) Retention() uploader.Retention {
+	if s.LockDays == 0 {
+		return uploader.Retention{}
+	}
+	return uploader.Retention{Days: s.LockDays, Mode: uploader.RetentionMode(strings.ToUpper(s.LockMode))}
 }
 
 // Policy is the schedule's retention policy.
@@ -167,6 +184,9 @@ func (s ScheduleSpec) validate() error {
 		return errors.New("no repository: set repo at the top or in the schedule")
 	}
 	if _, err := ParseSpec(s.Cron, s.TimeZone); err != nil {
+		return err
+	}
+	if err := checkLock(s.LockDays, s.LockMode); err != nil {
 		return err
 	}
 	return s.Policy().Validate()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -57,6 +58,11 @@ type CreateOptions struct {
 	PreHook       string // as given to --pre-hook
 	PostHook      string
 	HookContainer string
+	// LockDays, when positive, has every run keep what it writes under
+	// S3 Object Lock for that many days (kbak backup --lock-days), in
+	// LockMode: compliance (empty) or governance.
+	LockDays int
+	LockMode string
 
 	// RunDeadline stops a run still going after this long; default
 	// deploy.DefaultRunDeadline.
@@ -110,6 +116,11 @@ func (o CreateOptions) schedule() (deploy.Schedule, error) {
 	if o.Parallel > 0 {
 		args = append(args, "--parallel", strconv.Itoa(o.Parallel))
 	}
+	lockArgs, err := lockArgs(o.LockDays, o.LockMode)
+	if err != nil {
+		return deploy.Schedule{}, err
+	}
+	args = append(args, lockArgs...)
 	return deploy.Schedule{
 		Name: o.Name, Namespace: o.Namespace, StatefulSet: o.StatefulSet,
 		Cron: spec.Expr, TimeZone: spec.TimeZone, Suspend: o.Suspend,
@@ -275,6 +286,35 @@ func checkKeySecret(ctx context.Context, kc kubernetes.Interface, ns, name strin
 	}
 	if k.Write == nil {
 		return fmt.Errorf("key secret %s/%s holds a read key: a schedule needs only the write key, and the cluster should not hold one that reads the backups; put the write key there (kbak key write-key --out FILE)", ns, name)
+	}
+	return nil
+}
+
+// lockArgs are the `kbak backup` flags of S3 Object Lock retention.
+func lockArgs(days int, mode string) ([]string, error) {
+	if err := checkLock(days, mode); err != nil || days == 0 {
+		return nil, err
+	}
+	args := []string{"--lock-days", strconv.Itoa(days)}
+	if mode != "" {
+		args = append(args, "--lock-mode", strings.ToLower(mode))
+	}
+	return args, nil
+}
+
+// checkLock checks Object Lock settings: days from 0 (none) to 36500, mode
+// compliance or governance (or empty, for compliance).
+func checkLock(days int, mode string) error {
+	if days < 0 || days > 36500 {
+		return fmt.Errorf("lock days %d: give a number of days from 1 to 36500, or 0 for no Object Lock", days)
+	}
+	switch strings.ToLower(mode) {
+	case "", "compliance", "governance":
+	default:
+		return fmt.Errorf("lock mode %q: use compliance or governance", mode)
+	}
+	if mode != "" && days == 0 {
+		return fmt.Errorf("lock mode %s without lock days: give both", mode)
 	}
 	return nil
 }

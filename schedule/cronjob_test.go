@@ -83,6 +83,14 @@ func TestRender(t *testing.T) {
 		{name: "run deadline", edit: func(o *CreateOptions) { o.RunDeadline = 2 * time.Hour }, wantDeadline: 7200,
 			wantArgs: []string{"--secret", "store", "--mover-pull-policy", "IfNotPresent", "--prune", "--keep-last", "3", "--keep-daily", "7"}},
 		{name: "negative run deadline", edit: func(o *CreateOptions) { o.RunDeadline = -time.Hour }, wantErr: "run deadline -1h0m0s"},
+		{name: "object lock", edit: func(o *CreateOptions) { o.LockDays, o.LockMode = 30, "GOVERNANCE" },
+			wantArgs: []string{"--secret", "store", "--mover-pull-policy", "IfNotPresent", "--prune", "--keep-last", "3", "--keep-daily", "7",
+				"--lock-days", "30", "--lock-mode", "governance"}},
+		{name: "object lock, default mode", edit: func(o *CreateOptions) { o.LockDays = 7 },
+			wantArgs: []string{"--secret", "store", "--mover-pull-policy", "IfNotPresent", "--prune", "--keep-last", "3", "--keep-daily", "7",
+				"--lock-days", "7"}},
+		{name: "bad lock days", edit: func(o *CreateOptions) { o.LockDays = -1 }, wantErr: "lock days -1"},
+		{name: "bad lock mode", edit: func(o *CreateOptions) { o.LockDays, o.LockMode = 1, "forever" }, wantErr: `lock mode "forever"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -15,6 +16,7 @@ import (
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/mover"
 	"github.com/kbak/kbak/internal/moverrun"
+	"github.com/kbak/kbak/internal/repo"
 	"github.com/kbak/kbak/internal/upkeep"
 	"github.com/kbak/kbak/uploader"
 )
@@ -53,6 +55,13 @@ EXAMPLES:
    kbak backup sts/mariadb --pre-hook '["fsfreeze","--freeze","/var/lib/mysql"]' --post-hook '["fsfreeze","--unfreeze","/var/lib/mysql"]'
    kbak backup sts/postgres --method files --parallel 4 -o json
    kbak backup sts/mariadb --keep-snapshots --prune --keep-daily 7
+   kbak backup sts/mariadb --lock-days 30   # immutable: kept under S3 Object Lock for 30 days
+
+With --lock-days every object of the backup (data, index, trees, file caches,
+mover results, manifest) is written under S3 Object Lock retention: until the
+date nobody can delete or overwrite it, whatever their credentials; prune,
+delete and gc leave it and say until when. Credentials for such a backup need
+no delete permission: a --prune they deny is reported as a warning.
 
 ` + exitCodesHelp,
 		Flags: flags(repoFlags(), kubeFlags(), moverFlags(), []cli.Flag{
@@ -68,7 +77,7 @@ EXAMPLES:
 			&cli.IntFlag{Name: "format", Value: catalog.FormatRepo, Usage: "repository format: 2 stores each chunk once and reads only changed files; 1 writes one tar+zstd archive a volume"},
 			&cli.BoolFlag{Name: "prune", Usage: "after a Completed backup, prune this StatefulSet's backups by the --keep-* policy", Category: "Retention"},
 			outputFlag(), verboseFlag(),
-		}, retentionFlags()),
+		}, retentionFlags(), lockFlags()),
 		Action: backupAction,
 	}
 }
@@ -127,6 +136,12 @@ func backupAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	lock, err := lockRetention(c)
+	if err != nil {
+		return err
+	}
+	// With --lock-days, the manifest (and the repository's config, when
+	// the backup creates it) is kept as long as the movers keep the data.
 	store, err := openStore(c.Context, c)
 	if err != nil {
 		return err
@@ -143,7 +158,8 @@ func backupAction(c *cli.Context) error {
 		Parallel: c.Int("parallel"), Compression: c.String("compression"), Format: c.Int("format"),
 		Image: c.String("mover-image"), PullPolicy: pull, SecretName: c.String("secret"),
 		PodStartTimeout: c.Duration("pod-start-timeout"),
-		KbakVersion:     version, Spell: flagSpelling,
+		LockDays:        lock.Days, LockMode: strings.ToLower(string(lock.Mode)),
+		KbakVersion: version, Spell: flagSpelling,
 	}
 	if opts.SecretName == "" {
 		creds, err := moverCredentials(c)
@@ -194,11 +210,35 @@ func backupAction(c *cli.Context) error {
 		return nil
 	}
 	pruned, err := upkeep.PruneAfter(c.Context, cat, cl.snapshots, m, upkeep.PruneOptions{Policy: policy})
+	if pruned.Denied != "" {
+		fmt.Fprintf(stderr(c), "warning: %s\n", pruned.Denied)
+		return nil
+	}
 	for _, d := range pruned.Remove {
+		if lb, ok := pruned.LockedBackup(d.Item.ID); ok {
+			fmt.Fprintf(stderr(c), "%s\n", lockedLine(lb))
+			continue
+		}
 		fmt.Fprintf(stderr(c), "pruned %s (%s)\n", d.Item.ID, strings.Join(d.Reasons, ", "))
 	}
 	printDeletedSnapshots(c, pruned.Snapshots)
 	return err
+}
+
+// lockedLine says what Object Lock kept of a backup being deleted.
+func lockedLine(lb catalog.LockedBackup) string {
+	if lb.Listed {
+		return fmt.Sprintf("kept %s: its manifest is under Object Lock until %s; nothing of it was deleted (%d objects)", lb.ID, lockedUntil(lb.LockedObjects), lb.Objects)
+	}
+	return fmt.Sprintf("deleted %s, but %s stay (kbak gc removes them after)", lb.ID, lb.LockedObjects)
+}
+
+// lockedUntil is the date Object Lock keeps objects to, or what keeps them.
+func lockedUntil(l repo.LockedObjects) string {
+	if l.Until.IsZero() {
+		return "a legal hold ends"
+	}
+	return l.Until.UTC().Format(time.RFC3339)
 }
 
 // moverCredentials are the CLI's own store credentials, handed to the mover

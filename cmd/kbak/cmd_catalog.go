@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/kbak/kbak/internal/seal"
 	"github.com/kbak/kbak/internal/upkeep"
 	"github.com/kbak/kbak/restore"
+	"github.com/kbak/kbak/uploader"
 )
 
 func openCatalog(c *cli.Context) (*catalog.Catalog, error) {
@@ -197,7 +199,9 @@ func deleteCommand() *cli.Command {
 		ArgsUsage: "ID",
 		Description: `The manifest goes first, so an interrupted delete leaves an incomplete backup
 that kbak gc finishes. Snapshots kept with --keep-snapshots are deleted from
-the cluster when it is reachable; otherwise kbak names them.
+the cluster when it is reachable; otherwise kbak names them. A backup written
+with --lock-days whose manifest is still under S3 Object Lock is kept whole
+and stays listed; kbak says until when (that is no failure).
 
 EXAMPLES:
    kbak delete mariadb-20261122T020000Z-3f2a`,
@@ -212,10 +216,18 @@ EXAMPLES:
 				return err
 			}
 			m, err := cat.Delete(c.Context, id)
-			if err != nil {
+			var locked *catalog.LockedBackup
+			switch {
+			case errors.As(err, &locked) && locked.Listed:
+				fmt.Fprintln(stdout(c), lockedLine(*locked))
+				return nil
+			case errors.As(err, &locked):
+				fmt.Fprintln(stdout(c), lockedLine(*locked))
+			case err != nil:
 				return err
+			default:
+				fmt.Fprintf(stdout(c), "deleted %s\n", id)
 			}
-			fmt.Fprintf(stdout(c), "deleted %s\n", id)
 			if m == nil || m.Format == catalog.FormatRepo {
 				data, err := cat.SweepData(c.Context, repo.SweepOptions{Grace: catalog.DataGrace})
 				printSweep(c, data, false)
@@ -275,6 +287,8 @@ func pruneCommand() *cli.Command {
 		Usage: "delete the backups a retention policy no longer keeps",
 		Description: `Each StatefulSet is pruned on its own. Only Completed backups count for the
 rules; the newest Completed backup is never removed, whatever the policy.
+A backup still under S3 Object Lock (kbak backup --lock-days) is left whole
+and reported as kept until its date; a later prune removes it.
 
 EXAMPLES:
    kbak prune --keep-last 3 --keep-daily 7 --keep-weekly 4 --dry-run
@@ -309,6 +323,13 @@ EXAMPLES:
 			if res.DataDeferred != "" {
 				fmt.Fprintf(stderr(c), "repository data: not freed now (%s); the next kbak prune or kbak gc frees it\n", catalog.OneLine(res.DataDeferred))
 			}
+			if format != "json" {
+				var kept repo.LockedObjects
+				for _, lb := range res.Locked {
+					kept.Add(lb.LockedObjects)
+				}
+				printLocked(c, "prune", kept)
+			}
 			if pruneErr != nil {
 				return pruneErr
 			}
@@ -329,10 +350,24 @@ func printDecisions(w io.Writer, res retention.PruneResult, dryRun bool) {
 		ds      []retention.Decision
 	}{{"keep", res.Keep}, {removed, res.Remove}} {
 		for _, d := range set.ds {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Item.ID, d.Item.Time.UTC().Format(time.RFC3339), set.verdict, strings.Join(d.Reasons, ", "))
+			verdict := set.verdict
+			if lb, ok := res.LockedBackup(d.Item.ID); ok && lb.Listed {
+				verdict = "locked until " + lockedUntil(lb.LockedObjects)
+			} else if ok {
+				verdict += fmt.Sprintf(" (%d objects locked until %s)", lb.Objects, lockedUntil(lb.LockedObjects))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Item.ID, d.Item.Time.UTC().Format(time.RFC3339), verdict, strings.Join(d.Reasons, ", "))
 		}
 	}
 	_ = tw.Flush()
+}
+
+// printLocked says on stderr how much of what was to be removed S3 Object
+// Lock kept.
+func printLocked(c *cli.Context, what string, l repo.LockedObjects) {
+	if l.Any() {
+		fmt.Fprintf(stderr(c), "%s: left %s; a later run removes them once their retention ends\n", what, l)
+	}
 }
 
 func gcCommand() *cli.Command {
@@ -346,11 +381,18 @@ mover pods, temporary PVCs, VolumeSnapshots not kept on purpose and
 credential Secrets of kbak runs whose newest object is older than --grace
 are removed. Kept snapshots and anything without kbak's run label stay.
 
+Objects still under S3 Object Lock (kbak backup --lock-days) are not leaks:
+they stay, are reported as locked until their date, and a gc after it
+removes them. In an S3 repository gc also aborts incomplete multipart uploads
+older than --upload-grace, which crashed writers leave.
+
 EXAMPLES:
    kbak gc --dry-run
    kbak gc --grace 6h -o json`,
 		Flags: flags(repoFlags(), kubeFlags(), []cli.Flag{
 			&cli.DurationFlag{Name: "grace", Value: upkeep.DefaultGrace, Usage: "leave anything younger than this alone"},
+			&cli.DurationFlag{Name: "upload-grace", Value: upkeep.DefaultUploadGrace, Action: positive("upload-grace"),
+				Usage: "abort incomplete multipart uploads started longer ago than this (longer than any upload may run)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be removed and remove nothing"},
 			&cli.BoolFlag{Name: "no-cluster", Usage: "only clean the repository"},
 			outputFlag(), verboseFlag(),
@@ -370,6 +412,7 @@ func printSweep(c *cli.Context, r *repo.SweepResult, dryRun bool) {
 	}
 	fmt.Fprintf(stderr(c), "repository data: %s %s (%d packs removed, %d rewritten); %s referenced by %d volumes stays\n",
 		verb, humanBytes(r.FreedBytes), r.DeletedPacks, r.RepackedPacks, humanBytes(r.LiveBytes), r.Trees)
+	printLocked(c, "repository data", r.Locked)
 }
 
 func gcAction(c *cli.Context) error {
@@ -377,12 +420,20 @@ func gcAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cat, err := openCatalog(c)
+	store, err := openStore(c.Context, c)
 	if err != nil {
 		return err
 	}
+	key, err := repoKey(c, store)
+	if err != nil {
+		return err
+	}
+	cat := catalog.New(store, key)
 	dry := c.Bool("dry-run")
-	o := upkeep.GCOptions{Grace: c.Duration("grace"), DryRun: dry, Log: logger(c)}
+	o := upkeep.GCOptions{Grace: c.Duration("grace"), UploadGrace: c.Duration("upload-grace"), DryRun: dry, Log: logger(c)}
+	if s3, ok := store.(*uploader.S3Store); ok {
+		o.Uploads = s3
+	}
 	if c.Bool("no-cluster") {
 		o.ClusterSkipped = "--no-cluster"
 	} else if cl, err := connect(c); err != nil {
@@ -405,12 +456,34 @@ func gcAction(c *cli.Context) error {
 	tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WHERE\tNAMESPACE\tRUN\tOBJECTS\tSIZE\tNEWEST\tVERDICT")
 	for _, o := range res.Store {
-		fmt.Fprintf(tw, "repository\t%s\t%s\t%d\t%s\t%s\t%s\n", o.Namespace, o.ID, o.Objects, humanBytes(o.Bytes), o.Newest.UTC().Format(time.RFC3339), verb)
+		verdict := verb
+		switch {
+		case o.Locked.Objects == o.Objects:
+			verdict = "locked until " + lockedUntil(o.Locked)
+		case o.Locked.Any():
+			verdict += fmt.Sprintf(", but %d locked until %s", o.Locked.Objects, lockedUntil(o.Locked))
+		}
+		fmt.Fprintf(tw, "repository\t%s\t%s\t%d\t%s\t%s\t%s\n", o.Namespace, o.ID, o.Objects, humanBytes(o.Bytes), o.Newest.UTC().Format(time.RFC3339), verdict)
 	}
 	for _, r := range res.Cluster {
 		fmt.Fprintf(tw, "cluster\t%s\t%s\t-\t-\t%s\t%s\n", r.Namespace, r.ID, r.Newest.UTC().Format(time.RFC3339), verb)
 	}
 	_ = tw.Flush()
+	var orphansLocked repo.LockedObjects
+	for _, o := range res.Store {
+		orphansLocked.Add(o.Locked)
+	}
+	printLocked(c, "gc: backups without a manifest", orphansLocked)
+	if res.StaleUploads > 0 {
+		aborted := "aborted"
+		if dry {
+			aborted = "would abort"
+		}
+		fmt.Fprintf(stderr(c), "gc: %s %d incomplete multipart uploads older than %s\n", aborted, res.StaleUploads, o.UploadGrace)
+	}
+	if res.UploadsSkipped != "" {
+		fmt.Fprintf(stderr(c), "gc: incomplete multipart uploads not checked: %s\n", res.UploadsSkipped)
+	}
 	if res.ClusterSkipped != "" {
 		fmt.Fprintf(stderr(c), "gc: cluster not checked: %s\n", res.ClusterSkipped)
 	}

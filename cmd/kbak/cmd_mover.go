@@ -53,9 +53,12 @@ EXAMPLES:
 					&cli.StringFlag{Name: "parent", Usage: "tree key of an earlier upload of the same volume: its unchanged files are not read again (" + repo.TreeSuffix + " keys only)"},
 					&cli.StringFlag{Name: "parent-match", Value: mover.ParentMatchStrict, Usage: "how a file is known unchanged: strict (size, mtime, ctime, inode) or size-mtime (a snapshot's copy, with new inodes)"},
 					progress,
-				}),
+				}, lockFlags()),
 				Action: func(c *cli.Context) error {
 					return runMover(c, func(ev *mover.Emitter) (mover.Result, error) {
+						// With --lock-days, what the upload writes is kept
+						// under Object Lock; the repository's lock object is
+						// not (internal/repo).
 						opts, err := storeOptions(c)
 						if err != nil {
 							return mover.Result{}, err

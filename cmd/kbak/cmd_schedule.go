@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -38,6 +39,12 @@ EXAMPLES:
    kubectl -n shop create secret generic kbak-store --from-literal=AWS_ACCESS_KEY_ID=... --from-literal=AWS_SECRET_ACCESS_KEY=...
    kbak schedule create nightly sts/mariadb -n shop --cron '0 2 * * *' --time-zone Europe/Paris --secret kbak-store --keep-daily 7 --keep-weekly 4
    kbak schedule create hourly sts/mariadb -n shop --cron @hourly --secret kbak-store --keep-last 24 --dry-run=client -o yaml
+   kbak schedule create nightly sts/mariadb -n shop --cron '0 2 * * *' --secret kbak-append-only --keep-daily 7 --lock-days 30
+
+With --lock-days every run keeps what it writes under S3 Object Lock (see kbak
+backup --help). The Secret's credentials then need no delete permission: a
+run whose pruning the store denies still succeeds, with a warning, and the
+backups are pruned where deletes are allowed (kbak prune).
 
 ` + exitCodesHelp,
 				Flags: flags(repoFlags(), kubeFlags(), retentionFlags(), []cli.Flag{
@@ -58,7 +65,7 @@ EXAMPLES:
 						Usage: "stop a run still going after this long (the Job's activeDeadlineSeconds), so a hung run does not hold back the next"},
 					&cli.StringFlag{Name: "dry-run", Usage: "client: print the manifests instead of applying them"},
 					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "yaml", Usage: "with --dry-run=client: yaml or json"},
-				}),
+				}, lockFlags()),
 				Action: scheduleCreate,
 			},
 			{
@@ -119,6 +126,10 @@ func scheduleCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	lock, err := lockRetention(c)
+	if err != nil {
+		return err
+	}
 	ns := c.String("namespace")
 	var cl *cluster
 	if dry == "" || ns == "" {
@@ -135,6 +146,7 @@ func scheduleCreate(c *cli.Context) error {
 		Method: c.String("method"), SnapshotClass: c.String("snapshot-class"), KeepSnapshots: c.Bool("keep-snapshots"),
 		Parallel: c.Int("parallel"), PreHook: c.String("pre-hook"), PostHook: c.String("post-hook"), HookContainer: c.String("hook-container"),
 		RunDeadline: c.Duration("run-deadline"),
+		LockDays:    lock.Days, LockMode: strings.ToLower(string(lock.Mode)),
 	}
 	objs, err := schedule.Render(o)
 	if err != nil {
@@ -236,6 +248,7 @@ CONFIGURATION (YAML):
        statefulset: mariadb
        cron: "0 2 * * *"
        keepDaily: 7
+       lockDays: 30          # optional: S3 Object Lock, as kbak backup --lock-days
 
 EXAMPLES:
    kbak agent --config agent.yaml`,
@@ -261,11 +274,12 @@ EXAMPLES:
 			}
 			r := schedule.BackupRunner{
 				Deps: backup.Deps{Kube: cl.kube, Snap: cl.snapshots, RestConfig: cl.config, Log: logger(c)},
-				OpenCatalog: func(ctx context.Context, repo string) (schedule.RunnerCatalog, error) {
+				OpenCatalog: func(ctx context.Context, repo string, lock uploader.Retention) (schedule.RunnerCatalog, error) {
 					opts, err := storeOptions(c)
 					if err != nil {
 						return nil, err
 					}
+					opts.Retention = lock
 					s, err := uploader.Open(ctx, repo, opts)
 					if err != nil {
 						return nil, err

@@ -29,6 +29,35 @@ func repoFlags() []cli.Flag {
 	}, keyFlags()...)
 }
 
+// lockFlags put S3 Object Lock retention on what a backup writes.
+func lockFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "lock-days", Category: "Object Lock",
+			Usage: "keep every object the backup writes under S3 Object Lock retention for N days: nobody can delete or overwrite it before then, prune and delete skip it; the bucket must have Object Lock enabled"},
+		&cli.StringFlag{Name: "lock-mode", Value: "compliance", Category: "Object Lock",
+			Usage: "retention mode with --lock-days: compliance (nobody can remove the objects early) or governance (users with s3:BypassGovernanceRetention can)"},
+	}
+}
+
+// lockRetention reads --lock-days and --lock-mode; the zero Retention on a
+// command without them.
+func lockRetention(c *cli.Context) (uploader.Retention, error) {
+	days := c.Int("lock-days")
+	if days == 0 {
+		return uploader.Retention{}, nil
+	}
+	if days < 0 || days > 36500 {
+		return uploader.Retention{}, usagef("--lock-days %d: give a number of days from 1 to 36500", days)
+	}
+	mode := uploader.RetentionMode(strings.ToUpper(c.String("lock-mode")))
+	switch mode {
+	case "", uploader.RetentionCompliance, uploader.RetentionGovernance:
+	default:
+		return uploader.Retention{}, usagef("--lock-mode %q: use compliance or governance", c.String("lock-mode"))
+	}
+	return uploader.Retention{Days: days, Mode: mode}, nil
+}
+
 func kubeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "namespace of the StatefulSet (default: the kubeconfig context's)", Category: "Cluster"},
@@ -65,13 +94,18 @@ func flags(groups ...[]cli.Flag) []cli.Flag {
 	return out
 }
 
-// storeOptions turns the repository flags into uploader options.
+// storeOptions turns the repository flags into uploader options, with the
+// Object Lock retention of --lock-days where the command has it.
 func storeOptions(c *cli.Context) (uploader.Options, error) {
 	opts := uploader.Options{
 		Endpoint:    c.String("s3-endpoint"),
 		Region:      c.String("s3-region"),
 		AccessKeyID: c.String("s3-access-key-id"),
 		Logger:      logger(c),
+	}
+	var err error
+	if opts.Retention, err = lockRetention(c); err != nil {
+		return opts, err
 	}
 	if c.IsSet("s3-path-style") {
 		v := c.Bool("s3-path-style")

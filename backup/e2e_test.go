@@ -32,6 +32,7 @@ import (
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
+	"github.com/kbak/kbak/internal/seal"
 	"github.com/kbak/kbak/uploader"
 )
 
@@ -80,7 +81,7 @@ func newBed(t *testing.T) *bed {
 		}
 	})
 	return &bed{
-		deps: Deps{Kube: kc, Snap: sc, RestConfig: cfg, Catalog: catalog.New(store),
+		deps: Deps{Kube: kc, Snap: sc, RestConfig: cfg, Catalog: catalog.New(store, seal.Key{}),
 			Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))},
 		kc: kc, store: store, repo: repo, ns: ns,
 		creds: &deploy.Credentials{

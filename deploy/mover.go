@@ -67,10 +67,27 @@ func (u Upload) Args() []string {
 	return args
 }
 
-// DownloadArgs are the mover's arguments to extract key into /data after
-// checking its digest.
-func DownloadArgs(repo, key, sha256 string) []string {
-	return []string{"mover", "download", "--repo", repo, "--key", key, "--sha256", sha256, "--target", MoverDataPath}
+// Download says what a restore mover extracts into /data after checking
+// its digest.
+type Download struct {
+	Repo, Key, SHA256 string
+	// RestoreDevices creates the archive's device nodes and RestoreSetID
+	// keeps setuid and setgid bits and file capabilities; without them the
+	// mover skips or clears them and reports what (see kbak mover download
+	// --help). The mover pod needs the matching MoverPod fields.
+	RestoreDevices, RestoreSetID bool
+}
+
+// Args are the mover's arguments.
+func (d Download) Args() []string {
+	args := []string{"mover", "download", "--repo", d.Repo, "--key", d.Key, "--sha256", d.SHA256, "--target", MoverDataPath}
+	if d.RestoreDevices {
+		args = append(args, "--restore-devices")
+	}
+	if d.RestoreSetID {
+		args = append(args, "--restore-setid")
+	}
+	return args
 }
 
 // MoverPod describes one mover pod.
@@ -95,9 +112,15 @@ type MoverPod struct {
 	Secret SecretRef
 	// Key holds the repository key of an encrypted repository.
 	Key KeyRef
-	// Restore movers must restore owners and modes, so they get the
-	// capabilities for that; backup movers only need to read everything.
+	// Restore movers must restore owners, modes and times, so they get
+	// CHOWN, DAC_OVERRIDE and FOWNER; backup movers only need to read
+	// everything (DAC_READ_SEARCH).
 	Restore bool
+	// RestoreDevices adds MKNOD, to create device nodes; RestoreSetID
+	// adds FSETID and SETFCAP, to keep setuid and setgid bits (a setgid
+	// file of a group the mover is not in) and set file capabilities.
+	// They go with the same fields of Download; Restore only.
+	RestoreDevices, RestoreSetID bool
 	// ServiceAccount defaults to the namespace's default; the mover calls no
 	// Kubernetes API, so its token is not mounted.
 	ServiceAccount string
@@ -117,10 +140,7 @@ func (m MoverPod) Pod() *corev1.Pod {
 	if image == "" {
 		image = DefaultMoverImage
 	}
-	caps := []corev1.Capability{"DAC_READ_SEARCH"}
-	if m.Restore {
-		caps = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETFCAP", "MKNOD"}
-	}
+	caps := m.capabilities()
 	root := int64(0)
 	no := false
 	grace := int64(10)
@@ -135,8 +155,8 @@ func (m MoverPod) Pod() *corev1.Pod {
 		},
 		Env:       []corev1.EnvVar{{Name: "TMPDIR", Value: moverTmpDir}},
 		Resources: m.Resources,
-		// Reading every file whatever its owner needs root with
-		// DAC_READ_SEARCH; nothing else is granted.
+		// Reading every file whatever its owner (or restoring owners)
+		// needs root with a few capabilities; nothing else is granted.
 		SecurityContext: &corev1.SecurityContext{
 			RunAsUser:                &root,
 			RunAsNonRoot:             &no,
@@ -178,6 +198,22 @@ func (m MoverPod) Pod() *corev1.Pod {
 		pod.Spec.ActiveDeadlineSeconds = &secs
 	}
 	return pod
+}
+
+// capabilities are the only ones the mover gets: those of what it
+// restores, or of reading every file.
+func (m MoverPod) capabilities() []corev1.Capability {
+	if !m.Restore {
+		return []corev1.Capability{"DAC_READ_SEARCH"}
+	}
+	caps := []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER"}
+	if m.RestoreDevices {
+		caps = append(caps, "MKNOD")
+	}
+	if m.RestoreSetID {
+		caps = append(caps, "FSETID", "SETFCAP")
+	}
+	return caps
 }
 
 // DefaultMoverResources keep a mover schedulable on a small node while

@@ -22,10 +22,52 @@ func TestUploadArgs(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("UploadArgs with Object Lock = %q\nwant %q", got, want)
 	}
-	got = DownloadArgs("s3://b", "k", "abc")
-	want = []string{"mover", "download", "--repo", "s3://b", "--key", "k", "--sha256", "abc", "--target", "/data"}
-	if !slices.Equal(got, want) {
-		t.Errorf("DownloadArgs = %q\nwant %q", got, want)
+	download := []string{"mover", "download", "--repo", "s3://b", "--key", "k", "--sha256", "abc", "--target", "/data"}
+	for _, tt := range []struct {
+		d    Download
+		want []string
+	}{
+		{Download{Repo: "s3://b", Key: "k", SHA256: "abc"}, download},
+		{Download{Repo: "s3://b", Key: "k", SHA256: "abc", RestoreDevices: true}, append(slices.Clone(download), "--restore-devices")},
+		{Download{Repo: "s3://b", Key: "k", SHA256: "abc", RestoreSetID: true}, append(slices.Clone(download), "--restore-setid")},
+		{Download{Repo: "s3://b", Key: "k", SHA256: "abc", RestoreDevices: true, RestoreSetID: true}, append(slices.Clone(download), "--restore-devices", "--restore-setid")},
+	} {
+		if got := tt.d.Args(); !slices.Equal(got, tt.want) {
+			t.Errorf("%+v.Args() = %q\nwant %q", tt.d, got, tt.want)
+		}
+	}
+}
+
+// A restore mover keeps only the capabilities of what it restores: owners,
+// modes and times always; device nodes MKNOD; set-id bits and file
+// capabilities FSETID and SETFCAP. A backup mover only reads.
+func TestMoverPodCapabilities(t *testing.T) {
+	tests := []struct {
+		name string
+		m    MoverPod
+		want []corev1.Capability
+	}{
+		{"backup", MoverPod{}, []corev1.Capability{"DAC_READ_SEARCH"}},
+		{"restore", MoverPod{Restore: true}, []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER"}},
+		{"restore with devices", MoverPod{Restore: true, RestoreDevices: true}, []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "MKNOD"}},
+		{"restore with set-id", MoverPod{Restore: true, RestoreSetID: true}, []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETFCAP"}},
+		{"restore with both", MoverPod{Restore: true, RestoreDevices: true, RestoreSetID: true}, []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "MKNOD", "FSETID", "SETFCAP"}},
+		{"backup ignores the restore fields", MoverPod{RestoreDevices: true, RestoreSetID: true}, []corev1.Capability{"DAC_READ_SEARCH"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.m.Name, tt.m.Claim = "p", "c"
+			sc := tt.m.Pod().Spec.Containers[0].SecurityContext
+			if sc == nil || sc.Capabilities == nil {
+				t.Fatal("no capabilities in the security context")
+			}
+			if !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || !slices.Equal(sc.Capabilities.Add, tt.want) {
+				t.Errorf("capabilities drop %v add %v, want drop [ALL] add %v", sc.Capabilities.Drop, sc.Capabilities.Add, tt.want)
+			}
+			if *sc.AllowPrivilegeEscalation || sc.Privileged != nil && *sc.Privileged {
+				t.Errorf("security context %+v: no privilege escalation", sc)
+			}
+		})
 	}
 }
 

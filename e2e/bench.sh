@@ -3,7 +3,9 @@
 # the same S3 server, the same run. For each S3 server (versitygw and MinIO,
 # built by e2e/s3-build.sh) and each run, on a fresh server:
 #   1. full backup of a fresh copy of the e2e/benchdata data set: kbak
-#      (format 2, a .tree key), kbak format 1 (a .tar.zst key), restic, kopia;
+#      (format 2 encrypted, as kbak repo init makes it), kbak-plain (format 2
+#      without encryption: the cost of encryption), kbak format 1 (a .tar.zst
+#      key), restic, kopia;
 #   2. second backup of the unchanged data set (kbak with --parent);
 #   3. the 1 % change (e2e/bench/benchtool change), then another backup;
 #   4. restore of the latest backup into a fresh, empty directory;
@@ -140,7 +142,7 @@ start_server() {
     [ "$i" -lt 300 ] || { log "$server did not start; see $dir/$server.log"; exit 1; }
     sleep 0.1
   done
-  for b in kbak-f1 restic kopia; do "$benchtool" bucket create --endpoint "$endpoint" --bucket "bench-$b"; done
+  for b in kbak-plain kbak-f1 restic kopia; do "$benchtool" bucket create --endpoint "$endpoint" --bucket "bench-$b"; done
   restic_cmd=("$restic" -r "s3:$endpoint/bench-restic" -o s3.bucket-lookup=path -o s3.region=us-east-1)
   kopia_cmd=("$kopia" --no-auto-maintenance --disable-file-logging)
 }
@@ -159,7 +161,11 @@ kbak_repo() { echo "s3://bench-$1?endpoint=$endpoint&region=us-east-1&path-style
 # init_repos creates restic's and kopia's repositories (not measured); kopia
 # compresses with zstd-fastest like kbak's zstd:1 (its default is none).
 init_repos() {
-  rm -rf "$dir/cache" "$dir/kopia"
+  rm -rf "$dir/cache" "$dir/kopia" "$dir/keys"
+  # kbak: an encrypted repository, as kbak repo init makes by default;
+  # kbak-plain: the same without encryption (made by its first upload).
+  mkdir -p "$dir/keys"
+  "$kbak" repo init --repo "$(kbak_repo kbak)" --write-key-out "$dir/keys/write.key" --read-key-out "$dir/keys/read.key" >/dev/null
   "${restic_cmd[@]}" init >/dev/null
   "${kopia_cmd[@]}" repository create s3 --bucket bench-kopia --endpoint "127.0.0.1:$port" \
     --disable-tls --region us-east-1 >/dev/null 2>&1
@@ -180,9 +186,13 @@ backup() {
     kbak)
       kbak_seq=$((kbak_seq + 1))
       key=$(printf 'kbak/v2/backups/bench/%s/%s-20260101T000000Z-%04d/volumes/data.tree' "$name" "$name" "$kbak_seq")
-      measure "$kbak" mover upload --repo "$(kbak_repo kbak)" --source "$src" --key "$key" \
+      measure "$kbak" mover upload --repo "$(kbak_repo kbak)" --key-file "$dir/keys/write.key" --source "$src" --key "$key" \
         ${last[kbak:$name]:+--parent "${last[kbak:$name]}"} --progress-interval 0
       added=$(out_num storedBytes); last[kbak:$name]=$key ;;
+    kbak-plain)
+      key="kbak/v2/backups/bench/$name/$name-20260101T000000Z-0001/volumes/data.tree"
+      measure "$kbak" mover upload --repo "$(kbak_repo kbak-plain)" --source "$src" --key "$key" --progress-interval 0
+      added=$(out_num storedBytes); last[kbak-plain:$name]=$key ;;
     kbak-f1)
       key="bench/$name.tar.zst"
       measure "$kbak" mover upload --repo "$(kbak_repo kbak-f1)" --source "$src" --key "$key" \
@@ -206,7 +216,8 @@ restore() {
   clear_caches
   mkdir -p "$target"
   case $who in
-    kbak | kbak-f1) measure "$kbak" mover download --repo "$(kbak_repo "$who")" --key "$what" --target "$target" --progress-interval 0 ;;
+    kbak) measure "$kbak" mover download --repo "$(kbak_repo kbak)" --key-file "$dir/keys/read.key" --key "$what" --target "$target" --progress-interval 0 ;;
+    kbak-plain | kbak-f1) measure "$kbak" mover download --repo "$(kbak_repo "$who")" --key "$what" --target "$target" --progress-interval 0 ;;
     restic) measure "${restic_cmd[@]}" restore "$what" --target "$target" ;;
     kopia) measure "${kopia_cmd[@]}" snapshot restore "$what" "$target" ;;
   esac
@@ -240,7 +251,7 @@ bench_run() {
 
 full_backups() {
   local who
-  for who in $(rotate "$1" kbak kbak-f1 restic kopia); do
+  for who in $(rotate "$1" kbak kbak-plain kbak-f1 restic kopia); do
     backup "$who" "$work" db
     record full.mbps "$who" "$(mbps "${full_stats#* }" "$secs")"
     record full.rss "$who" "$rss_mib"
@@ -271,13 +282,13 @@ second_backups() {
   done
 }
 
-# restores_of_latest: format 1 has only the full backup; the others restore
-# the backup after the change.
+# restores_of_latest: format 1 and kbak-plain have only the full backup; the
+# others restore the backup after the change.
 restores_of_latest() {
   local who want target
-  for who in $(rotate "$1" kbak kbak-f1 restic kopia); do
+  for who in $(rotate "$1" kbak kbak-plain kbak-f1 restic kopia); do
     want=$changed_stats target="$restores/$server-$1-db-$who"
-    [ "$who" != kbak-f1 ] || want=$full_stats
+    [ "$who" != kbak-f1 ] && [ "$who" != kbak-plain ] || want=$full_stats
     restore "$who" db "$target"
     verify "$target" "$want"
     record restore.mbps "$who" "$(mbps "${want#* }" "$secs")"

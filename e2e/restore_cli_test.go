@@ -21,6 +21,7 @@ import (
 
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/restore"
+	"github.com/kbak/kbak/uploader"
 )
 
 // deleteStatefulSetAndClaims removes a StatefulSet and its claims, as a
@@ -286,6 +287,41 @@ func TestDRPrepare(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "backup-id"), []byte(m.ID), 0o600); err != nil {
 		t.Fatal(err)
 	}
+
+	// An encrypted repository whose read key is stored in it under a
+	// passphrase: the read key file is thrown away, the runbook keeps the
+	// passphrase.
+	enc := drEncryptedRepo(t, e)
+	pass := filepath.Join(dir, "passphrase")
+	if err := os.WriteFile(pass, []byte("the passphrase of the runbook, kept offline\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wk := filepath.Join(dir, "write.key")
+	r := runKbak(t, e, "repo", "init", "--repo", enc, "--write-key-out", wk, "--read-key-out", filepath.Join(t.TempDir(), "read.key"), "--passphrase-file", pass)
+	if r.code != 0 {
+		t.Fatalf("kbak repo init: %s", r)
+	}
+	encSts := applyStatefulSet(t, e, drNamespace, "enc", 2, e.SnapClass)
+	wantEnc := writeOrdinalData(t, e, drNamespace, encSts)
+	if r := runKbakEnv(t, e, []string{"KBAK_REPO=" + enc, "KBAK_KEY_FILE=" + wk}, "backup", "sts/enc", "-n", drNamespace); r.code != 0 {
+		t.Fatalf("encrypted backup: %s", r)
+	}
+	b, _ = json.Marshal(wantEnc)
+	if err := os.WriteFile(filepath.Join(dir, "data-enc.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// drEncryptedRepo is the URL of the encrypted repository of the
+// disaster-recovery phases: a prefix of the bed's bucket.
+func drEncryptedRepo(t *testing.T, e *env) string {
+	t.Helper()
+	loc, err := uploader.ParseURL(e.Repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc.Prefix = "dr-encrypted"
+	return loc.String()
 }
 
 func TestDRRestore(t *testing.T) {
@@ -325,6 +361,23 @@ func TestDRRestore(t *testing.T) {
 		t.Fatalf("restore on the new cluster: ready %v, created namespace %v", res.StatefulSetReady, res.CreatedNamespace)
 	}
 	compareRecords(t, want, readStatefulSetData(t, e, drNamespace, statefulSet(t, e, drNamespace, "db")))
+
+	// The encrypted repository, from the bucket and the passphrase alone.
+	b, err = os.ReadFile(filepath.Join(dir, "data-enc.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantEnc dataRecord
+	if err := json.Unmarshal(b, &wantEnc); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"KBAK_REPO=" + drEncryptedRepo(t, e), "KBAK_PASSPHRASE_FILE=" + filepath.Join(dir, "passphrase")}
+	r = runKbakEnv(t, e, env, "restore", "latest", "--from", "sts/enc", "-n", drNamespace, "--create-statefulset", "--pod-start-timeout", "3m", "-o", "json")
+	var res2 restore.Result
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res2) != nil || !res2.StatefulSetReady {
+		t.Fatalf("encrypted restore from the bucket and the passphrase: %s", r)
+	}
+	compareRecords(t, wantEnc, readStatefulSetData(t, e, drNamespace, statefulSet(t, e, drNamespace, "enc")))
 	noLeftovers(t, e, drNamespace, false)
 }
 

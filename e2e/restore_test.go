@@ -16,6 +16,7 @@ import (
 	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/seal"
 	"github.com/kbak/kbak/restore"
 	"github.com/kbak/kbak/uploader"
 )
@@ -36,7 +37,7 @@ func TestRestoreRoundTrip(t *testing.T) {
 	src := applyStatefulSet(t, e, ns, "db", 2, e.SnapClass)
 	want := writeOrdinalData(t, e, ns, src)
 
-	cat := catalog.New(store(t, e))
+	cat := catalog.New(store(t, e), seal.Key{})
 	creds := &deploy.Credentials{
 		AccessKeyID:     uploader.Secret(os.Getenv("AWS_ACCESS_KEY_ID")),
 		SecretAccessKey: uploader.Secret(os.Getenv("AWS_SECRET_ACCESS_KEY")),

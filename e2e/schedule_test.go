@@ -33,6 +33,7 @@ import (
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/kube"
+	"github.com/kbak/kbak/internal/seal"
 	"github.com/kbak/kbak/schedule"
 )
 
@@ -131,7 +132,7 @@ func TestScheduleCronJobBackup(t *testing.T) {
 	ns := createNamespace(t, e, "sch-cron")
 	applyStatefulSet(t, e, ns, "db", 1, e.SnapClass)
 	createStoreSecret(t, e, ns)
-	cat := catalog.New(store(t, e))
+	cat := catalog.New(store(t, e), seal.Key{})
 	createSchedule(t, e, ns, "minutely", "db", "*/1 * * * *", "--keep-last", "3")
 
 	var got catalog.Summary
@@ -272,7 +273,7 @@ func TestScheduleRetention(t *testing.T) {
 	ns := createNamespace(t, e, "sch-keep")
 	applyStatefulSet(t, e, ns, "db", 1, e.SnapClass)
 	createStoreSecret(t, e, ns)
-	cat := catalog.New(store(t, e))
+	cat := catalog.New(store(t, e), seal.Key{})
 	createSchedule(t, e, ns, "keep2", "db", "*/1 * * * *", "--keep-last", "2")
 
 	seen := map[string]time.Time{}
@@ -347,7 +348,7 @@ func TestScheduleAgent(t *testing.T) {
 	ns := createNamespace(t, e, "sch-agent")
 	applyStatefulSet(t, e, ns, "db", 1, e.SnapClass)
 	createStoreSecret(t, e, ns)
-	cat := catalog.New(store(t, e))
+	cat := catalog.New(store(t, e), seal.Key{})
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -605,7 +606,7 @@ func TestScheduleAgentDeployed(t *testing.T) {
 	applyStatefulSet(t, e, ns, "db", 1, e.SnapClass)
 	createStoreSecret(t, e, ns)
 	createStoreSecret(t, e, agentNS)
-	cat := catalog.New(store(t, e))
+	cat := catalog.New(store(t, e), seal.Key{})
 	backupRole, readRole := "kbak:agent:"+agentNS+":kbak-agent:backup", "kbak:agent:"+agentNS+":kbak-agent:read"
 	t.Cleanup(func() {
 		c, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -38,6 +38,15 @@ type Options struct {
 	// A missing target namespace is created (on a new cluster it is always
 	// missing) and the plan says so; NoCreateNamespace makes it a conflict.
 	NoCreateNamespace bool
+	// RestoreDevices makes the movers create the device nodes a backup
+	// holds, and RestoreSetID keep setuid and setgid bits and file
+	// capabilities; their pods get the capabilities for it (MKNOD;
+	// FSETID and SETFCAP). Without them a mover skips device nodes and
+	// clears those bits, and the result says so per claim. A claim filled
+	// from a kept snapshot is the storage system's copy of the volume and
+	// is restored as it was.
+	RestoreDevices bool
+	RestoreSetID   bool
 
 	// Repo is the repository URL handed to the movers; it holds no secret.
 	Repo string

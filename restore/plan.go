@@ -70,6 +70,9 @@ type Plan struct {
 
 	manifest *catalog.Manifest
 	opts     Options
+	// nsNote is the note that the namespace will be created, which a
+	// Result says with CreatedNamespace instead.
+	nsNote string
 }
 
 // Claim is one PVC the restore creates.
@@ -301,6 +304,7 @@ func (pl *planner) readCluster(ctx context.Context) error {
 		} else {
 			p.CreateNamespace = true
 			pl.note("namespace %s does not exist and will be created", p.Namespace)
+			p.nsNote = p.Notes[len(p.Notes)-1]
 		}
 	case err != nil:
 		return fmt.Errorf("get namespace %s: %w", p.Namespace, err)

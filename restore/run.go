@@ -49,6 +49,13 @@ type Result struct {
 	// StatefulSetCreated and StatefulSetReady report --create-statefulset.
 	StatefulSetCreated bool `json:"statefulSetCreated"`
 	StatefulSetReady   bool `json:"statefulSetReady"`
+	// Skipped are the backup's ordinals the restore left out, and why:
+	// a StatefulSet scaled over them starts them with empty claims.
+	Skipped []Skipped `json:"skipped,omitempty"`
+	// Notes are what the operator should know about the restored data:
+	// the plan's notes (but the namespace's creation, which
+	// CreatedNamespace says) and what the movers left out of each claim.
+	Notes []string `json:"notes,omitempty"`
 	// NextStep says what the operator does next, when anything.
 	NextStep string `json:"nextStep,omitempty"`
 	// Warnings are problems that did not fail the restore but need a person.
@@ -73,6 +80,14 @@ type ClaimResult struct {
 	Files    int64         `json:"files"`
 	RawBytes int64         `json:"rawBytes"`
 	Duration time.Duration `json:"duration"`
+	// What the mover left out, without Options.RestoreDevices and
+	// RestoreSetID: device nodes not created and files restored without
+	// their setuid and setgid bits or file capabilities, with the first
+	// names (relative to the volume).
+	SkippedDevices     int64    `json:"skippedDevices,omitempty"`
+	SkippedDeviceNames []string `json:"skippedDeviceNames,omitempty"`
+	ClearedSetID       int64    `json:"clearedSetID,omitempty"`
+	ClearedSetIDNames  []string `json:"clearedSetIDNames,omitempty"`
 }
 
 // Restored returns the ordinals that were restored.
@@ -135,7 +150,9 @@ func Run(ctx context.Context, deps Deps, p *Plan) (*Result, error) {
 		Kube: deps.Kube, PodStartTimeout: p.opts.PodStartTimeout, TransferTimeout: p.opts.TransferTimeout,
 		CleanupTimeout: p.opts.CleanupTimeout, PollInterval: p.opts.PollInterval, Log: r.log, Progress: p.opts.Progress,
 	}
-	res := &Result{RunID: p.RunID, BackupID: p.BackupID, Namespace: p.Namespace, StatefulSet: p.StatefulSet}
+	res := &Result{RunID: p.RunID, BackupID: p.BackupID, Namespace: p.Namespace, StatefulSet: p.StatefulSet,
+		Skipped: slices.Clone(p.Skipped), Notes: p.resultNotes()}
+	defer func() { res.Notes = append(res.Notes, r.withheldNotes(res)...) }()
 
 	if p.CreateNamespace {
 		made, err := r.createNamespace(ctx)
@@ -196,6 +213,46 @@ func Run(ctx context.Context, deps Deps, p *Plan) (*Result, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// resultNotes are the plan's notes a Result repeats.
+func (p *Plan) resultNotes() []string {
+	var out []string
+	for _, n := range p.Notes {
+		if n != p.nsNote {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// withheldNotes say, for each restored claim, what its mover left out and
+// which setting restores it.
+func (r *run) withheldNotes(res *Result) []string {
+	var out []string
+	names := func(n int64, first []string) string {
+		s := strings.Join(first, ", ")
+		if int64(len(first)) < n {
+			s += ", …"
+		}
+		return s
+	}
+	for _, o := range res.Ordinals {
+		if o.Status != StatusRestored {
+			continue
+		}
+		for _, c := range o.Claims {
+			if c.SkippedDevices > 0 {
+				out = append(out, hint.Sprintf(r.opts.Spell, "%s: %d device node(s) of the backup not created (%s): %s creates them",
+					c.PVC, c.SkippedDevices, names(c.SkippedDevices, c.SkippedDeviceNames), hint.Of(hint.RestoreDevices)))
+			}
+			if c.ClearedSetID > 0 {
+				out = append(out, hint.Sprintf(r.opts.Spell, "%s: %d file(s) restored without their setuid/setgid bits or file capabilities (%s): %s keeps them",
+					c.PVC, c.ClearedSetID, names(c.ClearedSetID, c.ClearedSetIDNames), hint.Of(hint.RestoreSetID)))
+			}
+		}
+	}
+	return out
 }
 
 func (r *run) nextStep() string {
@@ -386,8 +443,10 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 		return &mover.Result{Files: c.Files, RawBytes: c.RawBytes}, nil
 	}
 	spec.Labels = r.runLabels(kube.RoleMover)
-	spec.Args = deploy.DownloadArgs(r.opts.Repo, c.Key, c.SHA256)
+	spec.Args = deploy.Download{Repo: r.opts.Repo, Key: c.Key, SHA256: c.SHA256,
+		RestoreDevices: r.opts.RestoreDevices, RestoreSetID: r.opts.RestoreSetID}.Args()
 	spec.Restore = true
+	spec.RestoreDevices, spec.RestoreSetID = r.opts.RestoreDevices, r.opts.RestoreSetID
 	spec.Secret = r.secret
 	spec.Key = r.key
 	out, err := r.movers.Run(ctx, c.Name, spec.Pod(), c.RawBytes)
@@ -425,6 +484,8 @@ func (r *run) outcome(jobs []*job) []OrdinalResult {
 			cr.Status, cr.Error = StatusFailed, "not restored (the run was interrupted)"
 		default:
 			cr.Files, cr.RawBytes = j.result.Files, j.result.RawBytes
+			cr.SkippedDevices, cr.SkippedDeviceNames = j.result.SkippedDevices, j.result.SkippedDeviceNames
+			cr.ClearedSetID, cr.ClearedSetIDNames = j.result.ClearedSetID, j.result.ClearedSetIDNames
 		}
 		if cr.Status == StatusFailed {
 			o.Status = StatusFailed

@@ -39,7 +39,8 @@ func moverCommand() *cli.Command {
 EXAMPLES:
    kbak mover upload --repo file:///tmp/repo --source /data --key kbak/v2/backups/ns/db/ID/volumes/data-db-0.tree --parent KEY0
    kbak mover upload --repo file:///tmp/repo --source /data --key kbak/v1/ns/db/ID/volumes/data-db-0.tar.zst
-   kbak mover download --repo file:///tmp/repo --key KEY --sha256 HEX --target /restore`,
+   kbak mover download --repo file:///tmp/repo --key KEY --sha256 HEX --target /restore
+   kbak mover download --repo file:///tmp/repo --key KEY --target /restore --restore-devices --restore-setid`,
 		Subcommands: []*cli.Command{
 			{
 				Name:  "upload",
@@ -94,6 +95,8 @@ EXAMPLES:
 					&cli.StringFlag{Name: "key", Required: true, Usage: "object key of the archive"},
 					&cli.StringFlag{Name: "sha256", Usage: "expected sha256 of the stored object (from the manifest)"},
 					&cli.PathFlag{Name: "target", Usage: "directory to extract into; omit to verify only"},
+					&cli.BoolFlag{Name: "restore-devices", Usage: "create the archive's character and block device nodes (default: skip them and report them in the result)"},
+					&cli.BoolFlag{Name: "restore-setid", Usage: "keep setuid and setgid bits and file capabilities (default: clear them and report the files in the result)"},
 					progress,
 				}),
 				Action: func(c *cli.Context) error {
@@ -108,6 +111,7 @@ EXAMPLES:
 						}
 						return mover.Download(c.Context, store, mover.DownloadOptions{
 							Key: c.String("key"), SHA256: c.String("sha256"), Target: c.Path("target"), RepoKey: key,
+							RestoreDevices: c.Bool("restore-devices"), RestoreSetID: c.Bool("restore-setid"),
 						}, ev)
 					})
 				},

@@ -28,6 +28,12 @@ existing target PVC, a running target StatefulSet, a missing storage class)
 stops the restore before anything is created. On a new cluster the target
 namespace is created.
 
+What a backup holds is not trusted to grant privileges: device nodes are not
+created and files lose their setuid and setgid bits and file capabilities,
+unless --restore-devices and --restore-setid say otherwise (the mover pods
+then get the capabilities for it). The result names what was left out per
+claim, the ordinals the backup could not restore, and the plan's notes.
+
 EXAMPLES:
    kbak restore latest --from sts/mariadb -n shop --create-statefulset
    kbak restore mariadb-20261122T020000Z-3f2a --to-name mariadb-restored --dry-run
@@ -42,6 +48,8 @@ EXAMPLES:
 			&cli.StringSliceFlag{Name: "storage-class-map", Usage: "map a storage class, OLD=NEW (repeatable)"},
 			&cli.BoolFlag{Name: "create-statefulset", Usage: "re-create the StatefulSet from the backup and wait until it is Ready"},
 			&cli.BoolFlag{Name: "from-store", Usage: "download from the repository even when the backup kept VolumeSnapshots"},
+			&cli.BoolFlag{Name: "restore-devices", Usage: "create the backup's character and block device nodes (default: skip them and say so)"},
+			&cli.BoolFlag{Name: "restore-setid", Usage: "keep setuid and setgid bits and file capabilities (default: clear them and say so)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and create nothing"},
 			outputFlag(), verboseFlag(),
 		}),
@@ -97,6 +105,7 @@ func restoreOptions(c *cli.Context, repo string) (restore.Options, error) {
 		ToNamespace: c.String("to-namespace"), ToName: c.String("to-name"),
 		Ordinals: ordinals, StorageClassMap: classes,
 		CreateStatefulSet: c.Bool("create-statefulset"), FromStore: c.Bool("from-store"),
+		RestoreDevices: c.Bool("restore-devices"), RestoreSetID: c.Bool("restore-setid"),
 		Repo: repo, Parallel: c.Int("parallel"), Image: image, PullPolicy: pull,
 		SecretName: c.String("secret"), PodStartTimeout: c.Duration("pod-start-timeout"),
 		Spell: flagSpelling,
@@ -229,6 +238,19 @@ func printRestoreResult(w io.Writer, res *restore.Result) {
 		}
 	}
 	_ = tw.Flush()
+	if res.CreatedNamespace {
+		if len(res.Restored()) > 0 {
+			fmt.Fprintf(w, "created namespace %s\n", res.Namespace)
+		} else {
+			fmt.Fprintf(w, "created namespace %s, deleted again: nothing was restored\n", res.Namespace)
+		}
+	}
+	for _, s := range res.Skipped {
+		fmt.Fprintf(w, "skipped ordinal %d: %s\n", s.Ordinal, s.Reason)
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
 	if res.StatefulSetCreated {
 		ready := "not Ready"
 		if res.StatefulSetReady {

@@ -76,7 +76,37 @@ type ExtractOptions struct {
 	// directory for a directory entry is reused (a fresh volume's lost+found,
 	// the target root itself).
 	Overwrite bool
+	// Devices creates the character and block device nodes an archive
+	// holds. Without it they are skipped, hard links to them too, and
+	// counted in Stats.DevicesSkipped: a device node in a volume gives
+	// whoever can open it the device, and a restore must not make one from
+	// an archive by default. Fifos are always created.
+	Devices bool
+	// SetID keeps the setuid and setgid bits and the file capabilities
+	// (the security.capability xattr) of files, fifos and device nodes.
+	// Without it they are restored with their other mode bits and xattrs
+	// only, and counted in Stats.SetIDCleared. Directories always keep
+	// their bits: a setgid directory only hands its group to new entries.
+	SetID bool
+	// Withheld, when set, receives the names of the first entries skipped
+	// or cleared for want of Devices or SetID.
+	Withheld *Withheld
 }
+
+// Withheld names what an extraction without ExtractOptions.Devices or
+// SetID left out or changed: at most MaxWithheldNames of each, in archive
+// order; Stats counts them all.
+type Withheld struct {
+	Devices []string `json:"devices,omitempty"` // device nodes not created
+	SetID   []string `json:"setID,omitempty"`   // restored without setuid/setgid bits or file capabilities
+}
+
+// MaxWithheldNames bounds the names Withheld keeps of each kind.
+const MaxWithheldNames = 10
+
+// capabilityXattr holds a file's capabilities, which grant privileges
+// like a setuid bit.
+const capabilityXattr = "security.capability"
 
 // Counters are live progress figures, readable while Write or Extract runs.
 type Counters struct {
@@ -99,11 +129,18 @@ type Stats struct {
 	// files (less than RawBytes when a ContentFunc skips unchanged files),
 	// by Extract and Verify from the stream (all of it).
 	ReadBytes int64
+	// DevicesSkipped counts the device nodes, and hard links to them,
+	// that Extract did not create (ExtractOptions.Devices unset).
+	DevicesSkipped int64
+	// SetIDCleared counts the entries Extract restored without their
+	// setuid or setgid bits or file capabilities (ExtractOptions.SetID
+	// unset).
+	SetIDCleared int64
 }
 
 // Entries is the number of archive entries, the figure Counters.Files shows.
 func (s Stats) Entries() int64 {
-	return s.Files + s.Dirs + s.Symlinks + s.HardLinks + s.Other
+	return s.Files + s.Dirs + s.Symlinks + s.HardLinks + s.Other + s.DevicesSkipped
 }
 
 // Sparse files are stored as a regular entry whose content is only the data

@@ -139,16 +139,18 @@ func (tr tree) must(err error) {
 	}
 }
 
-func (tr tree) dir(rel string, mode fs.FileMode) {
+// dir and file take the mode as chmod(2) does: os.Chmod would drop the
+// setuid, setgid and sticky bits of an octal mode.
+func (tr tree) dir(rel string, mode uint32) {
 	tr.t.Helper()
 	tr.must(os.MkdirAll(tr.p(rel), 0o755))
-	tr.must(os.Chmod(tr.p(rel), mode))
+	tr.must(unix.Chmod(tr.p(rel), mode))
 }
 
-func (tr tree) file(rel, content string, mode fs.FileMode) {
+func (tr tree) file(rel, content string, mode uint32) {
 	tr.t.Helper()
 	tr.must(os.WriteFile(tr.p(rel), []byte(content), 0o600))
-	tr.must(os.Chmod(tr.p(rel), mode))
+	tr.must(unix.Chmod(tr.p(rel), mode))
 }
 
 func (tr tree) chown(rel string, uid, gid int) {
@@ -181,6 +183,10 @@ func isRoot(t *testing.T) {
 	}
 }
 
+// everything extracts all an archive holds, device nodes, set-id bits and
+// file capabilities included: what a round trip must keep.
+var everything = ExtractOptions{Devices: true, SetID: true}
+
 func roundTrip(t *testing.T, src string, opts WriteOptions) (string, Stats, Stats) {
 	t.Helper()
 	var buf bytes.Buffer
@@ -190,7 +196,7 @@ func roundTrip(t *testing.T, src string, opts WriteOptions) (string, Stats, Stat
 	}
 	dst := t.TempDir()
 	cr := &countingReader{r: bytes.NewReader(buf.Bytes())}
-	es, err := Extract(context.Background(), cr, dst, ExtractOptions{})
+	es, err := Extract(context.Background(), cr, dst, everything)
 	if err != nil {
 		t.Fatalf("Extract: %v", err)
 	}
@@ -244,14 +250,16 @@ func roundTripCases() []roundTripCase {
 				tr.chown("a/private", 999, 999)
 				tr.chown("a/b", 1234, 5678)
 				tr.chown("a/b/c/setuid", 1000, 50)
-				tr.must(os.Chmod(tr.p("a/b/c/setuid"), 0o4755)) // chown cleared it
+				tr.must(unix.Chmod(tr.p("a/b/c/setuid"), 0o4755)) // chown cleared it
+				tr.dir("shared", 0o2770)
+				tr.chown("shared", 1234, 5678) // a directory keeps its setgid bit
 				tr.mtime("a/private", ts)
 				tr.mtime("a/b", ts.Add(time.Hour))
 				tr.mtime("empty", ts.Add(-time.Hour))
 				tr.chown(".", 999, 998)
 				tr.must(os.Chmod(tr.root, 0o700))
 			},
-			want: Stats{Files: 4, Dirs: 6, RawBytes: 8},
+			want: Stats{Files: 4, Dirs: 7, RawBytes: 8},
 		},
 		{
 			name: "read-only directories are still filled",

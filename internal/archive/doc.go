@@ -57,4 +57,13 @@
 // archive is created as a symlink and never written through. An existing
 // non-directory is replaced only with ExtractOptions.Overwrite; an existing
 // directory is reused for a directory entry and never replaced.
+//
+// What an archive holds is not trusted to grant privileges: by default
+// Extract creates no character or block device nodes (fifos it does) and
+// restores files without their setuid and setgid bits and file
+// capabilities, counting what it left out (Stats.DevicesSkipped,
+// Stats.SetIDCleared, ExtractOptions.Withheld names the first ones).
+// ExtractOptions.Devices and SetID restore them, for a caller that trusts
+// the archive and has the capabilities (CAP_MKNOD; CAP_FSETID and
+// CAP_SETFCAP).
 package archive

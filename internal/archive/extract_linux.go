@@ -30,6 +30,10 @@ import (
 // owner, mode, xattrs and mtime are applied after all entries, so a read-only
 // directory can still be filled and its mtime is not disturbed by its
 // children. That keeps one small record per directory in memory until the end.
+//
+// By default device nodes are not created and files lose their setuid and
+// setgid bits and file capabilities; ExtractOptions.Devices and SetID
+// restore them.
 func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) (Stats, error) {
 	// Lowmem: without it the decoder keeps about 80 MiB of block buffers
 	// (measured with klauspost/compress 1.20), with it about 5 MiB.
@@ -97,6 +101,9 @@ type extractor struct {
 	stats  Stats
 	dirs   []dirMeta
 	buf    []byte
+	// noDevices holds the names of the device nodes not created, so that
+	// hard links to them are skipped too.
+	noDevices map[string]bool
 
 	// The parent directory of the last entry stays open: entries arrive in
 	// walk order, so most share it. Directories are never removed or renamed
@@ -207,11 +214,12 @@ func (ex *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 		return err
 	}
 	perm := uint32(hdr.Mode) & 0o7777
+	xattrs := headerXattrs(hdr)
 	if rel == "." {
 		if hdr.Typeflag != tar.TypeDir {
 			return fmt.Errorf("entry %q: the root must be a directory", hdr.Name)
 		}
-		ex.dirs = append(ex.dirs, dirMeta{rel: ".", mode: perm, uid: hdr.Uid, gid: hdr.Gid, mtime: timespec(hdr), xattrs: headerXattrs(hdr)})
+		ex.dirs = append(ex.dirs, dirMeta{rel: ".", mode: perm, uid: hdr.Uid, gid: hdr.Gid, mtime: timespec(hdr), xattrs: xattrs})
 		ex.stats.Dirs++
 		return nil
 	}
@@ -223,12 +231,13 @@ func (ex *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 	case tar.TypeDir:
 		err = ex.mkdir(pfd, base, rel)
 		if err == nil {
-			ex.dirs = append(ex.dirs, dirMeta{rel: rel, mode: perm, uid: hdr.Uid, gid: hdr.Gid, mtime: timespec(hdr), xattrs: headerXattrs(hdr)})
+			ex.dirs = append(ex.dirs, dirMeta{rel: rel, mode: perm, uid: hdr.Uid, gid: hdr.Gid, mtime: timespec(hdr), xattrs: xattrs})
 			ex.stats.Dirs++
 		}
 		return err
 	case tar.TypeReg:
-		err = ex.file(pfd, base, rel, hdr, tr)
+		perm, xattrs = ex.withholdSetID(rel, perm, xattrs)
+		err = ex.file(pfd, base, rel, hdr, perm, xattrs, tr)
 		ex.stats.Files++
 		return err
 	case tar.TypeSymlink:
@@ -236,7 +245,14 @@ func (ex *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 		ex.stats.Symlinks++
 	case tar.TypeLink:
 		return ex.hardlink(pfd, base, rel, hdr.Linkname)
-	case tar.TypeFifo, tar.TypeChar, tar.TypeBlock:
+	case tar.TypeChar, tar.TypeBlock:
+		if !ex.opts.Devices {
+			ex.withholdDevice(rel)
+			return nil
+		}
+		fallthrough
+	case tar.TypeFifo:
+		perm, xattrs = ex.withholdSetID(rel, perm, xattrs)
 		mode := perm | unix.S_IFIFO
 		switch hdr.Typeflag {
 		case tar.TypeChar:
@@ -267,10 +283,10 @@ func (ex *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 			return fmt.Errorf("chmod %s: %w", rel, err)
 		}
 	}
-	if xs := headerXattrs(hdr); xs != nil {
+	if xattrs != nil {
 		// The /proc path goes through the parent descriptor, not the name.
 		p := "/proc/self/fd/" + strconv.Itoa(pfd) + "/" + base
-		for k, v := range xs {
+		for k, v := range xattrs {
 			if err := xattrErr(rel, k, unix.Lsetxattr(p, k, []byte(v), 0)); err != nil {
 				return err
 			}
@@ -281,6 +297,38 @@ func (ex *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 		return fmt.Errorf("set mtime of %s: %w", rel, err)
 	}
 	return nil
+}
+
+// withholdDevice skips the device node rel (ExtractOptions.Devices unset).
+func (ex *extractor) withholdDevice(rel string) {
+	if ex.noDevices == nil {
+		ex.noDevices = make(map[string]bool)
+	}
+	ex.noDevices[rel] = true
+	ex.stats.DevicesSkipped++
+	if w := ex.opts.Withheld; w != nil && len(w.Devices) < MaxWithheldNames {
+		w.Devices = append(w.Devices, rel)
+	}
+}
+
+// withholdSetID returns the mode and xattrs to give the non-directory rel:
+// without ExtractOptions.SetID, perm without its setuid and setgid bits and
+// xattrs without file capabilities.
+func (ex *extractor) withholdSetID(rel string, perm uint32, xattrs map[string]string) (uint32, map[string]string) {
+	if ex.opts.SetID {
+		return perm, xattrs
+	}
+	_, fcaps := xattrs[capabilityXattr]
+	if perm&(unix.S_ISUID|unix.S_ISGID) == 0 && !fcaps {
+		return perm, xattrs
+	}
+	perm &^= unix.S_ISUID | unix.S_ISGID
+	delete(xattrs, capabilityXattr)
+	ex.stats.SetIDCleared++
+	if w := ex.opts.Withheld; w != nil && len(w.SetID) < MaxWithheldNames {
+		w.SetID = append(w.SetID, rel)
+	}
+	return perm, xattrs
 }
 
 // xattrErr drops errors of file systems that cannot hold an attribute
@@ -360,6 +408,10 @@ func (ex *extractor) hardlink(pfd int, base, rel, linkname string) error {
 	if target == "." {
 		return fmt.Errorf("entry %s: hard link to the root", rel)
 	}
+	if ex.noDevices[target] {
+		ex.withholdDevice(rel)
+		return nil
+	}
 	tdir, tbase := path.Split(target)
 	tfd := ex.rootFd
 	if tdir = strings.TrimSuffix(tdir, "/"); tdir != "" {
@@ -376,7 +428,7 @@ func (ex *extractor) hardlink(pfd int, base, rel, linkname string) error {
 	return nil
 }
 
-func (ex *extractor) file(pfd int, base, rel string, hdr *tar.Header, tr io.Reader) error {
+func (ex *extractor) file(pfd int, base, rel string, hdr *tar.Header, perm uint32, xattrs map[string]string, tr io.Reader) error {
 	size := hdr.Size
 	regions := []region{{0, hdr.Size}}
 	if m, ok := hdr.PAXRecords[paxSparseMap]; ok {
@@ -417,10 +469,10 @@ func (ex *extractor) file(pfd int, base, rel string, hdr *tar.Header, tr io.Read
 		}
 	}
 	// After chown, which clears setuid and setgid.
-	if err := unix.Fchmod(fd, uint32(hdr.Mode)&0o7777); err != nil {
+	if err := unix.Fchmod(fd, perm); err != nil {
 		return fmt.Errorf("chmod %s: %w", rel, err)
 	}
-	for k, v := range headerXattrs(hdr) {
+	for k, v := range xattrs {
 		if err := xattrErr(rel, k, unix.Fsetxattr(fd, k, []byte(v), 0)); err != nil {
 			return err
 		}
@@ -498,9 +550,15 @@ func (ex *extractor) fixDirs() error {
 	return nil
 }
 
+// fixDir applies a directory's xattrs, mode and owner, in that order.
+// chmod (and an ACL xattr) keep a directory's setgid bit only for a caller
+// in the directory's group or with CAP_FSETID, and chown never clears a
+// directory's setgid bit: so the directory is handed to the extracting
+// user's group first and to its owner last, and a restore needs no
+// CAP_FSETID for setgid directories.
 func (ex *extractor) fixDir(fd int, d dirMeta) error {
-	if !ex.opts.NoSameOwner {
-		if err := unix.Fchown(fd, d.uid, d.gid); err != nil {
+	if !ex.opts.NoSameOwner && d.mode&unix.S_ISGID != 0 {
+		if err := unix.Fchown(fd, -1, unix.Getegid()); err != nil {
 			return fmt.Errorf("chown %s: %w", d.rel, err)
 		}
 	}
@@ -511,6 +569,11 @@ func (ex *extractor) fixDir(fd int, d dirMeta) error {
 	}
 	if err := unix.Fchmod(fd, d.mode); err != nil {
 		return fmt.Errorf("chmod %s: %w", d.rel, err)
+	}
+	if !ex.opts.NoSameOwner {
+		if err := unix.Fchown(fd, d.uid, d.gid); err != nil {
+			return fmt.Errorf("chown %s: %w", d.rel, err)
+		}
 	}
 	return nil
 }

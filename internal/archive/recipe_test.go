@@ -121,7 +121,7 @@ func TestRecipeRoundTrip(t *testing.T) {
 			}
 
 			dst := t.TempDir()
-			es, err := ExtractTar(ctx, bytes.NewReader(plain.Bytes()), dst, ExtractOptions{})
+			es, err := ExtractTar(ctx, bytes.NewReader(plain.Bytes()), dst, everything)
 			if err != nil {
 				t.Fatalf("ExtractTar: %v", err)
 			}

@@ -31,6 +31,8 @@ const (
 	Ordinals          Setting = "ordinals"
 	StorageClassMap   Setting = "storage-class-map"
 	CreateStatefulSet Setting = "create-statefulset"
+	RestoreDevices    Setting = "restore-devices"
+	RestoreSetID      Setting = "restore-setid"
 	Kubeconfig        Setting = "kubeconfig"
 	Context           Setting = "context"
 )
@@ -38,7 +40,7 @@ const (
 // Settings lists every Setting, for spellings to be checked against.
 var Settings = []Setting{Namespace, Method, SnapshotClass, IncludeRetained, SecretName, Repo, MoverImage, TimeZone,
 	KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, From, ToNamespace, ToName, Ordinals, StorageClassMap,
-	CreateStatefulSet, Kubeconfig, Context}
+	CreateStatefulSet, RestoreDevices, RestoreSetID, Kubeconfig, Context}
 
 // Ref is a setting as advice names it, with the value to give it ("" for
 // a switch or where any value will do).

@@ -60,6 +60,15 @@ type Result struct {
 	// (size, mtime, ctime, inode) or "size-mtime" (a snapshot's copy has
 	// new inodes and ctimes).
 	ParentMatch string `json:"parentMatch,omitempty"`
+
+	// A download without --restore-devices skips device nodes, one
+	// without --restore-setid restores files without their setuid and
+	// setgid bits and file capabilities: how many, and the first names
+	// (at most archive.MaxWithheldNames), relative to the volume.
+	SkippedDevices     int64    `json:"skippedDevices,omitempty"`
+	SkippedDeviceNames []string `json:"skippedDeviceNames,omitempty"`
+	ClearedSetID       int64    `json:"clearedSetID,omitempty"`
+	ClearedSetIDNames  []string `json:"clearedSetIDNames,omitempty"`
 }
 
 // ParseEvent decodes one line of mover output. Lines that are not events

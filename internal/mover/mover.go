@@ -56,6 +56,21 @@ type DownloadOptions struct {
 	Target string // directory to extract into; empty only verifies the archive
 	// RepoKey opens an encrypted repository: a read key.
 	RepoKey seal.Key
+	// RestoreDevices creates the archive's device nodes and RestoreSetID
+	// keeps setuid and setgid bits and file capabilities; without them the
+	// Result counts and names what was left out (archive.ExtractOptions).
+	RestoreDevices, RestoreSetID bool
+}
+
+// extractOptions are the archive's options for a download into Target.
+func (o DownloadOptions) extractOptions(progress *archive.Counters, withheld *archive.Withheld) archive.ExtractOptions {
+	return archive.ExtractOptions{Progress: progress, Devices: o.RestoreDevices, SetID: o.RestoreSetID, Withheld: withheld}
+}
+
+// setWithheld records in res what the extraction left out or changed.
+func (res *Result) setWithheld(stats archive.Stats, w *archive.Withheld) {
+	res.SkippedDevices, res.SkippedDeviceNames = stats.DevicesSkipped, w.Devices
+	res.ClearedSetID, res.ClearedSetIDNames = stats.SetIDCleared, w.SetID
 }
 
 // DefaultCompression is what kbak writes unless told otherwise: zstd's
@@ -162,15 +177,17 @@ func Download(ctx context.Context, store Store, opts DownloadOptions, ev *Emitte
 	// an HTTP body that is a 4 KiB socket read and a second one per block.
 	src := io.TeeReader(bufio.NewReaderSize(rc, downloadBufSize), read)
 	var stats archive.Stats
+	var withheld archive.Withheld
 	if opts.Target == "" {
 		stats, err = archive.Verify(ctx, src, &counters)
 	} else {
-		stats, err = archive.Extract(ctx, src, opts.Target, archive.ExtractOptions{Progress: &counters})
+		stats, err = archive.Extract(ctx, src, opts.Target, opts.extractOptions(&counters, &withheld))
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("extract %s: %w", opts.Key, err)
 	}
 	res.RawBytes, res.Files = stats.RawBytes, stats.Files
+	res.setWithheld(stats, &withheld)
 	res.StoredBytes, res.SHA256 = read.n.Load(), hex.EncodeToString(read.h.Sum(nil))
 	res.Finished = time.Now().UTC()
 	if opts.SHA256 != "" && !strings.EqualFold(opts.SHA256, res.SHA256) {

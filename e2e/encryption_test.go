@@ -40,25 +40,9 @@ type encryptedRepo struct {
 // further init flags. Its objects go when the test ends.
 func newEncryptedRepo(t *testing.T, e *env, ns string, extra ...string) encryptedRepo {
 	t.Helper()
-	loc, err := uploader.ParseURL(e.Repo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loc.Prefix = "t-" + ns
-	st, err := uploader.Open(ctx(t), loc.String(), uploader.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c := context.Background()
-		var keys []string
-		st.List(c, "", func(oi uploader.ObjectInfo) error { keys = append(keys, oi.Key); return nil })
-		for _, k := range keys {
-			st.Delete(c, k)
-		}
-	})
+	url, st := ownRepository(t, e, ns)
 	dir := t.TempDir()
-	er := encryptedRepo{url: loc.String(), store: st, writeKey: filepath.Join(dir, "write.key"), readKey: filepath.Join(dir, "read.key")}
+	er := encryptedRepo{url: url, store: st, writeKey: filepath.Join(dir, "write.key"), readKey: filepath.Join(dir, "read.key")}
 	r := runKbak(t, e, append([]string{"repo", "init", "--repo", er.url, "--write-key-out", er.writeKey, "--read-key-out", er.readKey}, extra...)...)
 	if r.code != 0 {
 		t.Fatalf("kbak repo init: %s", r)

@@ -131,24 +131,8 @@ func backupIDOf(t *testing.T, js string) string {
 func TestMissingPackFailsClearly(t *testing.T) {
 	e := newEnv(t)
 	ns := createNamespace(t, e, "inc-missing")
-	loc, err := uploader.ParseURL(e.Repo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loc.Prefix = "t-" + ns
-	env := []string{"KBAK_REPO=" + loc.String()}
-	st, err := uploader.Open(ctx(t), loc.String(), uploader.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c := context.Background()
-		var keys []string
-		st.List(c, "", func(oi uploader.ObjectInfo) error { keys = append(keys, oi.Key); return nil })
-		for _, k := range keys {
-			st.Delete(c, k)
-		}
-	})
+	url, st := ownRepository(t, e, ns)
+	env := []string{"KBAK_REPO=" + url}
 
 	sts := applyStatefulSet(t, e, ns, "db", 1, e.SnapClass)
 	writeOrdinalData(t, e, ns, sts)

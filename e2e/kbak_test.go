@@ -240,6 +240,31 @@ func store(t *testing.T, e *env) uploader.Store {
 	return s
 }
 
+// ownRepository is a repository of the test's own: a prefix "t-"+ns of
+// the bed's bucket, for data no other test may share (packs, keys). Its
+// objects go when the test ends.
+func ownRepository(t *testing.T, e *env, ns string) (string, uploader.Store) {
+	t.Helper()
+	loc, err := uploader.ParseURL(e.Repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc.Prefix = "t-" + ns
+	st, err := uploader.Open(ctx(t), loc.String(), uploader.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c := context.Background()
+		var keys []string
+		st.List(c, "", func(oi uploader.ObjectInfo) error { keys = append(keys, oi.Key); return nil })
+		for _, k := range keys {
+			st.Delete(c, k)
+		}
+	})
+	return loc.String(), st
+}
+
 // objectsOf lists the repository keys of every backup of ns.
 func objectsOf(t *testing.T, e *env, ns string) []string {
 	t.Helper()

@@ -45,7 +45,7 @@ func TestAdvantage(t *testing.T) {
 
 func TestSummarizeTargets(t *testing.T) {
 	s := samples{"gw": {
-		"full.mbps":     {"kbak": {300, 310, 290}, "restic": {150, 140, 160}, "kopia": {200, 220, 210}},
+		"full.mbps":     {"kbak": {300, 310, 290}, "kbak-plain": {320, 330, 310}, "restic": {150, 140, 160}, "kopia": {200, 220, 210}},
 		"unchanged.pct": {"kbak": {0.5}},
 	}}
 	res := summarize(s, []string{"gw"}, map[string]any{})
@@ -58,7 +58,12 @@ func TestSummarizeTargets(t *testing.T) {
 		t.Errorf("full backup: median %v, kbak vs %v; want kbak 300 and 2x restic", full.Median, full.KbakVs)
 	}
 	if full.Met == nil || !*full.Met {
-		t.Errorf("full backup: 2.0x restic and 1.43x kopia should meet the target")
+		t.Errorf("full backup: 2.0x restic, 1.43x kopia and 0.94x kbak-plain should meet the target")
+	}
+	// Encryption costing more than a tenth misses the target.
+	s["gw"]["full.mbps"]["kbak-plain"] = []float64{400, 400, 400}
+	if full := summarize(s, []string{"gw"}, map[string]any{}).Servers[0].Rows[0]; full.Met == nil || *full.Met {
+		t.Errorf("full backup at 0.75x kbak-plain should miss the target")
 	}
 	if rows[1].Met == nil || !*rows[1].Met {
 		t.Errorf("unchanged: 0.5 %% should meet the target")

@@ -18,6 +18,9 @@ import (
 // single-object format 1.
 var contenders = []string{"kbak", "kbak-plain", "kbak-f1", "restic", "kopia"}
 
+// compared are the contenders kbak's ratios are taken against.
+var compared = []string{"restic", "kopia", "kbak-plain"}
+
 // rowSpec is one line of the table: a metric e2e/bench.sh records.
 type rowSpec struct {
 	metric, label string
@@ -182,7 +185,7 @@ func summarize(s samples, servers []string, meta map[string]any) results {
 				r.Median[c] = median(vs)
 			}
 			if k, ok := r.Median["kbak"]; ok {
-				for _, other := range []string{"restic", "kopia"} {
+				for _, other := range compared {
 					if o, ok := r.Median[other]; ok {
 						if v, ok := advantage(k, o, spec.higher); ok {
 							if r.KbakVs == nil {
@@ -242,11 +245,12 @@ func printTable(w io.Writer, res results, metaOrder []string) {
 		parts = append(parts, k+"="+v)
 	}
 	fmt.Fprintf(w, "\nbench: %s\n", strings.Join(parts, " "))
-	fmt.Fprintln(w, "vs restic, vs kopia: how many times faster (or smaller) kbak is; >1 means kbak is better. Medians of all runs.")
+	fmt.Fprintln(w, "vs restic, vs kopia, vs plain: how many times faster (or smaller) kbak (encrypted) is; >1 means kbak is better. Medians of all runs.")
+	fmt.Fprintln(w, "kbak: format 2, encrypted; kbak plain: format 2 without encryption; kbak f1: format 1.")
 	fmt.Fprintln(w, "bytes added (as reported): kbak's storedBytes, restic's data_added_packed, kopia's bucket growth (it reports none).")
-	const head = "%-32s %-5s %10s %10s %10s %10s %10s %10s  %s\n"
+	const head = "%-32s %-5s %10s %10s %10s %10s %10s %10s %10s %10s  %s\n"
 	for _, sr := range res.Servers {
-		fmt.Fprintf(w, "\n"+head, "S3 server: "+sr.Server, "unit", "kbak", "kbak f1", "restic", "kopia", "vs restic", "vs kopia", "target")
+		fmt.Fprintf(w, "\n"+head, "S3 server: "+sr.Server, "unit", "kbak", "kbak plain", "kbak f1", "restic", "kopia", "vs restic", "vs kopia", "vs plain", "target")
 		for _, r := range sr.Rows {
 			spec := specOf(r.Metric)
 			unit := r.Unit
@@ -262,7 +266,7 @@ func printTable(w io.Writer, res results, metaOrder []string) {
 					cells = append(cells, "-")
 				}
 			}
-			for _, other := range []string{"restic", "kopia"} {
+			for _, other := range compared {
 				if v, ok := r.KbakVs[other]; ok {
 					cells = append(cells, number(v)+"x")
 				} else {

@@ -158,8 +158,14 @@ func TestEncryptedBackups(t *testing.T) {
 	id := list[0].ID
 
 	// What the write key does and does not do.
-	if r := er.run(t, e, er.writeKey, "list", "-o", "json"); r.code != 0 || !strings.Contains(r.stdout, id) {
+	r := er.run(t, e, er.writeKey, "list", "-o", "json")
+	var summaries []catalog.Summary
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &summaries) != nil || len(summaries) != 1 || summaries[0].ID != id {
 		t.Fatalf("list with the write key: %s", r)
+	}
+	// What the backup added, and the shared data it draws on.
+	if s := summaries[0]; s.StoredBytes <= 0 || s.RepositoryBytes < s.StoredBytes || s.RawBytes <= 0 {
+		t.Errorf("list -o json: source %d, added %d, repository %d bytes; want all three", s.RawBytes, s.StoredBytes, s.RepositoryBytes)
 	}
 	if r := er.run(t, e, er.writeKey, "describe", id); r.code != 0 || !strings.Contains(r.stdout, "sealed") {
 		t.Errorf("describe with the write key: %s", r)
@@ -201,7 +207,7 @@ func TestEncryptedBackups(t *testing.T) {
 
 	// The operator restores with the read key.
 	deleteStatefulSetAndClaims(t, e, ns, "db", 2)
-	r := er.run(t, e, er.readKey, "restore", id, "-o", "json", "--create-statefulset", "--pod-start-timeout", "3m")
+	r = er.run(t, e, er.readKey, "restore", id, "-o", "json", "--create-statefulset", "--pod-start-timeout", "3m")
 	var res restore.Result
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res) != nil || !res.StatefulSetReady {
 		t.Fatalf("restore with the read key: %s", r)

@@ -281,16 +281,21 @@ func objectsOf(t *testing.T, e *env, ns string) []string {
 	return keys
 }
 
-// noIncompleteUploads asserts the bucket holds no unfinished multipart upload.
-func noIncompleteUploads(t *testing.T, e *env) {
-	t.Helper()
-	c := ctx(t)
-	client := s3.New(s3.Options{
+// s3Client is an S3 client of the bed's server, with the bed's credentials.
+func s3Client(e *env) *s3.Client {
+	return s3.New(s3.Options{
 		Region: os.Getenv("AWS_REGION"), BaseEndpoint: aws.String(e.S3Endpoint), UsePathStyle: true,
 		Credentials: aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
 			return aws.Credentials{AccessKeyID: os.Getenv("AWS_ACCESS_KEY_ID"), SecretAccessKey: os.Getenv("AWS_SECRET_ACCESS_KEY")}, nil
 		})),
 	})
+}
+
+// noIncompleteUploads asserts the bucket holds no unfinished multipart upload.
+func noIncompleteUploads(t *testing.T, e *env) {
+	t.Helper()
+	c := ctx(t)
+	client := s3Client(e)
 	out, err := client.ListMultipartUploads(c, &s3.ListMultipartUploadsInput{Bucket: aws.String(e.Bucket)})
 	if err != nil {
 		t.Fatalf("list multipart uploads: %v", err)

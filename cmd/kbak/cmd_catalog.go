@@ -66,6 +66,19 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
+			// ADDED is what each backup added; the shared data they all
+			// draw on is the repository's.
+			u, err := cat.DataUsage(c.Context)
+			if err != nil {
+				logger(c).Debug("repository usage", "err", err)
+			}
+			if u != nil {
+				for i := range list {
+					if list[i].Format == catalog.FormatRepo {
+						list[i].RepositoryBytes = u.PackBytes + u.IndexBytes
+					}
+				}
+			}
 			if format == "json" {
 				if list == nil {
 					list = []catalog.Summary{}
@@ -75,10 +88,8 @@ EXAMPLES:
 			if err := printSummaries(stdout(c), list); err != nil {
 				return err
 			}
-			// ADDED is what each backup added; the shared data they all
-			// draw on is the repository's.
-			if u, err := cat.DataUsage(c.Context); err == nil && u != nil {
-				fmt.Fprintf(stderr(c), "repository data: %s in %d packs, shared by every backup of format 2 (kbak repo info)\n", humanBytes(u.PackBytes), u.Packs)
+			if u != nil {
+				fmt.Fprintf(stderr(c), "repository data: %s in %d packs and %d index objects, shared by every backup of format 2 (kbak repo info)\n", humanBytes(u.PackBytes+u.IndexBytes), u.Packs, u.IndexObjects)
 			}
 			return nil
 		},

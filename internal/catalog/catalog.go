@@ -114,6 +114,11 @@ type Summary struct {
 	RawBytes    int64     `json:"rawBytes"`
 	StoredBytes int64     `json:"storedBytes"`
 	Methods     []Method  `json:"methods,omitempty"` // distinct methods of Completed volumes, sorted
+	// RepositoryBytes is what the shared data of the deduplicating
+	// repository takes, which a format 2 backup draws on with every other
+	// one (the same for every such backup of a listing); StoredBytes is
+	// what this backup added to it.
+	RepositoryBytes int64 `json:"repositoryBytes,omitempty"`
 	// Error is set when the manifest exists but cannot be read (corrupt, or
 	// from a newer kbak); the other fields then come from the key.
 	Error string `json:"error,omitempty"`

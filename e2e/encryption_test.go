@@ -82,6 +82,7 @@ func (er encryptedRepo) catalog(t *testing.T, f string) *catalog.Catalog {
 // the operator restores with the read key; a wrong key, no key and a
 // tampered pack each fail with one clear line and leave nothing.
 func TestEncryptedBackups(t *testing.T) {
+	t.Parallel() // waits for CronJob runs: beside the other waiters
 	e := newEnv(t)
 	ns := createNamespace(t, e, "enc")
 	er := newEncryptedRepo(t, e, ns)

@@ -128,6 +128,7 @@ func failedJobs(jobs []batchv1.Job) []string {
 // TestScheduleCronJobBackup: a schedule runs `kbak backup` through the real
 // CronJob controller, in a pod running as the schedule's ServiceAccount.
 func TestScheduleCronJobBackup(t *testing.T) {
+	t.Parallel() // waits for CronJob runs: beside the other waiters
 	e := newEnv(t)
 	ns := createNamespace(t, e, "sch-cron")
 	applyStatefulSet(t, e, ns, "db", 1, e.SnapClass)
@@ -269,6 +270,7 @@ func subresource(resource string) string {
 // TestScheduleRetention: across several scheduled runs the repository holds
 // exactly what the policy keeps, never losing the newest backup.
 func TestScheduleRetention(t *testing.T) {
+	t.Parallel() // waits for CronJob runs: beside the other waiters
 	e := newEnv(t)
 	ns := createNamespace(t, e, "sch-keep")
 	applyStatefulSet(t, e, ns, "db", 1, e.SnapClass)
@@ -550,6 +552,7 @@ func objectNames(list runtime.Object, err error) []string {
 // Jobs and pods of past runs included, and nothing else; --dry-run=client
 // creates nothing.
 func TestScheduleDeleteLeavesNothing(t *testing.T) {
+	t.Parallel() // waits for CronJob runs: beside the other waiters
 	e := newEnv(t)
 	ns := createNamespace(t, e, "sch-delete")
 	applyStatefulSet(t, e, ns, "db", 1, e.SnapClass)

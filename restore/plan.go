@@ -23,6 +23,7 @@ import (
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/kube"
+	"github.com/kbak/kbak/internal/moverrun"
 	"github.com/kbak/kbak/internal/seal"
 )
 
@@ -172,11 +173,33 @@ func NewPlan(ctx context.Context, deps Deps, m *catalog.Manifest, opts Options) 
 		}
 		p.Claims = append(p.Claims, c)
 	}
+	if err := p.checkRepo(); err != nil {
+		return nil, err
+	}
 	pl.statefulSet(ctx)
 	if err := p.Err(); err != nil {
 		return p, err
 	}
 	return p, nil
+}
+
+// checkRepo refuses a repository that the movers filling claims from the
+// store cannot reach (a file:// one), before anything is created. Claims
+// filled from kept snapshots need no mover.
+func (p *Plan) checkRepo() error {
+	if p.opts.Repo == "" {
+		return nil
+	}
+	for _, c := range p.Claims {
+		if c.Source != SourceStore {
+			continue
+		}
+		if err := moverrun.CheckRepo(p.opts.Repo); err != nil {
+			return fmt.Errorf("%w: claim %s is filled from the repository by a mover pod: %w", ErrUsage, c.Name, err)
+		}
+		return nil
+	}
+	return nil
 }
 
 // newRunID makes a restore run id, <sts>-restore-<UTC time>-<4 hex>, which

@@ -256,7 +256,7 @@ func TestNewPlanClaimSpec(t *testing.T) {
 		Kube: fake.NewClientset(namespace("shop"), storageClass("fast", driver, false)),
 		Snap: snapfake.NewSimpleClientset(keptSnapshot("shop", 0, true)),
 	}
-	p, err := NewPlan(context.Background(), deps, m, Options{ID: "r", Repo: "file:///x"})
+	p, err := NewPlan(context.Background(), deps, m, Options{ID: "r", Repo: "s3://bkt/x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestStatefulSetObject(t *testing.T) {
 	m := manifest(vol("data", 0), vol("data", 1), vol("data", 2))
 	deps := Deps{Kube: fake.NewClientset(storageClass("slow", driver, false))}
 	p, err := NewPlan(context.Background(), deps, m, Options{
-		ID: "r", Repo: "file:///x", ToName: "db2", ToNamespace: "dr", Ordinals: []int{1},
+		ID: "r", Repo: "s3://bkt/x", ToName: "db2", ToNamespace: "dr", Ordinals: []int{1},
 		StorageClassMap: map[string]string{"fast": "slow"}, CreateStatefulSet: true,
 	})
 	if err != nil {
@@ -311,5 +311,25 @@ func TestNewRunID(t *testing.T) {
 	}
 	if id != "db-restore-20261122T060000Z-3f2a" {
 		t.Errorf("id = %s", id)
+	}
+}
+
+// Mover pods cannot reach a file:// repository on the disk of the machine
+// that runs kbak: a restore that needs them is refused before anything is
+// created; one that only uses kept snapshots needs none.
+func TestNewPlanFileRepository(t *testing.T) {
+	deps := func() Deps {
+		return Deps{
+			Kube: fake.NewClientset(namespace("shop"), storageClass("fast", driver, false)),
+			Snap: snapfake.NewSimpleClientset(keptSnapshot("shop", 0, true)),
+		}
+	}
+	m := manifest(vol("data", 0).kept("shop"), vol("data", 1))
+	p, err := NewPlan(context.Background(), deps(), m, Options{ID: "r", Repo: "file:///srv/kbak"})
+	if !errors.Is(err, ErrUsage) || p != nil || !strings.Contains(err.Error(), "claim data-db-1 is filled from the repository by a mover pod: repository file:///srv/kbak is on this machine's disk") {
+		t.Errorf("plan %v, err %v: want ErrUsage naming the claim and the file repository", p, err)
+	}
+	if _, err := NewPlan(context.Background(), deps(), m, Options{ID: "r", Repo: "file:///srv/kbak", Ordinals: []int{0}}); err != nil {
+		t.Errorf("a restore from a kept snapshot only: %v", err)
 	}
 }

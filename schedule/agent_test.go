@@ -49,8 +49,15 @@ schedules:
 		{name: "no retention", yaml: strings.Replace(base, "keepLast: 2", "keepLast: 0", 1), wantErr: "keeps nothing"},
 		{name: "no repo", yaml: strings.Replace(base, "repo: s3://backups/prod", "", 1), wantErr: "no repository"},
 		{name: "object lock", yaml: base + "  lockDays: 30\n  lockMode: governance\n", wantDeadline: 6 * time.Hour},
-		{name: "bad lock mode", yaml: base + "  lockDays: 30\n  lockMode: forever\n", wantErr: `lock mode "forever"`},
-		{name: "lock mode without days", yaml: base + "  lockMode: governance\n", wantErr: "without lock days"},
+		{name: "bad lock mode", yaml: base + "  lockDays: 30\n  lockMode: forever\n", wantErr: `lockMode "forever": use compliance or governance`},
+		{name: "lock mode without days", yaml: base + "  lockMode: governance\n", wantErr: "lockMode governance without lockDays"},
+		// Checked as kbak backup checks its flags, in the file's own words.
+		{name: "bad method", yaml: base + "  method: copy\n", wantErr: `method "copy": use auto, snapshot or files`},
+		{name: "bad hook", yaml: base + "  preHook: '[\"sync\"'\n", wantErr: `preHook ["sync" is not a JSON array of strings`},
+		{name: "empty JSON hook", yaml: base + "  postHook: '[]'\n", wantErr: `postHook [] is not a JSON array of strings`},
+		{name: "file repository", yaml: strings.Replace(base, "s3://backups/prod", "file:///srv/kbak", 1), wantErr: "mover pods in the cluster cannot reach: use an S3 bucket (repo: s3://BUCKET/PREFIX)"},
+		{name: "bad namespace", yaml: strings.Replace(base, "namespace: shop", "namespace: Shop", 1), wantErr: `invalid namespace "Shop"`},
+		{name: "bad StatefulSet name", yaml: strings.Replace(base, "statefulset: mariadb", "statefulset: maria_db", 1), wantErr: `invalid StatefulSet name "maria_db"`},
 		{name: "twice", yaml: base + `- name: shop
   statefulset: redis
   namespace: shop
@@ -100,8 +107,8 @@ func (c *stepClock) now() time.Time {
 
 func testConfig() Config {
 	return Config{Listen: "127.0.0.1:0", Schedules: []ScheduleSpec{
-		{Name: "shop", StatefulSet: "mariadb", Namespace: "shop", Cron: "0 2 * * *", KeepLast: 1, Repo: "s3://b"},
-		{Name: "blog", StatefulSet: "postgres", Namespace: "blog", Cron: "0 3 * * *", KeepLast: 1, Repo: "s3://b"},
+		{Name: "shop", StatefulSet: "mariadb", Namespace: "shop", Cron: "0 2 * * *", KeepLast: 1, Repo: "s3://bkt"},
+		{Name: "blog", StatefulSet: "postgres", Namespace: "blog", Cron: "0 3 * * *", KeepLast: 1, Repo: "s3://bkt"},
 	}}
 }
 
@@ -252,7 +259,7 @@ func TestAgentServe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the real cron for about three seconds")
 	}
-	cfg := Config{Schedules: []ScheduleSpec{{Name: "fast", StatefulSet: "db", Namespace: "ns", Cron: "@every 1s", KeepLast: 1, Repo: "s3://b"}}}
+	cfg := Config{Schedules: []ScheduleSpec{{Name: "fast", StatefulSet: "db", Namespace: "ns", Cron: "@every 1s", KeepLast: 1, Repo: "s3://bkt"}}}
 	release := make(chan struct{})
 	var calls, concurrent, maxConcurrent atomic.Int32
 	a, err := NewAgent(cfg, func(ctx context.Context, _ ScheduleSpec) (RunResult, error) {
@@ -333,7 +340,7 @@ func TestBaseAgentConfigParses(t *testing.T) {
 func TestAgentObjectsFromConfig(t *testing.T) {
 	cfg, err := ParseConfig([]byte(`
 listen: ":9191"
-repo: s3://b
+repo: s3://bkt
 secret: store
 schedules:
 - {name: a, statefulset: db, namespace: shop, cron: "@every 1m", keepLast: 1}
@@ -382,7 +389,7 @@ schedules:
 // flags of kbak backup, which its operator cannot pass.
 func TestAgentAdviceInItsOwnTerms(t *testing.T) {
 	_, err := ParseConfig([]byte(`
-repo: s3://b
+repo: s3://bkt
 schedules:
 - name: shop
   statefulset: db
@@ -394,7 +401,7 @@ schedules:
 	if err == nil || !strings.Contains(err.Error(), "but timeZone is UTC") || strings.Contains(err.Error(), "--") {
 		t.Errorf("time zone twice: %v, want the timeZone key named", err)
 	}
-	_, err = ParseConfig([]byte("repo: s3://b\nschedules:\n- {name: shop, statefulset: db, namespace: shop, cron: \"@daily\"}\n"))
+	_, err = ParseConfig([]byte("repo: s3://bkt\nschedules:\n- {name: shop, statefulset: db, namespace: shop, cron: \"@daily\"}\n"))
 	if err == nil || !strings.Contains(err.Error(), "set at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly") {
 		t.Errorf("no retention: %v, want the keep keys named", err)
 	}

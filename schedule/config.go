@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/retention"
@@ -110,12 +111,19 @@ func ConfigSpelling(r hint.Ref) string {
 		hint.SecretName: "secret", hint.Repo: "repo", hint.TimeZone: "timeZone",
 		hint.KeepLast: "keepLast", hint.KeepHourly: "keepHourly", hint.KeepDaily: "keepDaily",
 		hint.KeepWeekly: "keepWeekly", hint.KeepMonthly: "keepMonthly",
+		hint.PreHook: "preHook", hint.PostHook: "postHook", hint.LockDays: "lockDays", hint.LockMode: "lockMode",
 	}[r.Setting]
 	switch {
 	case r.Setting == hint.IncludeRetained:
 		return "kbak backup --include-retained, run by hand (the agent backs up the current replicas only)"
 	case r.Setting == hint.MoverImage:
 		return "the agent's image (kbak deploy agent --image)"
+	case r.Setting == hint.Parallel || r.Setting == hint.PullPolicy || r.Setting == hint.PodStartTimeout:
+		// Settings of every run, from the agent's own flags.
+		if r.Value == "" {
+			return "kbak agent --" + string(r.Setting)
+		}
+		return "kbak agent --" + string(r.Setting) + " " + r.Value
 	case !ok:
 		return hint.Plain(r)
 	case r.Value == "":
@@ -177,17 +185,40 @@ func (s ScheduleSpec) validate() error {
 	if err := deploy.ValidateScheduleName(s.Name); err != nil {
 		return err
 	}
-	if s.StatefulSet == "" || s.Namespace == "" {
-		return errors.New("statefulset and namespace are required")
-	}
 	if s.Repo == "" {
 		return errors.New("no repository: set repo at the top or in the schedule")
+	}
+	if _, err := s.BackupOptions(backup.Options{}); err != nil {
+		return err
 	}
 	if _, err := ParseSpec(s.Cron, s.TimeZone); err != nil {
 		return err
 	}
-	if err := checkLock(s.LockDays, s.LockMode); err != nil {
-		return err
-	}
 	return s.Policy().Validate()
+}
+
+// BackupOptions are the options of the schedule's runs: defaults (the
+// agent's image, pull policy, parallelism, version) with the schedule's
+// settings over them, checked as kbak backup checks its own
+// (backup.Options.Validate). Errors name the settings in the
+// configuration's terms when rendered with ConfigSpelling.
+func (s ScheduleSpec) BackupOptions(defaults backup.Options) (backup.Options, error) {
+	opts := defaults
+	opts.Namespace, opts.StatefulSet, opts.Repo = s.Namespace, s.StatefulSet, s.Repo
+	opts.LockDays, opts.LockMode = s.LockDays, strings.ToLower(s.LockMode)
+	opts.SecretName, opts.Credentials = s.Secret, nil
+	opts.KeepSnapshots = s.KeepSnapshots
+	opts.SnapshotClass = s.SnapshotClass
+	opts.HookContainer = s.HookContainer
+	opts.ID = ""
+	// What a run writes into its manifest and log names the schedule's
+	// keys, not kbak backup's flags.
+	opts.Spell = ConfigSpelling
+	if s.Method != "" {
+		opts.Method = backup.Method(s.Method)
+	}
+	if err := opts.SetHooks(s.PreHook, s.PostHook); err != nil {
+		return opts, err
+	}
+	return opts, opts.Validate()
 }

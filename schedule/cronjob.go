@@ -15,9 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
-	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/moverrun"
 	"github.com/kbak/kbak/internal/retention"
@@ -87,11 +87,10 @@ func (o CreateOptions) schedule() (deploy.Schedule, error) {
 	if err := deploy.ValidateScheduleName(o.Name); err != nil {
 		return deploy.Schedule{}, err
 	}
-	if o.Namespace == "" || o.StatefulSet == "" {
-		return deploy.Schedule{}, hint.Errorf("a schedule needs a StatefulSet and its namespace: kbak schedule create NAME sts/STATEFULSET %s", hint.Set(hint.Namespace, "NAMESPACE"))
-	}
-	if o.Repo == "" {
-		return deploy.Schedule{}, hint.Errorf("a schedule needs a repository: pass %s or set KBAK_REPO", hint.Set(hint.Repo, "s3://bucket/prefix"))
+	// Every run is a kbak backup with these settings: what it would refuse
+	// is refused now, not at every run.
+	if _, err := o.backupOptions(); err != nil {
+		return deploy.Schedule{}, err
 	}
 	spec, err := ParseCronJobSpec(o.Cron, o.TimeZone)
 	if err != nil {
@@ -116,11 +115,7 @@ func (o CreateOptions) schedule() (deploy.Schedule, error) {
 	if o.Parallel > 0 {
 		args = append(args, "--parallel", strconv.Itoa(o.Parallel))
 	}
-	lockArgs, err := lockArgs(o.LockDays, o.LockMode)
-	if err != nil {
-		return deploy.Schedule{}, err
-	}
-	args = append(args, lockArgs...)
+	args = append(args, lockArgs(o.LockDays, o.LockMode)...)
 	return deploy.Schedule{
 		Name: o.Name, Namespace: o.Namespace, StatefulSet: o.StatefulSet,
 		Cron: spec.Expr, TimeZone: spec.TimeZone, Suspend: o.Suspend,
@@ -290,31 +285,30 @@ func checkKeySecret(ctx context.Context, kc kubernetes.Interface, ns, name strin
 	return nil
 }
 
-// lockArgs are the `kbak backup` flags of S3 Object Lock retention.
-func lockArgs(days int, mode string) ([]string, error) {
-	if err := checkLock(days, mode); err != nil || days == 0 {
-		return nil, err
+// backupOptions are the options of the kbak backup every run makes,
+// checked as kbak backup checks them (backup.Options.Validate).
+func (o CreateOptions) backupOptions() (backup.Options, error) {
+	b := backup.Options{
+		Namespace: o.Namespace, StatefulSet: o.StatefulSet, Repo: o.Repo,
+		Method: backup.Method(o.Method), SnapshotClass: o.SnapshotClass, KeepSnapshots: o.KeepSnapshots,
+		Parallel: o.Parallel, Image: o.Image, PullPolicy: o.PullPolicy, SecretName: o.Secret,
+		HookContainer: o.HookContainer, LockDays: o.LockDays, LockMode: o.LockMode,
+	}
+	if err := b.SetHooks(o.PreHook, o.PostHook); err != nil {
+		return b, err
+	}
+	return b, b.Validate()
+}
+
+// lockArgs are the `kbak backup` flags of S3 Object Lock retention, which
+// backup.Options.Validate has checked.
+func lockArgs(days int, mode string) []string {
+	if days == 0 {
+		return nil
 	}
 	args := []string{"--lock-days", strconv.Itoa(days)}
 	if mode != "" {
 		args = append(args, "--lock-mode", strings.ToLower(mode))
 	}
-	return args, nil
-}
-
-// checkLock checks Object Lock settings: days from 0 (none) to 36500, mode
-// compliance or governance (or empty, for compliance).
-func checkLock(days int, mode string) error {
-	if days < 0 || days > 36500 {
-		return fmt.Errorf("lock days %d: give a number of days from 1 to 36500, or 0 for no Object Lock", days)
-	}
-	switch strings.ToLower(mode) {
-	case "", "compliance", "governance":
-	default:
-		return fmt.Errorf("lock mode %q: use compliance or governance", mode)
-	}
-	if mode != "" && days == 0 {
-		return fmt.Errorf("lock mode %s without lock days: give both", mode)
-	}
-	return nil
+	return args
 }

@@ -89,8 +89,19 @@ func TestRender(t *testing.T) {
 		{name: "object lock, default mode", edit: func(o *CreateOptions) { o.LockDays = 7 },
 			wantArgs: []string{"--secret", "store", "--mover-pull-policy", "IfNotPresent", "--prune", "--keep-last", "3", "--keep-daily", "7",
 				"--lock-days", "7"}},
-		{name: "bad lock days", edit: func(o *CreateOptions) { o.LockDays = -1 }, wantErr: "lock days -1"},
-		{name: "bad lock mode", edit: func(o *CreateOptions) { o.LockDays, o.LockMode = 1, "forever" }, wantErr: `lock mode "forever"`},
+		{name: "bad lock days", edit: func(o *CreateOptions) { o.LockDays = -1 }, wantErr: "--lock-days -1"},
+		{name: "bad lock mode", edit: func(o *CreateOptions) { o.LockDays, o.LockMode = 1, "forever" }, wantErr: `--lock-mode "forever"`},
+		// What kbak backup would refuse at every run is refused now
+		// (backup.Options.Validate).
+		{name: "bad method", edit: func(o *CreateOptions) { o.Method = "copy" }, wantErr: `--method "copy": use auto, snapshot or files`},
+		{name: "bad hook", edit: func(o *CreateOptions) { o.PostHook = `["sync"` }, wantErr: `--post-hook ["sync" is not a JSON array of strings`},
+		{name: "negative parallel", edit: func(o *CreateOptions) { o.Parallel = -1 }, wantErr: "--parallel -1"},
+		{name: "bad pull policy", edit: func(o *CreateOptions) { o.PullPolicy = "Sometimes" }, wantErr: `--mover-pull-policy "Sometimes"`},
+		{name: "bad image", edit: func(o *CreateOptions) { o.Image = " kbak:1" }, wantErr: `--mover-image " kbak:1"`},
+		{name: "bad namespace", edit: func(o *CreateOptions) { o.Namespace = "Shop_1" }, wantErr: `invalid namespace "Shop_1"`},
+		{name: "bad StatefulSet name", edit: func(o *CreateOptions) { o.StatefulSet = "maria/db" }, wantErr: `invalid StatefulSet name "maria/db"`},
+		{name: "file repository", edit: func(o *CreateOptions) { o.Repo = "file:///srv/kbak" }, wantErr: "repository file:///srv/kbak is on this machine's disk, which mover pods in the cluster cannot reach: use an S3 bucket (--repo s3://BUCKET/PREFIX)"},
+		{name: "bad repository URL", edit: func(o *CreateOptions) { o.Repo = "s3://B" }, wantErr: `invalid bucket name "B"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,7 +9,12 @@ import (
 	"time"
 
 	"github.com/kbak/kbak/internal/nettest"
+	"github.com/kbak/kbak/uploader/uploadertest"
 )
+
+// scheduleRepo is a repository URL that schedule create --dry-run=client
+// accepts without reaching any store.
+const scheduleRepo = "s3://kbak-test?endpoint=http%3A%2F%2F127.0.0.1%3A1&region=us-east-1"
 
 // kubeconfigFor writes a kubeconfig whose one context talks to server.
 func kubeconfigFor(t *testing.T, server string) string {
@@ -80,10 +85,17 @@ func TestAPIServerNeverAnswers(t *testing.T) {
 	}{
 		{"doctor, TLS handshake unanswered", "https://" + addr, []string{"doctor", "-n", "x"}},
 		{"doctor, request unanswered", "http://" + addr, []string{"doctor", "-n", "x"}},
-		{"backup to a file repository", "https://" + addr, []string{"backup", "sts/db", "-n", "x", "--repo", "file://" + t.TempDir()}},
+		// backup opens the store first: a real one, since mover pods
+		// cannot reach a file:// repository.
+		{"backup", "https://" + addr, []string{"backup", "sts/db", "-n", "x"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.name == "backup" {
+				srv := uploadertest.StartVersityGW(t)
+				s3Env(t, srv)
+				tt.args = append(tt.args, "--repo", srv.URL("p"))
+			}
 			args := append(tt.args, "--kubeconfig", kubeconfigFor(t, tt.server), "--request-timeout", "1s")
 			code, stderr := kbakWithin(t, 30*time.Second, args...)
 			if code != exitFailed {
@@ -104,7 +116,7 @@ func TestDeadlineFlagsMustBePositive(t *testing.T) {
 	}{
 		{"zero request timeout", []string{"doctor", "--request-timeout", "0s"}, "--request-timeout"},
 		{"negative request timeout", []string{"schedule", "delete", "nightly", "--request-timeout=-1s"}, "--request-timeout"},
-		{"zero run deadline", []string{"schedule", "create", "nightly", "sts/db", "-n", "x", "--repo", "file:///tmp/kbak", "--cron", "@daily",
+		{"zero run deadline", []string{"schedule", "create", "nightly", "sts/db", "-n", "x", "--repo", scheduleRepo, "--cron", "@daily",
 			"--keep-last", "1", "--dry-run=client", "--run-deadline", "0"}, "--run-deadline"},
 	}
 	for _, tt := range tests {
@@ -128,7 +140,7 @@ func TestScheduleRunDeadline(t *testing.T) {
 		{nil, "activeDeadlineSeconds: 21600"},
 		{[]string{"--run-deadline", "2h30m"}, "activeDeadlineSeconds: 9000"},
 	} {
-		args := append([]string{"schedule", "create", "nightly", "sts/db", "-n", "x", "--repo", "file:///tmp/kbak", "--cron", "@daily",
+		args := append([]string{"schedule", "create", "nightly", "sts/db", "-n", "x", "--repo", scheduleRepo, "--cron", "@daily",
 			"--keep-last", "1", "--dry-run=client"}, tt.flag...)
 		code, out, stderr := kbak(t, args...)
 		if code != exitOK {

@@ -35,12 +35,23 @@ const (
 	RestoreSetID      Setting = "restore-setid"
 	Kubeconfig        Setting = "kubeconfig"
 	Context           Setting = "context"
+	Parallel          Setting = "parallel"
+	Compression       Setting = "compression"
+	Format            Setting = "format"
+	PullPolicy        Setting = "mover-pull-policy"
+	PodStartTimeout   Setting = "pod-start-timeout"
+	HookTimeout       Setting = "hook-timeout"
+	PreHook           Setting = "pre-hook"
+	PostHook          Setting = "post-hook"
+	LockDays          Setting = "lock-days"
+	LockMode          Setting = "lock-mode"
 )
 
 // Settings lists every Setting, for spellings to be checked against.
 var Settings = []Setting{Namespace, Method, SnapshotClass, IncludeRetained, SecretName, Repo, MoverImage, TimeZone,
 	KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, From, ToNamespace, ToName, Ordinals, StorageClassMap,
-	CreateStatefulSet, RestoreDevices, RestoreSetID, Kubeconfig, Context}
+	CreateStatefulSet, RestoreDevices, RestoreSetID, Kubeconfig, Context, Parallel, Compression, Format, PullPolicy,
+	PodStartTimeout, HookTimeout, PreHook, PostHook, LockDays, LockMode}
 
 // Ref is a setting as advice names it, with the value to give it ("" for
 // a switch or where any value will do).

@@ -17,7 +17,8 @@ const exitCodesHelp = `EXIT CODES:
    1    failed (the error line says what to do)
    2    usage: a bad flag, argument or repository URL
    3    partially failed: some volumes were not backed up or restored
-   130  interrupted (Ctrl-C or SIGTERM); everything kbak created was removed`
+   130  interrupted (Ctrl-C or SIGTERM); everything kbak created was removed
+        (a second Ctrl-C stops at once and leaves it to kbak gc)`
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{

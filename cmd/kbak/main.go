@@ -18,12 +18,22 @@ func main() {
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
+// exitNow ends the process at a second interrupt; tests replace it.
+var exitNow = os.Exit
+
 // run is main without the exit, so tests can drive the whole CLI.
 func run(args []string, stdout, stderr io.Writer) int {
 	// SIGINT and SIGTERM cancel the context; every command cleans up what it
 	// made on a context of its own and returns, and the exit code says 130.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// A second signal abandons the cleanup.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	defer close(done)
+	go watchSignals(sigs, done, cancel, stderr, exitNow)
 
 	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, permuteArgs(app, args))
@@ -32,6 +42,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kbak: "+errorLine(err))
 	}
 	return code
+}
+
+// watchSignals cancels the run at the first signal, which then removes
+// what it created, and at a second one (a person who will not wait, or a
+// kubelet's second SIGTERM) says what is left and exits 130 at once. It
+// returns when done is closed.
+func watchSignals(sigs <-chan os.Signal, done <-chan struct{}, cancel func(), stderr io.Writer, exit func(int)) {
+	select {
+	case <-sigs:
+		cancel()
+		fmt.Fprintln(stderr, "kbak: interrupted: removing what this run created; interrupt again to stop at once")
+	case <-done:
+		return
+	}
+	select {
+	case <-sigs:
+		fmt.Fprintln(stderr, "kbak: interrupted again: cleanup abandoned; what this run created may be left in the cluster and the repository: `kbak gc` removes it")
+		exit(exitInterrupted)
+	case <-done:
+	}
 }
 
 // errorLine is what a person reads about err: the libraries' words with

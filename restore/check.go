@@ -27,19 +27,24 @@ type VolumeCheck struct {
 
 // CheckBackup reads every backed-up volume of m back from store, writing
 // nothing, and compares it with the manifest; it is what `kbak verify` does
-// before a test restore. For the deduplicating format it checks that every
-// chunk a volume references is indexed in a pack that exists, unless
-// readData asks, as the archive format always does, to read each volume's
-// stream through, checking its digest and its file and byte counts. A
-// volume that fails gives an error wrapping ErrCheckFailed with the checks;
-// an error reading the repository or the end of ctx comes alone.
+// before a test restore. For the deduplicating format it checks the tree
+// against the digest the manifest records (backups since trees have one)
+// and that every chunk a volume references is indexed in a pack that
+// exists, unless readData asks, as the archive format always does, to read
+// each volume's stream through, checking its digest and its file and byte
+// counts. An archive whose manifest records no digest fails: nothing could
+// tell it from another. A volume that fails gives an error wrapping
+// ErrCheckFailed with the checks; an error reading the repository or the
+// end of ctx comes alone.
 //
 // subset, between 0 and 1, also reads that fraction of each volume's chunks
 // (chosen at random) and checks them against their ids.
 func CheckBackup(ctx context.Context, store uploader.Store, key seal.Key, m *catalog.Manifest, readData bool, subset float64) ([]VolumeCheck, error) {
 	var checker *repo.Checker
+	var r *repo.Repo
 	if m.Format == catalog.FormatRepo {
-		r, err := repo.Open(ctx, store, key)
+		var err error
+		r, err = repo.Open(ctx, store, key)
 		if err != nil {
 			return nil, err
 		}
@@ -53,14 +58,28 @@ func CheckBackup(ctx context.Context, store uploader.Store, key seal.Key, m *cat
 		}
 	}
 	var checks []VolumeCheck
-	failed := 0
+	failed, checked := 0, 0
 	for _, v := range m.Volumes {
 		if v.Status != catalog.VolumeCompleted {
 			continue
 		}
+		checked++
 		ck := VolumeCheck{PVC: v.PVC}
+		if m.Format != catalog.FormatRepo && v.SHA256 == "" {
+			ck.Error = "the manifest records no sha256 of the archive: it cannot be checked"
+			failed++
+			checks = append(checks, ck)
+			continue
+		}
 		if checker != nil {
-			res, err := checker.Check(ctx, v.Key)
+			var err error
+			if v.SHA256 != "" {
+				_, _, err = r.OpenTree(ctx, v.Key, v.SHA256)
+			}
+			var res repo.CheckResult
+			if err == nil {
+				res, err = checker.Check(ctx, v.Key)
+			}
 			switch {
 			case err != nil:
 				ck.Error = err.Error()
@@ -94,7 +113,7 @@ func CheckBackup(ctx context.Context, store uploader.Store, key seal.Key, m *cat
 		checks = append(checks, ck)
 	}
 	if failed > 0 {
-		return checks, fmt.Errorf("verify %s: %d of %d volumes %w", m.ID, failed, len(checks), ErrCheckFailed)
+		return checks, fmt.Errorf("verify %s: %d of %d volumes %w", m.ID, failed, checked, ErrCheckFailed)
 	}
 	return checks, nil
 }

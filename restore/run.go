@@ -25,6 +25,7 @@ import (
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
 	"github.com/kbak/kbak/internal/moverrun"
+	"github.com/kbak/kbak/internal/repo"
 )
 
 // Status is the outcome of one ordinal or claim.
@@ -442,6 +443,9 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 		}
 		return &mover.Result{Files: c.Files, RawBytes: c.RawBytes}, nil
 	}
+	if err := needDigest(c); err != nil {
+		return nil, err
+	}
 	spec.Labels = r.runLabels(kube.RoleMover)
 	spec.Args = deploy.Download{Repo: r.opts.Repo, Key: c.Key, SHA256: c.SHA256,
 		RestoreDevices: r.opts.RestoreDevices, RestoreSetID: r.opts.RestoreSetID}.Args()
@@ -453,10 +457,32 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if out.Files != c.Files || out.RawBytes != c.RawBytes {
-		return out, fmt.Errorf("%s: extracted %d files and %d bytes, the backup recorded %d files and %d bytes: the archive does not match its manifest", c.Name, out.Files, out.RawBytes, c.Files, c.RawBytes)
+	return out, checkMoved(c, out)
+}
+
+// needDigest refuses to restore an archive (format 1) whose manifest records
+// no digest: nothing could tell it from another. A tree (format 2) is named
+// by its key and its chunks by their ids; backups written before trees had
+// a digest record none.
+func needDigest(c Claim) error {
+	if c.SHA256 == "" && !strings.HasSuffix(c.Key, repo.TreeSuffix) {
+		return fmt.Errorf("%s: the backup records no sha256 of archive %s, so nothing could tell it from another: restore from another backup", c.Name, c.Key)
 	}
-	return out, nil
+	return nil
+}
+
+// checkMoved compares what a mover says it restored into claim c with the
+// manifest: the digest of the object it read (the mover refused a
+// mismatch already; the restore counts only on what it reports, whatever
+// image it ran) and the files and bytes it extracted.
+func checkMoved(c Claim, out *mover.Result) error {
+	if c.SHA256 != "" && !strings.EqualFold(out.SHA256, c.SHA256) {
+		return fmt.Errorf("%s: the mover read %s with sha256 %q, the backup recorded %s: the object does not match its manifest", c.Name, c.Key, out.SHA256, c.SHA256)
+	}
+	if out.Files != c.Files || out.RawBytes != c.RawBytes {
+		return fmt.Errorf("%s: extracted %d files and %d bytes, the backup recorded %d files and %d bytes: the archive does not match its manifest", c.Name, out.Files, out.RawBytes, c.Files, c.RawBytes)
+	}
+	return nil
 }
 
 // binderArgs make the mover image exit at once: the pod is there only to

@@ -3,6 +3,7 @@ package catalog_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -68,8 +69,10 @@ func (b backup) manifest() *catalog.Manifest {
 			Key: l.VolumeKey(pvc), RawBytes: 1000, StoredBytes: int64(100 + i), Files: 3,
 			Status: catalog.VolumeCompleted,
 		}
+		// The digest of what write puts there: StoredBytes zero bytes.
+		v.SHA256 = fmt.Sprintf("%x", sha256.Sum256(make([]byte, v.StoredBytes)))
 		if b.status == catalog.StatusFailed || b.status == catalog.StatusPartiallyFailed && i == len(b.methods)-1 {
-			v.Status, v.Key, v.StoredBytes, v.Error = catalog.VolumeFailed, "", 0, "mover failed"
+			v.Status, v.Key, v.StoredBytes, v.SHA256, v.Error = catalog.VolumeFailed, "", 0, "", "mover failed"
 		}
 		m.Volumes = append(m.Volumes, v)
 	}

@@ -130,7 +130,10 @@ type Volume struct {
 	RawBytes      int64                               `json:"rawBytes"`
 	StoredBytes   int64                               `json:"storedBytes"`
 	Files         int64                               `json:"files"`
-	SHA256        string                              `json:"sha256,omitempty"` // hex digest of the stored object (archive format)
+	// SHA256 is the hex digest of the stored object: the archive (format
+	// 1, always) or the volume's tree (format 2, recorded since kbak
+	// checks trees by it). See Validate.
+	SHA256 string `json:"sha256,omitempty"`
 	// The deduplicating repository's figures (StoredBytes is then what the
 	// volume added to the repository): file data read (unchanged files are
 	// not), files reused from the parent backup, chunks and new chunks.
@@ -306,6 +309,29 @@ func (m *Manifest) Validate() error {
 		if want := l.VolumeKey(v.PVC); v.Key != want {
 			return bad("volume %s: object key %q, want %q", v.PVC, v.Key, want)
 		}
+		if err := validDigest(m.Format, v.SHA256); err != nil {
+			return bad("volume %s: %w", v.PVC, err)
+		}
+	}
+	return nil
+}
+
+// validDigest checks the digest a Completed volume records. Every archive
+// (format 1) has its sha256, which verify and restore check before
+// anything counts as good: without it a swapped archive would pass. A
+// tree (format 2) is named by its key, which Validate requires to be the
+// one the layout derives, and every chunk it references is checked against
+// its id (a keyed hash of its content) as it is read; its sha256, the
+// digest of the stored tree object, is recorded by backups since it was
+// introduced and checked whenever recorded.
+func validDigest(format int, sum string) error {
+	switch {
+	case sum == "" && format != FormatRepo:
+		return errors.New("no sha256 of its archive, which verify and restore check the archive against")
+	case sum == "":
+		return nil
+	case len(sum) != 64 || strings.Trim(strings.ToLower(sum), "0123456789abcdef") != "":
+		return fmt.Errorf("sha256 %q is not a hex SHA-256 digest", sum)
 	}
 	return nil
 }

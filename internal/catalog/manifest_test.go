@@ -259,6 +259,10 @@ func TestDecodeCorrupt(t *testing.T) {
 		{"bad version", key, encode(newManifest().with(func(m *Manifest) { m.APIVersion = "kbak.io/v1beta1" }).build()), `apiVersion "kbak.io/v1beta1"`},
 		{"unknown status", key, encode(newManifest().with(func(m *Manifest) { m.Status = "Done" }).build()), `unknown status "Done"`},
 		{"stored at another backup's key", "kbak/v1/other/mariadb/" + testID + "/manifest.json", good, "stored at the wrong key"},
+		// A format 1 archive is checked by its digest only: a manifest
+		// without one would let a swapped archive verify and restore.
+		{"archive without sha256", key, bytes.Replace(good, []byte(`"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",`), nil, 1),
+			"volume data-mariadb-0: no sha256 of its archive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -298,6 +302,13 @@ func TestManifestValidate(t *testing.T) {
 		{"bad pvc name", base.with(func(m *Manifest) { m.Volumes[0].PVC = "Data_0" }).build(), "invalid PVC name"},
 		{"id of another statefulset", base.with(func(m *Manifest) { m.StatefulSet = "web" }).build(), "belongs to StatefulSet"},
 		{"no creation time", base.with(func(m *Manifest) { m.Created = time.Time{} }).build(), "no creation time"},
+		{"archive without sha256", base.with(func(m *Manifest) { m.Volumes[1].SHA256 = "" }).build(), "volume data-mariadb-1: no sha256 of its archive"},
+		{"sha256 not a digest", base.with(func(m *Manifest) { m.Volumes[0].SHA256 = "abc" }).build(), `sha256 "abc" is not a hex SHA-256 digest`},
+		{"tree digest not a digest", base.with(func(m *Manifest) {
+			m.Format = FormatRepo
+			m.Volumes = m.Volumes[:1]
+			m.Volumes[0].Key, m.Volumes[0].SHA256 = m.Layout().VolumeKey(m.Volumes[0].PVC), strings.Repeat("g", 64)
+		}).build(), "is not a hex SHA-256 digest"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -312,6 +323,23 @@ func TestManifestValidate(t *testing.T) {
 		m.Volumes = nil
 	}).build().Validate(); err != nil {
 		t.Errorf("a Failed backup without volumes is a valid record: %v", err)
+	}
+	// A failed volume has no archive, hence no digest.
+	if err := base.with(func(m *Manifest) {
+		m.Status = StatusPartiallyFailed
+		m.Volumes[1].Status, m.Volumes[1].Key, m.Volumes[1].SHA256 = VolumeFailed, "", ""
+	}).build().Validate(); err != nil {
+		t.Errorf("a failed volume without a digest: %v", err)
+	}
+	// A tree of format 2 is checked by its key and its chunks' ids; backups
+	// written before trees had a recorded digest stay valid.
+	if err := base.with(func(m *Manifest) {
+		m.Format = FormatRepo
+		for i := range m.Volumes {
+			m.Volumes[i].Key, m.Volumes[i].SHA256 = m.Layout().VolumeKey(m.Volumes[i].PVC), ""
+		}
+	}).build().Validate(); err != nil {
+		t.Errorf("a format 2 backup without tree digests: %v", err)
 	}
 }
 

@@ -40,7 +40,7 @@ type Result struct {
 	RawBytes    int64     `json:"rawBytes"`
 	StoredBytes int64     `json:"storedBytes"`
 	Files       int64     `json:"files"`
-	SHA256      string    `json:"sha256"`      // hex digest of the stored (compressed) object
+	SHA256      string    `json:"sha256"`      // hex digest of the stored object: the compressed archive, or the tree
 	Compression string    `json:"compression"` // e.g. "zstd:1"
 	Started     time.Time `json:"started"`
 	Finished    time.Time `json:"finished"`

@@ -52,7 +52,7 @@ const (
 // DownloadOptions say which object to extract where.
 type DownloadOptions struct {
 	Key    string // object key of the archive
-	SHA256 string // expected hex digest of the stored object; empty skips the check
+	SHA256 string // expected hex digest of the stored object (the archive, or a volume's tree); empty skips the check
 	Target string // directory to extract into; empty only verifies the archive
 	// RepoKey opens an encrypted repository: a read key.
 	RepoKey seal.Key

@@ -127,10 +127,11 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 	if err != nil {
 		return Result{}, err
 	}
-	treeBytes, err := r.PutTree(ctx, opts.Key, recipe)
+	treeBytes, treeSum, err := r.PutTree(ctx, opts.Key, recipe)
 	if err != nil {
 		return Result{}, err
 	}
+	res.SHA256 = treeSum // the manifest records it; a restore checks the tree by it
 	ws := w.Stats()
 	res.RawBytes, res.Files, res.ReadBytes = stats.RawBytes, stats.Files, stats.ReadBytes
 	res.SkippedFiles, res.SkippedBytes = skippedFiles.Load(), skippedBytes.Load()
@@ -182,10 +183,13 @@ func downloadTree(ctx context.Context, store Store, opts DownloadOptions, ev *Em
 	if !r.CanRead() {
 		return Result{}, fmt.Errorf("download %s: %w", opts.Key, r.NeedRead("a restore"))
 	}
-	recipe, err := r.GetTree(ctx, opts.Key)
+	// A tree of another digest than the backup recorded is refused before
+	// anything is extracted.
+	recipe, treeSum, err := r.OpenTree(ctx, opts.Key, opts.SHA256)
 	if err != nil {
 		return Result{}, fmt.Errorf("download %s: %w", opts.Key, err)
 	}
+	res.SHA256 = treeSum
 	rd, err := r.NewVolumeReader(ctx, opts.Key)
 	if err != nil {
 		return Result{}, fmt.Errorf("download %s: %w", opts.Key, err)

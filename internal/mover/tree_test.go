@@ -195,3 +195,56 @@ func TestTreeDownloadDamagedDataEnds(t *testing.T) {
 		}
 	}
 }
+
+// A volume's tree is checked by the digest its upload reported, which the
+// manifest records: a tree swapped for another backup's is refused before
+// anything is extracted, so a restore or verify never passes on the wrong
+// data.
+func TestTreeDigest(t *testing.T) {
+	ctx := t.Context()
+	store := fileStore(t)
+	const key1, key2 = "kbak/v2/backups/ns/s/s-1/volumes/d.tree", "kbak/v2/backups/ns/s/s-2/volumes/d.tree"
+	up1, err := Upload(ctx, store, UploadOptions{Source: tree(t), Key: key1, TempDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "other.txt"), []byte("not the backed-up data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	up2, err := Upload(ctx, store, UploadOptions{Source: other, Key: key2, TempDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(up1.SHA256) != 64 || up1.SHA256 == up2.SHA256 {
+		t.Fatalf("tree digests %q and %q, want two different sha256", up1.SHA256, up2.SHA256)
+	}
+	down, err := Download(ctx, store, DownloadOptions{Key: key1, SHA256: up1.SHA256, Target: t.TempDir()}, nil)
+	if err != nil || down.SHA256 != up1.SHA256 {
+		t.Fatalf("download with the recorded digest: %+v, %v", down, err)
+	}
+
+	// Swap the first volume's tree for the second's.
+	rc, err := store.Get(ctx, key2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put(ctx, key1, bytes.NewReader(swapped), int64(len(swapped))); err != nil {
+		t.Fatal(err)
+	}
+	target := t.TempDir()
+	for _, dst := range []string{target, ""} { // a restore, and verify --read-data
+		_, err = Download(ctx, store, DownloadOptions{Key: key1, SHA256: up1.SHA256, Target: dst}, nil)
+		if !errors.Is(err, repo.ErrCorrupt) || !strings.Contains(err.Error(), "the backup recorded "+up1.SHA256) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("download of a swapped tree (target %q): %v, want one line wrapping ErrCorrupt naming the recorded digest", dst, err)
+		}
+	}
+	if entries, _ := os.ReadDir(target); len(entries) != 0 {
+		t.Errorf("a swapped tree extracted %d entries, want none", len(entries))
+	}
+}

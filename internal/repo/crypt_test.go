@@ -64,7 +64,7 @@ func TestEncryptedRoles(t *testing.T) {
 	if _, err := fc.Store(t.Context(), repo.FileCacheKey("vol.tree")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.PutTree(t.Context(), "vol.tree", refs[0]); err != nil {
+	if _, _, err := w.PutTree(t.Context(), "vol.tree", refs[0]); err != nil {
 		t.Fatal(err)
 	}
 	n := 0

@@ -26,7 +26,7 @@ func putVolume(t *testing.T, r *repo.Repo, s repo.Store, key string, data []byte
 	if _, err := fc.Store(t.Context(), repo.FileCacheKey(key)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.PutTree(t.Context(), key, nil); err != nil {
+	if _, _, err := r.PutTree(t.Context(), key, nil); err != nil {
 		t.Fatal(err)
 	}
 	return refs[0]
@@ -146,7 +146,7 @@ func putRefs(t *testing.T, r *repo.Repo, key string, refs []repo.Ref, size int) 
 	if _, err := fc.Store(t.Context(), repo.FileCacheKey(key)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.PutTree(t.Context(), key, nil); err != nil {
+	if _, _, err := r.PutTree(t.Context(), key, nil); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -3,6 +3,7 @@ package upkeep
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -38,7 +39,7 @@ func writeArchiveBackup(t *testing.T, s catalog.Store, hoursAgo int) *catalog.Ma
 	m := &catalog.Manifest{ID: id, Namespace: "shop", StatefulSet: "db", Created: created, Started: created, Finished: created,
 		Status: catalog.StatusCompleted, Volumes: []catalog.Volume{{
 			ClaimTemplate: "data", PVC: "data-db-0", Method: catalog.MethodSnapshot, Consistency: catalog.ConsistencyCrash,
-			Key: l.VolumeKey("data-db-0"), StoredBytes: int64(len(data)), Status: catalog.VolumeCompleted,
+			Key: l.VolumeKey("data-db-0"), StoredBytes: int64(len(data)), SHA256: fmt.Sprintf("%x", sha256.Sum256(data)), Status: catalog.VolumeCompleted,
 			Snapshot: &catalog.Snapshot{Namespace: "shop", Name: "snap-" + id, Retained: true},
 		}}}
 	if err := catalog.New(s, seal.Key{}).WriteManifest(ctx, m); err != nil {

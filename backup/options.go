@@ -112,6 +112,11 @@ type Options struct {
 	TransferTimeout time.Duration
 	CleanupTimeout  time.Duration // deleting what the run made; default 2m
 	PollInterval    time.Duration // default 1s
+	// DeadRunAge is how long another kbak run in the namespace may have
+	// shown no sign of life, with no pod still going, before this run
+	// deletes the credential and key Secrets it left; default
+	// kube.DeadRunAge. Only a run that makes Secrets itself sweeps.
+	DeadRunAge time.Duration
 }
 
 func (o *Options) setDefaults() {

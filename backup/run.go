@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -149,21 +148,31 @@ func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error
 	if err := r.useSecret(ctx); err != nil {
 		return nil, err
 	}
+	ownKey := r.moverKey != nil && opts.KeySecretName == ""
+	if opts.Credentials != nil || ownKey {
+		// Copies of credentials and keys that killed runs left here go
+		// before this run makes its own (it has the rights to).
+		moverrun.SweepDeadRuns(ctx, deps.Kube, deps.Snap, r.log, opts.Namespace, deps.Now(), opts.DeadRunAge, opts.CleanupTimeout)
+	}
 	// From here on the run creates objects; they all go, on every path.
 	defer r.cleanup(ctx)
+	var secrets []string // made by this run, marked alive while it runs
 	if opts.Credentials != nil {
 		if err := r.createSecret(ctx); err != nil {
 			return nil, err
 		}
+		secrets = append(secrets, r.secret.Name)
 	}
-	if r.moverKey != nil && opts.KeySecretName != "" {
+	if r.moverKey != nil && !ownKey {
 		r.key = deploy.KeyRef{Name: opts.KeySecretName}
-	} else if r.moverKey != nil {
+	} else if ownKey {
 		name := kube.Name("kbak", r.id, "key")
 		if r.key, err = moverrun.CreateKeySecret(ctx, r.deps.Kube, r.opts.Namespace, name, kube.Labels(r.id, r.opts.StatefulSet, kube.RoleCredentials), r.moverKey); err != nil {
 			return nil, err
 		}
+		secrets = append(secrets, r.key.Name)
 	}
+	defer moverrun.KeepAlive(ctx, deps.Kube, opts.Namespace, secrets, 0, r.log)()
 
 	m := &catalog.Manifest{
 		Format:      formatOf(opts.Format),
@@ -226,7 +235,7 @@ func (r *run) plan(ctx context.Context, d *kube.Discovery) ([]*volume, error) {
 	classes := map[string]classChoice{}
 	var vols []*volume
 	for _, c := range claims {
-		v := &volume{claim: c, name: kube.Name("kbak", r.id, strconv.Itoa(c.Ordinal), c.Template)}
+		v := &volume{claim: c, name: kube.VolumeObjectName(r.id, c.Ordinal, c.Template)}
 		vols = append(vols, v)
 		log := r.log.With("pvc", c.Name)
 		switch {

@@ -112,6 +112,7 @@ type run struct {
 	secret    deploy.SecretRef // the credentials Secret the movers read
 	ownSecret bool             // made by this run, deleted after it
 	key       deploy.KeyRef    // the Secret with the read key, made by this run
+	swept     bool             // dead runs' Secrets were swept (sweepDeadRuns)
 	movers    *moverrun.Launcher
 
 	mu      sync.Mutex
@@ -173,10 +174,20 @@ func Run(ctx context.Context, deps Deps, p *Plan) (*Result, error) {
 		r.undo(ctx, res)
 		return res, err
 	}
+	var secrets []string // made by this run, marked alive while movers need them
+	if r.ownSecret {
+		secrets = append(secrets, r.secret.Name)
+	}
+	if r.key.Name != "" {
+		secrets = append(secrets, r.key.Name)
+	}
+	stopAlive := moverrun.KeepAlive(ctx, deps.Kube, p.Namespace, secrets, 0, r.log)
+	defer stopAlive()
 
 	jobs := r.fill(ctx)
 	res.Ordinals = r.outcome(jobs)
 	// The credentials need not wait for the StatefulSet to become ready.
+	stopAlive()
 	r.cleanup(ctx)
 
 	restored := res.Restored()
@@ -330,8 +341,20 @@ func (r *run) setupKey(ctx context.Context) (err error) {
 	if len(r.opts.MoverKey) == 0 || !slices.ContainsFunc(p.Claims, func(c Claim) bool { return c.Source == SourceStore }) {
 		return nil
 	}
+	r.sweepDeadRuns(ctx)
 	r.key, err = moverrun.CreateKeySecret(ctx, r.deps.Kube, p.Namespace, kube.Name("kbak", p.RunID, "key"), r.runLabels(kube.RoleCredentials), r.opts.MoverKey)
 	return err
+}
+
+// sweepDeadRuns removes the credential and key Secrets that dead kbak runs
+// left in the target namespace, once, before this run makes its first
+// Secret there (it has the rights to).
+func (r *run) sweepDeadRuns(ctx context.Context) {
+	if r.swept {
+		return
+	}
+	r.swept = true
+	moverrun.SweepDeadRuns(ctx, r.deps.Kube, r.deps.Snap, r.log, r.plan.Namespace, r.deps.Now(), r.opts.DeadRunAge, r.opts.CleanupTimeout)
 }
 
 // setupSecret gives the movers their store credentials in the target
@@ -368,6 +391,7 @@ func (r *run) setupSecret(ctx context.Context) error {
 	default:
 		return nil
 	}
+	r.sweepDeadRuns(ctx)
 	ref, err := moverrun.CreateSecret(ctx, r.deps.Kube, p.Namespace, kube.Name("kbak", p.RunID, "creds"), r.runLabels(kube.RoleCredentials), creds)
 	if err != nil {
 		return err

@@ -321,7 +321,9 @@ func TestSetupSecret(t *testing.T) {
 				src = SourceSnapshot
 			}
 			p := &Plan{RunID: "db-restore-1", Namespace: tt.to, FromNamespace: "shop", StatefulSet: "db", Claims: []Claim{{Name: "data-db-0", Source: src}}}
-			r := &run{deps: Deps{Kube: kc}, opts: fastOptions(tt.opts), plan: p, log: slog.New(slog.DiscardHandler)}
+			deps := Deps{Kube: kc}
+			deps.setDefaults()
+			r := &run{deps: deps, opts: fastOptions(tt.opts), plan: p, log: slog.New(slog.DiscardHandler)}
 			err := r.setupSecret(context.Background())
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {

@@ -10,6 +10,7 @@ import (
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -36,6 +37,9 @@ type CleanupOptions struct {
 	// NoSecrets skips the Secrets step, for runs that made none: a
 	// schedule's ServiceAccount may not even list Secrets.
 	NoSecrets bool
+	// OnlySecrets deletes the run's Secrets and nothing else: what
+	// SweepDeadRuns removes of a run whose other objects wait for gc.
+	OnlySecrets bool
 }
 
 // DeleteRun deletes what a kbak run left in the cluster, found by label:
@@ -58,6 +62,9 @@ func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 		o.PodGoneTimeout = DefaultCleanupTimeout
 	}
 
+	if o.OnlySecrets {
+		return deleteSecrets(ctx, kc, log, o.Namespace, sel)
+	}
 	pods, err := kc.CoreV1().Pods(o.Namespace).List(ctx, list)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("list pods %s: %w", sel, err))
@@ -130,18 +137,23 @@ func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 	if o.NoSecrets {
 		return errors.Join(errs...)
 	}
-	secrets, err := kc.CoreV1().Secrets(o.Namespace).List(ctx, list)
+	return errors.Join(append(errs, deleteSecrets(ctx, kc, log, o.Namespace, sel))...)
+}
+
+// deleteSecrets deletes the Secrets in ns that sel selects.
+func deleteSecrets(ctx context.Context, kc kubernetes.Interface, log *slog.Logger, ns, sel string) error {
+	secrets, err := kc.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
-		errs = append(errs, fmt.Errorf("list secrets %s: %w", sel, err))
-	} else {
-		for _, s := range secrets.Items {
-			err := kc.CoreV1().Secrets(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{})
-			if err != nil && !apierrors.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("delete secret %s/%s: %w", s.Namespace, s.Name, err))
-				continue
-			}
-			log.Debug("deleted secret", "namespace", s.Namespace, "secret", s.Name)
+		return fmt.Errorf("list secrets %s: %w", sel, err)
+	}
+	var errs []error
+	for _, s := range secrets.Items {
+		err := kc.CoreV1().Secrets(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete secret %s/%s: %w", s.Namespace, s.Name, err))
+			continue
 		}
+		log.Debug("deleted secret", "namespace", s.Namespace, "secret", s.Name)
 	}
 	return errors.Join(errs...)
 }
@@ -153,7 +165,9 @@ type Run struct {
 	// LabelRestoreID.
 	ID      string `json:"id"`
 	Restore bool   `json:"restore,omitempty"`
-	// Newest is the creation time of the run's newest object.
+	// Newest is the run's last sign of life: the creation time of its
+	// newest object, or the last time it marked its Secrets alive
+	// (AnnotationAlive), whichever is later.
 	Newest time.Time `json:"newest"`
 }
 
@@ -165,50 +179,94 @@ func (r Run) CleanupOptions() CleanupOptions {
 	return CleanupOptions{Namespace: r.Namespace, BackupID: r.ID}
 }
 
+// HeartbeatInterval is how often a run refreshes AnnotationAlive;
+// DeadRunAge is how long a run may stay silent, with no pod that is not
+// over, before the next run in its namespace takes it for dead. The margin
+// covers missed refreshes and clocks apart by several minutes.
+const (
+	HeartbeatInterval = time.Minute
+	DeadRunAge        = 10 * time.Minute
+)
+
+// StaleQuery selects the runs FindStaleRuns returns.
+type StaleQuery struct {
+	// Namespace to look in; "" looks in every namespace.
+	Namespace string
+	// Before: only runs whose last sign of life is older.
+	Before time.Time
+	// Dead leaves out runs with a pod that is not over (Pending, Running
+	// or Unknown: its mover may still work, whatever the run's age) and
+	// runs whose Secrets do not carry AnnotationAlive (made by a kbak that
+	// does not refresh it: only kbak gc's grace tells those from live
+	// ones).
+	Dead bool
+}
+
 // StaleRuns finds runs whose objects (pods, claims, VolumeSnapshots not kept,
-// Secrets) are all older than before: what a crashed or killed kbak left.
-// Objects of the agent or of schedules carry no run label and are never
-// listed; neither are kept snapshots.
+// Secrets) are all older than before, and which have not marked themselves
+// alive since: what a crashed or killed kbak left. Objects of the agent or
+// of schedules carry no run label and are never listed; neither are kept
+// snapshots.
 func StaleRuns(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, before time.Time) ([]Run, error) {
+	return FindStaleRuns(ctx, kc, sc, StaleQuery{Before: before})
+}
+
+// FindStaleRuns finds the runs q selects: StaleRuns, in one namespace or
+// dead ones only. `kbak gc` and the sweep of every backup and restore
+// (SweepDeadRuns) share it.
+func FindStaleRuns(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, q StaleQuery) ([]Run, error) {
 	sel := metav1.ListOptions{LabelSelector: ManagedSelector()}
 	type key struct {
 		ns, id  string
 		restore bool
 	}
 	newest := map[key]time.Time{}
-	see := func(m metav1.ObjectMeta) {
+	live := map[key]bool{}    // a pod that is not over
+	beating := map[key]bool{} // Secrets that carry AnnotationAlive
+	see := func(m metav1.ObjectMeta) (key, bool) {
 		id, restore := RunOf(m.Labels)
 		if id == "" || m.Labels[LabelRetained] != "" {
-			return
+			return key{}, false
 		}
 		k := key{m.Namespace, id, restore}
 		if t := m.CreationTimestamp.Time; t.After(newest[k]) {
 			newest[k] = t
 		}
+		return k, true
 	}
-	pods, err := kc.CoreV1().Pods("").List(ctx, sel)
+	pods, err := kc.CoreV1().Pods(q.Namespace).List(ctx, sel)
 	if err != nil {
 		return nil, fmt.Errorf("list kbak pods: %w", err)
 	}
 	for _, o := range pods.Items {
-		see(o.ObjectMeta)
+		if k, ok := see(o.ObjectMeta); ok && o.Status.Phase != corev1.PodSucceeded && o.Status.Phase != corev1.PodFailed {
+			live[k] = true
+		}
 	}
-	pvcs, err := kc.CoreV1().PersistentVolumeClaims("").List(ctx, sel)
+	pvcs, err := kc.CoreV1().PersistentVolumeClaims(q.Namespace).List(ctx, sel)
 	if err != nil {
 		return nil, fmt.Errorf("list kbak PVCs: %w", err)
 	}
 	for _, o := range pvcs.Items {
 		see(o.ObjectMeta)
 	}
-	secrets, err := kc.CoreV1().Secrets("").List(ctx, sel)
+	secrets, err := kc.CoreV1().Secrets(q.Namespace).List(ctx, sel)
 	if err != nil {
 		return nil, fmt.Errorf("list kbak Secrets: %w", err)
 	}
 	for _, o := range secrets.Items {
-		see(o.ObjectMeta)
+		k, ok := see(o.ObjectMeta)
+		v, set := o.Annotations[AnnotationAlive]
+		if !ok || !set {
+			continue
+		}
+		beating[k] = true
+		if t, err := time.Parse(time.RFC3339, v); err == nil && t.After(newest[k]) {
+			newest[k] = t
+		}
 	}
 	if sc != nil {
-		snaps, err := sc.SnapshotV1().VolumeSnapshots("").List(ctx, sel)
+		snaps, err := sc.SnapshotV1().VolumeSnapshots(q.Namespace).List(ctx, sel)
 		if err != nil && !apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("list kbak VolumeSnapshots: %w", err)
 		}
@@ -220,9 +278,10 @@ func StaleRuns(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 	}
 	var runs []Run
 	for k, t := range newest {
-		if t.Before(before) {
-			runs = append(runs, Run{Namespace: k.ns, ID: k.id, Restore: k.restore, Newest: t})
+		if !t.Before(q.Before) || q.Dead && (live[k] || !beating[k]) {
+			continue
 		}
+		runs = append(runs, Run{Namespace: k.ns, ID: k.id, Restore: k.restore, Newest: t})
 	}
 	sort.Slice(runs, func(i, j int) bool {
 		if runs[i].Namespace != runs[j].Namespace {
@@ -231,4 +290,35 @@ func StaleRuns(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 		return runs[i].ID < runs[j].ID
 	})
 	return runs, nil
+}
+
+// SweepDeadRuns deletes the credential and key Secrets of the dead runs in
+// namespace ns (FindStaleRuns with Dead): runs that marked their Secrets
+// alive, have no pod that is not over, and have shown no sign of life for
+// age (0: DeadRunAge). A backup or restore calls it before it makes its
+// own Secrets, so that a killed run's copy of the operator's credentials
+// and of the repository key lives until the next run there, not until
+// `kbak gc`. The dead runs' other objects (claims, snapshots, finished
+// pods) are left to gc. It returns the runs whose Secrets it deleted.
+func SweepDeadRuns(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, log *slog.Logger, ns string, now time.Time, age time.Duration) ([]Run, error) {
+	if age <= 0 {
+		age = DeadRunAge
+	}
+	runs, err := FindStaleRuns(ctx, kc, sc, StaleQuery{Namespace: ns, Before: now.Add(-age), Dead: true})
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	var swept []Run
+	for _, r := range runs {
+		o := r.CleanupOptions()
+		o.OnlySecrets = true
+		if err := DeleteRun(ctx, kc, sc, log, o); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		log.Info("deleted the Secrets of a dead kbak run (kbak gc removes the rest)", "run", r.ID, "last_alive", r.Newest.UTC().Format(time.RFC3339))
+		swept = append(swept, r)
+	}
+	return swept, errors.Join(errs...)
 }

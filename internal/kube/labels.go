@@ -3,6 +3,7 @@ package kube
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -45,6 +46,13 @@ const (
 	// repository on its CronJob, for `kbak schedule list`.
 	AnnotationRetention = "kbak.io/retention"
 	AnnotationRepo      = "kbak.io/repo"
+	// AnnotationAlive is on the Secrets a backup or restore run makes: the
+	// time (RFC 3339) the run last said it was alive. The run sets it when
+	// it creates them and refreshes it every HeartbeatInterval
+	// (moverrun.KeepAlive) until it ends, so that a run killed outright is
+	// told from one waiting long without a pod (a snapshot that takes an
+	// hour to become ready): SweepDeadRuns, StaleRuns.
+	AnnotationAlive = "kbak.io/alive"
 
 	// LabelName and LabelComponent tell the agent's objects from a
 	// schedule's.
@@ -190,6 +198,14 @@ func Name(parts ...string) string {
 	suffix := hex.EncodeToString(sum[:])[:8]
 	head := strings.TrimRight(full[:maxNameLen-len(suffix)-1], "-")
 	return head + "-" + suffix
+}
+
+// VolumeObjectName is the name of the objects backup run id makes for the
+// claim of template and ordinal: its VolumeSnapshot, temporary claim and
+// mover pod. Whoever deletes a snapshot a manifest names checks it against
+// this.
+func VolumeObjectName(id string, ordinal int, template string) string {
+	return Name("kbak", id, strconv.Itoa(ordinal), template)
 }
 
 // LabelValue shortens v to a valid label value length the same way Name does.

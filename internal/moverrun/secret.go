@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kbak/kbak/deploy"
+	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/uploader"
 )
 
@@ -139,10 +140,15 @@ func CreateKeySecret(ctx context.Context, kc kubernetes.Interface, ns, name stri
 	return deploy.KeyRef{Name: name}, nil
 }
 
-// createOrReplace creates s; one of that name left by an earlier try of
+// createOrReplace creates s, marked alive (kube.AnnotationAlive: the run
+// refreshes it with KeepAlive); one of that name left by an earlier try of
 // the same run (it carries all of s's labels) is replaced, as the Secret is
 // immutable; another is an error.
 func createOrReplace(ctx context.Context, kc kubernetes.Interface, s *corev1.Secret) error {
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	s.Annotations[kube.AnnotationAlive] = aliveNow()
 	api := kc.CoreV1().Secrets(s.Namespace)
 	_, err := api.Create(ctx, s, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {

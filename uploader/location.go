@@ -57,9 +57,12 @@ type Location struct {
 	Endpoint  string
 	Region    string
 	PathStyle *bool
+	// UseIMDS (?imds=true) lets the credential chain ask an EC2 instance
+	// metadata service; see Options.UseIMDS.
+	UseIMDS bool
 }
 
-const urlForms = "use s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path-style=true|false] or file:///ABS/DIR"
+const urlForms = "use s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path-style=true|false&imds=true] or file:///ABS/DIR"
 
 // ParseURL parses a repository URL:
 //
@@ -135,8 +138,14 @@ func parseS3(u *url.URL) (Location, error) {
 				return Location{}, badURL("path-style=%q: want true or false", v)
 			}
 			loc.PathStyle = &b
+		case "imds":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return Location{}, badURL("imds=%q: want true or false", v)
+			}
+			loc.UseIMDS = b
 		default:
-			return Location{}, badURL("unknown query parameter %q: want endpoint, region or path-style", k)
+			return Location{}, badURL("unknown query parameter %q: want endpoint, region, path-style or imds", k)
 		}
 	}
 	return loc, nil
@@ -209,6 +218,9 @@ func (l Location) String() string {
 		}
 		if l.PathStyle != nil {
 			q.Set("path-style", strconv.FormatBool(*l.PathStyle))
+		}
+		if l.UseIMDS {
+			q.Set("imds", "true")
 		}
 		u.RawQuery = q.Encode()
 		return u.String()

@@ -26,6 +26,8 @@ func TestParseURL(t *testing.T) {
 			uploader.Location{Scheme: "s3", Bucket: "b12", Prefix: "p", Endpoint: "http://127.0.0.1:9000", Region: "eu-west-1", PathStyle: &no},
 			"s3://b12/p?endpoint=http%3A%2F%2F127.0.0.1%3A9000&path-style=false&region=eu-west-1"},
 		{"s3://b12?path-style=1", uploader.Location{Scheme: "s3", Bucket: "b12", PathStyle: &yes}, "s3://b12?path-style=true"},
+		{"s3://b12?imds=true&region=r1", uploader.Location{Scheme: "s3", Bucket: "b12", Region: "r1", UseIMDS: true}, ""},
+		{"s3://b12?imds=false", uploader.Location{Scheme: "s3", Bucket: "b12"}, "s3://b12"},
 		{"file:///var/backups/kbak/", uploader.Location{Scheme: "file", Dir: "/var/backups/kbak"}, "file:///var/backups/kbak"},
 		{"file://localhost/srv/x/../y", uploader.Location{Scheme: "file", Dir: "/srv/y"}, "file:///srv/y"},
 	}
@@ -59,6 +61,7 @@ func TestLocationStringRoundTrip(t *testing.T) {
 		"s3://bucket/a/b",
 		"s3://b12/p?endpoint=http%3A%2F%2F127.0.0.1%3A9000&path-style=false&region=eu-west-1",
 		"s3://b12?path-style=true",
+		"s3://b12?imds=true&path-style=true",
 		"file:///var/backups",
 	} {
 		loc, err := uploader.ParseURL(u)
@@ -87,6 +90,7 @@ func TestParseURLErrors(t *testing.T) {
 		{"s3://bucket?endpoint=http://", "no host"},
 		{"s3://bucket?path-style=maybe", "want true or false"},
 		{"s3://bucket?regoin=x", `unknown query parameter "regoin"`},
+		{"s3://bucket?imds=sometimes", `imds="sometimes"`},
 		{"s3://bucket?region=a&region=b", "given 2 times"},
 		{"s3://AKIAEXAMPLE:topsecret@bucket/x", "credentials in the URL"},
 		{"s3://bucket?endpoint=http://AKIAEXAMPLE:topsecret@host", "credentials in the endpoint"},

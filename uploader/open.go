@@ -51,6 +51,12 @@ type Options struct {
 	// (CompleteMultipartUpload of a large object included). 0 means 1 minute.
 	IdleTimeout time.Duration
 	Logger      *slog.Logger
+	// UseIMDS lets the credential chain ask an EC2 instance metadata
+	// service when nothing before it in the chain gives credentials; off,
+	// it is never asked (see loadAWSConfig). The URL's ?imds=true and
+	// KBAK_S3_USE_IMDS=true do the same; Resolve puts it into the URL, for
+	// mover pods.
+	UseIMDS bool
 	// Retention puts S3 Object Lock retention on every object the store
 	// writes; the bucket must have Object Lock enabled (Open checks it
 	// when it may read the bucket's lock configuration). A file://
@@ -161,9 +167,10 @@ func OpenS3(ctx context.Context, loc Location, opts Options) (*S3Store, error) {
 		load = append(load, config.WithCredentialsProvider(
 			credentials.NewStaticCredentialsProvider(opts.AccessKeyID, string(opts.SecretAccessKey), "")))
 	}
-	cfg, err := config.LoadDefaultConfig(ctx, load...)
+	imds := useIMDS(loc, opts)
+	cfg, err := loadAWSConfig(ctx, logger, imds, load...)
 	if err != nil {
-		return nil, fmt.Errorf("load AWS configuration: %w", err)
+		return nil, err
 	}
 	if cfg.Region == "" {
 		cfg.Region = defaultRegion
@@ -217,8 +224,12 @@ func OpenS3(ctx context.Context, loc Location, opts Options) (*S3Store, error) {
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("get credentials for %s: %w", where, ctx.Err())
 			}
+			hint := ""
+			if !imds {
+				hint = fmt.Sprintf(" (credentials of an EC2 instance profile: set %s=true)", EnvUseIMDS)
+			}
 			return nil, &openError{kind: ErrAccessDenied, cause: err, msg: fmt.Sprintf(
-				"no usable credentials for %s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE", where)}
+				"no usable credentials for %s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE%s", where, hint)}
 		}
 	}
 	// A one-key listing rather than HeadBucket: its error responses have a

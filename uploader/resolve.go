@@ -2,10 +2,7 @@ package uploader
 
 import (
 	"context"
-	"fmt"
 	"os"
-
-	"github.com/aws/aws-sdk-go-v2/config"
 )
 
 // Resolve folds every setting that Open would take from Options and the
@@ -30,12 +27,13 @@ func Resolve(ctx context.Context, loc Location, opts Options) (Location, error) 
 	if loc.Region == "" {
 		// The standard chain (AWS_REGION, AWS_DEFAULT_REGION, the shared
 		// config's profile) reads only the environment and files here.
-		cfg, err := config.LoadDefaultConfig(ctx)
+		cfg, err := loadAWSConfig(ctx, opts.Logger, false)
 		if err != nil {
-			return Location{}, fmt.Errorf("load AWS configuration: %w", err)
+			return Location{}, err
 		}
 		loc.Region = cfg.Region
 	}
+	loc.UseIMDS = useIMDS(loc, opts)
 	if loc.PathStyle == nil && opts.PathStyle != nil {
 		v := *opts.PathStyle
 		loc.PathStyle = &v

@@ -33,6 +33,10 @@ func TestResolveURL(t *testing.T) {
 			"s3://bkt?region=eu-central-1"},
 		{"path style from options", "s3://bkt", uploader.Options{PathStyle: &yes, Region: "r1"}, nil,
 			"s3://bkt?path-style=true&region=r1"},
+		{"instance metadata from options", "s3://bkt", uploader.Options{UseIMDS: true, Region: "r1"}, nil,
+			"s3://bkt?imds=true&region=r1"},
+		{"instance metadata from KBAK_S3_USE_IMDS", "s3://bkt?region=r1", uploader.Options{}, map[string]string{uploader.EnvUseIMDS: "true"},
+			"s3://bkt?imds=true&region=r1"},
 		{"file URLs unchanged", "file:///srv/kbak/", uploader.Options{Endpoint: "https://ignored.example"}, nil,
 			"file:///srv/kbak"},
 	}
@@ -70,7 +74,7 @@ func TestResolveURLBadEndpoint(t *testing.T) {
 func isolateAWSEnv(t *testing.T) {
 	t.Helper()
 	dir := t.TempDir()
-	for _, k := range []string{"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"} {
+	for _, k := range []string{"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", uploader.EnvUseIMDS} {
 		t.Setenv(k, "")
 	}
 	t.Setenv("AWS_CONFIG_FILE", dir+"/config")

@@ -3,7 +3,6 @@ package backup
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -150,30 +149,6 @@ func (o *Options) setDefaults() {
 	if o.PollInterval <= 0 {
 		o.PollInterval = moverrun.DefaultPollInterval
 	}
-}
-
-func (o *Options) validate() error {
-	switch o.Method {
-	case MethodAuto, MethodSnapshot, MethodFiles:
-	default:
-		return fmt.Errorf("%w: unknown method %q: use auto, snapshot or files", ErrUsage, o.Method)
-	}
-	if o.Namespace == "" || o.StatefulSet == "" {
-		return fmt.Errorf("%w: namespace and statefulset are required", ErrUsage)
-	}
-	if o.Repo == "" {
-		return hint.Errorf("%w: no repository: pass %s", ErrUsage, hint.Set(hint.Repo, "s3://BUCKET/PREFIX"))
-	}
-	if o.Format != catalog.FormatRepo && o.Format != catalog.FormatArchive {
-		return fmt.Errorf("%w: repository format %d: use %d (deduplicated) or %d (one archive a volume)", ErrUsage, o.Format, catalog.FormatRepo, catalog.FormatArchive)
-	}
-	if o.LockDays < 0 {
-		return fmt.Errorf("%w: lock days %d: give a positive number of days, or 0 for no Object Lock", ErrUsage, o.LockDays)
-	}
-	if o.Credentials != nil && o.SecretName != "" {
-		return hint.Errorf("%w: credentials and %s are exclusive: give one", ErrUsage, hint.Of(hint.SecretName))
-	}
-	return nil
 }
 
 // Errors Run wraps, for the command line's exit codes.

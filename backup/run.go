@@ -79,10 +79,10 @@ type volume struct {
 // manifest. Every cluster object the run made is deleted before Run
 // returns, except VolumeSnapshots kept by KeepSnapshots.
 func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error) {
-	opts.setDefaults()
-	if err := opts.validate(); err != nil {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	opts.setDefaults()
 	deps.setDefaults()
 	if deps.Kube == nil || deps.Catalog == nil {
 		return nil, errors.New("backup: a Kubernetes client and a catalog are required")

@@ -297,8 +297,11 @@ func TestRunRefusesEarly(t *testing.T) {
 		{"unknown statefulset", newFixture(1, []int{0}), func(o *Options) { o.StatefulSet = "nope" }, "statefulset shop/nope not found: check the name and -n"},
 		{"forced snapshot without a class", newFixture(1, []int{0}), func(o *Options) { o.Method = MethodSnapshot }, "no VolumeSnapshotClass for driver hostpath.csi.k8s.io: create one or use --method files"},
 		{"missing secret", newFixture(1, []int{0}), func(o *Options) { o.Credentials, o.SecretName = nil, "s3-creds" }, "secret shop/s3-creds not found"},
-		{"bad method", newFixture(1, []int{0}), func(o *Options) { o.Method = "fast" }, "unknown method"},
+		{"bad method", newFixture(1, []int{0}), func(o *Options) { o.Method = "fast" }, `--method "fast": use auto, snapshot or files`},
 		{"hooks without exec", newFixture(1, []int{0}), func(o *Options) { o.PreHook = []string{"x"} }, "hooks need a REST config"},
+		{"compression level out of range", newFixture(1, []int{0}), func(o *Options) { o.Compression = "zstd:99" }, `--compression "zstd:99"`},
+		{"file repository", newFixture(1, []int{0}), func(o *Options) { o.Repo = "file:///srv/kbak" }, "mover pods in the cluster cannot reach"},
+		{"negative hook timeout", newFixture(1, []int{0}), func(o *Options) { o.HookTimeout = -time.Second }, "--hook-timeout -1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

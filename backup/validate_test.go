@@ -51,6 +51,7 @@ func TestValidate(t *testing.T) {
 		{"negative snapshot timeout", func(o *Options) { o.SnapshotTimeout = -time.Minute }, "snapshot timeout -1m0s"},
 		{"negative transfer timeout", func(o *Options) { o.TransferTimeout = -time.Minute }, "transfer timeout -1m0s"},
 		{"negative cleanup timeout", func(o *Options) { o.CleanupTimeout = -time.Minute }, "cleanup timeout -1m0s"},
+		{"negative dead run age", func(o *Options) { o.DeadRunAge = -time.Minute }, "dead run age -1m0s"},
 		{"negative lock days", func(o *Options) { o.LockDays = -1 }, "--lock-days -1"},
 		{"too many lock days", func(o *Options) { o.LockDays = MaxLockDays + 1 }, "--lock-days 36501"},
 		{"bad lock mode", func(o *Options) { o.LockDays, o.LockMode = 1, "forever" }, `--lock-mode "forever"`},

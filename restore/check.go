@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/mover"
@@ -23,6 +24,22 @@ type VolumeCheck struct {
 	Bytes int64  `json:"bytes"`
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
+	// NotChecked says why a volume of a PartiallyFailed backup could not
+	// be checked: the backup holds no data for it (OK is false, Error
+	// empty).
+	NotChecked string `json:"notChecked,omitempty"`
+}
+
+// Unchecked lists the volumes of checks that could not be checked, as
+// "PVC (why)".
+func Unchecked(checks []VolumeCheck) []string {
+	var out []string
+	for _, ck := range checks {
+		if ck.NotChecked != "" {
+			out = append(out, fmt.Sprintf("%s (%s)", ck.PVC, ck.NotChecked))
+		}
+	}
+	return out
 }
 
 // CheckBackup reads every backed-up volume of m back from store, writing
@@ -35,7 +52,9 @@ type VolumeCheck struct {
 // counts. An archive whose manifest records no digest fails: nothing could
 // tell it from another. A volume that fails gives an error wrapping
 // ErrCheckFailed with the checks; an error reading the repository or the
-// end of ctx comes alone.
+// end of ctx comes alone. Volumes the backup holds no data for (a
+// PartiallyFailed backup's) are listed with NotChecked set; they are no
+// failure of the check.
 //
 // subset, between 0 and 1, also reads that fraction of each volume's chunks
 // (chosen at random) and checks them against their ids.
@@ -61,6 +80,11 @@ func CheckBackup(ctx context.Context, store uploader.Store, key seal.Key, m *cat
 	failed, checked := 0, 0
 	for _, v := range m.Volumes {
 		if v.Status != catalog.VolumeCompleted {
+			why := strings.ToLower(string(v.Status)) + ": no data in the backup"
+			if v.Error != "" {
+				why = strings.ToLower(string(v.Status)) + " (" + v.Error + "): no data in the backup"
+			}
+			checks = append(checks, VolumeCheck{PVC: v.PVC, NotChecked: why})
 			continue
 		}
 		checked++

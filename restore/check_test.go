@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,6 +103,25 @@ func TestCheckBackupDigests(t *testing.T) {
 			t.Errorf("an archive without a recorded digest: %+v, %v; want it failed, not passed unchecked", checks, err)
 		}
 	})
+}
+
+// verify of a PartiallyFailed backup checks what it holds and names the
+// volumes it could not check, which is no failure of the check.
+func TestCheckBackupPartial(t *testing.T) {
+	st, m := checkFixture(t, catalog.FormatRepo)
+	m.Volumes[1] = vol("data", 1).failed("mover failed: disk on fire").v
+	m.Status = catalog.StatusPartiallyFailed
+	checks, err := CheckBackup(t.Context(), st, seal.Key{}, m, false, 0)
+	if err != nil {
+		t.Fatalf("CheckBackup: %v", err)
+	}
+	if len(checks) != 2 || !checks[0].OK || checks[1].OK || checks[1].Error != "" {
+		t.Fatalf("checks %+v, want the first ok and the second not checked", checks)
+	}
+	want := []string{"data-db-1 (failed (mover failed: disk on fire): no data in the backup)"}
+	if got := Unchecked(checks); !slices.Equal(got, want) {
+		t.Errorf("Unchecked = %q, want %q", got, want)
+	}
 }
 
 // A restore counts a claim as restored only when the mover read the object

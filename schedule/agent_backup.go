@@ -125,6 +125,9 @@ func (r BackupRunner) Run(ctx context.Context, s ScheduleSpec) (RunResult, error
 		for _, snap := range pruned.Snapshots {
 			deps.Log.Info("deleted kept snapshot", "namespace", snap.Namespace, "snapshot", snap.Name)
 		}
+		for _, r := range pruned.RefusedSnapshots {
+			deps.Log.Warn(r.Warning())
+		}
 	}
 	return res, err
 }

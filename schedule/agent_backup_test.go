@@ -17,6 +17,7 @@ import (
 
 	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/repo"
 	"github.com/kbak/kbak/uploader"
 )
@@ -100,12 +101,15 @@ func TestBackupRunner(t *testing.T) {
 			status := outcomes[n]
 			created := start.Add(time.Duration(n) * time.Hour)
 			n++
-			snapName := "snap-" + id
-			if _, err := snaps.SnapshotV1().VolumeSnapshots("shop").Create(ctx, &snapv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: snapName}}, metav1.CreateOptions{}); err != nil {
+			// The snapshot a backup run keeps: named and labelled by it.
+			snapName := kube.VolumeObjectName(id, 0, "data")
+			labels := kube.Labels(id, "db", kube.RoleSnapshot)
+			labels[kube.LabelRetained] = "true"
+			if _, err := snaps.SnapshotV1().VolumeSnapshots("shop").Create(ctx, &snapv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: snapName, Labels: labels}}, metav1.CreateOptions{}); err != nil {
 				return nil, err
 			}
 			m := &catalog.Manifest{ID: id, Namespace: "shop", StatefulSet: "db", Created: created, Status: status,
-				Volumes: []catalog.Volume{{PVC: "data-db-0", StoredBytes: 100, Snapshot: &catalog.Snapshot{Namespace: "shop", Name: snapName, Retained: true}}}}
+				Volumes: []catalog.Volume{{ClaimTemplate: "data", PVC: "data-db-0", StoredBytes: 100, Snapshot: &catalog.Snapshot{Namespace: "shop", Name: snapName, Retained: true}}}}
 			if err := deps.Catalog.WriteManifest(ctx, m); err != nil {
 				return nil, err
 			}
@@ -148,7 +152,7 @@ func TestBackupRunner(t *testing.T) {
 	}
 	var left []string
 	for _, s := range l.Items {
-		left = append(left, strings.TrimPrefix(s.Name, "snap-"))
+		left = append(left, s.Labels[kube.LabelBackupID])
 	}
 	slices.Sort(left)
 	if want := []string{"db-4", "db-5"}; !slices.Equal(left, want) {

@@ -222,6 +222,7 @@ func backupAction(c *cli.Context) error {
 		fmt.Fprintf(stderr(c), "pruned %s (%s)\n", d.Item.ID, strings.Join(d.Reasons, ", "))
 	}
 	printDeletedSnapshots(c, pruned.Snapshots)
+	printRefusedSnapshots(c, pruned.RefusedSnapshots)
 	return err
 }
 

@@ -252,28 +252,36 @@ EXAMPLES:
 }
 
 // deleteKeptSnapshots removes the VolumeSnapshots that deleted backups kept
-// in the cluster, connecting to it only when there are any.
+// in the cluster, connecting to it only when there are any. A snapshot
+// that is not provably the backup's is left alone, with a warning.
 func deleteKeptSnapshots(c *cli.Context, deleted []*catalog.Manifest) error {
-	kept := catalog.KeptSnapshots(deleted...)
+	kept, refused := upkeep.KeptSnapshots(deleted)
 	if len(kept) == 0 {
+		printRefusedSnapshots(c, refused)
 		return nil
 	}
 	cl, err := connect(c)
 	if err != nil {
-		names := make([]string, len(kept))
-		for i, s := range kept {
-			names[i] = s.Namespace + "/" + s.Name
-		}
-		return fmt.Errorf("the deleted backups kept VolumeSnapshots %s, but the cluster is not reachable (%v): delete them with kubectl", strings.Join(names, ", "), err)
+		printRefusedSnapshots(c, refused)
+		return fmt.Errorf("the deleted backups kept VolumeSnapshots %s, but the cluster is not reachable (%v): delete them with kubectl", upkeep.Names(kept), err)
 	}
 	done, err := upkeep.DeleteKeptSnapshots(c.Context, cl.snapshots, deleted, 0)
-	printDeletedSnapshots(c, done)
+	printDeletedSnapshots(c, done.Deleted)
+	printRefusedSnapshots(c, done.Refused)
 	return err
 }
 
 func printDeletedSnapshots(c *cli.Context, snaps []catalog.Snapshot) {
 	for _, s := range snaps {
 		fmt.Fprintf(stdout(c), "deleted VolumeSnapshot %s/%s\n", s.Namespace, s.Name)
+	}
+}
+
+// printRefusedSnapshots warns on stderr of each snapshot a manifest named
+// that kbak left alone.
+func printRefusedSnapshots(c *cli.Context, refused []upkeep.SnapshotRefusal) {
+	for _, r := range refused {
+		fmt.Fprintf(stderr(c), "warning: %s\n", r.Warning())
 	}
 }
 
@@ -540,7 +548,10 @@ func verifyAction(c *cli.Context) error {
 		fmt.Fprintln(tw, "PVC\tFILES\tDATA\tRESULT")
 		for _, ck := range checks {
 			result := "ok"
-			if !ck.OK {
+			switch {
+			case ck.NotChecked != "":
+				result = "not checked: " + ck.NotChecked
+			case !ck.OK:
 				result = ck.Error
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", ck.PVC, ck.Files, humanBytes(ck.Bytes), result)
@@ -550,10 +561,17 @@ func verifyAction(c *cli.Context) error {
 	if checkErr != nil {
 		return fmt.Errorf("%w: restore from another backup", checkErr)
 	}
-	if !c.Bool("restore-test") {
-		return nil
+	if c.Bool("restore-test") {
+		if err := restoreTest(c, format, m); err != nil {
+			return err
+		}
 	}
-	return restoreTest(c, format, m)
+	// What a PartiallyFailed backup lacks was never checked: say which,
+	// and do not exit 0 as if all of it was.
+	if left := restore.Unchecked(checks); len(left) > 0 {
+		return fmt.Errorf("%w: backup %s is %s: %d volumes checked, could not check %s", errPartial, m.ID, m.Status, len(checks)-len(left), strings.Join(left, "; "))
+	}
+	return nil
 }
 
 // restoreTest restores m into a scratch namespace and compares what arrived
@@ -615,14 +633,17 @@ func verifyCommand() *cli.Command {
 		Name:      "verify",
 		Usage:     "download every object of a backup and check it, writing nothing",
 		ArgsUsage: "ID",
-		Description: `For a backup of format 2 (deduplicated), checks that every chunk each
-volume references is listed by the repository's index in a pack that exists;
-with --read-data it also reads every chunk, checks it against its id and
-reads each volume's archive stream through, writing nothing. For format 1,
-reads every volume archive, checks its sha256 against the manifest and reads
-it through. With --restore-test it also restores the backup into a scratch
-namespace of the cluster through mover pods and compares what arrived with
-the manifest.
+		Description: `For a backup of format 2 (deduplicated), checks each volume's tree against
+the sha256 its manifest records (backups written before trees had one are
+checked by key) and that every chunk it references is listed by the
+repository's index in a pack that exists; with --read-data it also reads
+every chunk, checks it against its id and reads each volume's archive stream
+through, writing nothing. For format 1, reads every volume archive, checks
+its sha256 against the manifest and reads it through; a manifest without
+one is refused as corrupt. With --restore-test it also restores the backup
+into a scratch namespace of the cluster through mover pods and compares what
+arrived with the manifest. Of a PartiallyFailed backup the volumes it holds
+no data for are named as not checked, and verify exits 3.
 
 EXAMPLES:
    kbak verify mariadb-20261122T020000Z-3f2a

@@ -158,24 +158,6 @@ type Snapshot struct {
 	Retained bool `json:"retained"`
 }
 
-// KeptSnapshots lists the VolumeSnapshots that backups ms kept in the
-// cluster (--keep-snapshots): whoever deletes the backups cleans them. Nil
-// manifests (a backup deleted without a readable one) keep nothing.
-func KeptSnapshots(ms ...*Manifest) []Snapshot {
-	var out []Snapshot
-	for _, m := range ms {
-		if m == nil {
-			continue
-		}
-		for _, v := range m.Volumes {
-			if v.Snapshot != nil && v.Snapshot.Retained {
-				out = append(out, *v.Snapshot)
-			}
-		}
-	}
-	return out
-}
-
 // StripStatefulSet returns a copy of sts without what belongs to one cluster
 // and one moment (status, uid, resourceVersion, managed fields, timestamps,
 // owner references), ready to be stored and re-created elsewhere. Owner

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/catalog/catalogtest"
+	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/repo"
 	"github.com/kbak/kbak/internal/retention"
 	"github.com/kbak/kbak/internal/seal"
@@ -40,7 +41,7 @@ func writeArchiveBackup(t *testing.T, s catalog.Store, hoursAgo int) *catalog.Ma
 		Status: catalog.StatusCompleted, Volumes: []catalog.Volume{{
 			ClaimTemplate: "data", PVC: "data-db-0", Method: catalog.MethodSnapshot, Consistency: catalog.ConsistencyCrash,
 			Key: l.VolumeKey("data-db-0"), StoredBytes: int64(len(data)), SHA256: fmt.Sprintf("%x", sha256.Sum256(data)), Status: catalog.VolumeCompleted,
-			Snapshot: &catalog.Snapshot{Namespace: "shop", Name: "snap-" + id, Retained: true},
+			Snapshot: &catalog.Snapshot{Namespace: "shop", Name: kube.VolumeObjectName(id, 0, "data"), Retained: true},
 		}}}
 	if err := catalog.New(s, seal.Key{}).WriteManifest(ctx, m); err != nil {
 		t.Fatal(err)
@@ -71,7 +72,7 @@ func TestPruneAfterObjectLock(t *testing.T) {
 			s.Retain(k, until)
 		}
 	}
-	sc := snapfake.NewSimpleClientset(snapshot("snap-"+old.ID), snapshot("snap-"+mid.ID), snapshot("snap-"+newest.ID))
+	sc := snapfake.NewSimpleClientset(keptSnap(old.ID, 0), keptSnap(mid.ID, 0), keptSnap(newest.ID, 0))
 	cat := catalog.New(s, seal.Key{})
 
 	p, err := PruneAfter(ctx, cat, sc, newest, PruneOptions{Policy: retention.Policy{KeepLast: 1}})
@@ -96,7 +97,7 @@ func TestPruneAfterObjectLock(t *testing.T) {
 		left = append(left, sn.Name)
 	}
 	slices.Sort(left)
-	if want := []string{"snap-" + mid.ID, "snap-" + newest.ID}; !slices.Equal(left, want) {
+	if want := []string{kube.VolumeObjectName(mid.ID, 0, "data"), kube.VolumeObjectName(newest.ID, 0, "data")}; !slices.Equal(left, want) {
 		t.Errorf("snapshots left %v, want %v: a kept backup keeps its snapshot", left, want)
 	}
 

@@ -28,6 +28,10 @@ type Pruned struct {
 	retention.PruneResult
 	// Snapshots are the VolumeSnapshots of pruned backups it deleted.
 	Snapshots []catalog.Snapshot
+	// RefusedSnapshots are VolumeSnapshots the pruned backups' manifests
+	// name as kept that were left alone (DeleteKeptSnapshots): a warning
+	// each, no error.
+	RefusedSnapshots []SnapshotRefusal
 	// Denied, when set, says in one line that the store refused the
 	// deletes: the credentials may write but not delete (an append-only
 	// schedule, whose backups are pruned elsewhere). The backup is whole,
@@ -55,7 +59,8 @@ func PruneAfter(ctx context.Context, cat retention.Catalog, sc snapclient.Interf
 	if err != nil {
 		return out, fmt.Errorf("backup %s completed, but pruning failed: %w", m.ID, err)
 	}
-	out.Snapshots, err = DeleteKeptSnapshots(ctx, sc, res.Deleted, o.SnapshotTimeout)
+	snaps, err := DeleteKeptSnapshots(ctx, sc, res.Deleted, o.SnapshotTimeout)
+	out.Snapshots, out.RefusedSnapshots = snaps.Deleted, snaps.Refused
 	if err != nil {
 		return out, fmt.Errorf("backup %s completed and pruned, but %w", m.ID, err)
 	}

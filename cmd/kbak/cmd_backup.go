@@ -14,6 +14,7 @@ import (
 	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
 	"github.com/kbak/kbak/internal/moverrun"
 	"github.com/kbak/kbak/internal/repo"
@@ -28,6 +29,7 @@ func moverFlags() []cli.Flag {
 		&cli.StringFlag{Name: "secret", Usage: "existing Secret in the namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the movers (default: kbak creates one for the run from your credentials and deletes it after)", Category: "Movers"},
 		&cli.IntFlag{Name: "parallel", Value: moverrun.DefaultParallel, Usage: "mover pods at once", Category: "Movers"},
 		&cli.DurationFlag{Name: "pod-start-timeout", Value: moverrun.DefaultPodStartTimeout, Usage: "how long a mover pod may take to start (scheduling, volume binding, image pull)", Category: "Movers"},
+		&cli.DurationFlag{Name: "dead-run-age", Value: kube.DeadRunAge, Action: positive("dead-run-age"), Usage: "before it makes its own Secrets, the run deletes the credential and key Secrets of kbak runs in the namespace that have no pod left running and have not marked them alive for this long (runs killed outright)", Category: "Movers"},
 	}
 }
 
@@ -157,8 +159,8 @@ func backupAction(c *cli.Context) error {
 		PreHook: pre, PostHook: post, HookContainer: c.String("hook-container"), HookTimeout: c.Duration("hook-timeout"),
 		Parallel: c.Int("parallel"), Compression: c.String("compression"), Format: c.Int("format"),
 		Image: c.String("mover-image"), PullPolicy: pull, SecretName: c.String("secret"),
-		PodStartTimeout: c.Duration("pod-start-timeout"),
-		LockDays:        lock.Days, LockMode: strings.ToLower(string(lock.Mode)),
+		PodStartTimeout: c.Duration("pod-start-timeout"), DeadRunAge: c.Duration("dead-run-age"),
+		LockDays: lock.Days, LockMode: strings.ToLower(string(lock.Mode)),
 		KbakVersion: version, Spell: flagSpelling,
 	}
 	if opts.SecretName == "" {

@@ -398,7 +398,10 @@ without one, whose newest object is older than --grace, are removed (a
 running backup is younger). In the cluster (when a kubeconfig is at hand),
 mover pods, temporary PVCs, VolumeSnapshots not kept on purpose and
 credential Secrets of kbak runs whose newest object is older than --grace
-are removed. Kept snapshots and anything without kbak's run label stay.
+(and that have not marked their Secrets alive since) are removed. Kept
+snapshots and anything without kbak's run label stay. The credential and key
+Secrets of a run killed outright go sooner: the next backup or restore in
+their namespace removes them (see --dead-run-age).
 
 Objects still under S3 Object Lock (kbak backup --lock-days) are not leaks:
 they stay, are reported as locked until their date, and a gc after it

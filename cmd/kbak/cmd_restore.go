@@ -107,7 +107,7 @@ func restoreOptions(c *cli.Context, repo string) (restore.Options, error) {
 		CreateStatefulSet: c.Bool("create-statefulset"), FromStore: c.Bool("from-store"),
 		RestoreDevices: c.Bool("restore-devices"), RestoreSetID: c.Bool("restore-setid"),
 		Repo: repo, Parallel: c.Int("parallel"), Image: image, PullPolicy: pull,
-		SecretName: c.String("secret"), PodStartTimeout: c.Duration("pod-start-timeout"),
+		SecretName: c.String("secret"), PodStartTimeout: c.Duration("pod-start-timeout"), DeadRunAge: c.Duration("dead-run-age"),
 		Spell: flagSpelling,
 	}
 	if opts.SecretName == "" {

@@ -290,7 +290,7 @@ EXAMPLES:
 					}
 					return catalog.New(s, key), nil
 				},
-				Defaults:  backup.Options{Image: image, PullPolicy: pull, Parallel: c.Int("parallel"), KbakVersion: version},
+				Defaults:  backup.Options{Image: image, PullPolicy: pull, Parallel: c.Int("parallel"), DeadRunAge: c.Duration("dead-run-age"), KbakVersion: version},
 				ParseHook: hookCommand,
 			}
 			a, err := schedule.NewAgent(cfg, r.Run, logger(c), time.Now)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/kbak/kbak/backup"
@@ -37,9 +36,6 @@ type BackupRunner struct {
 	// parallelism, compression, version, timeouts); the schedule sets the
 	// rest.
 	Defaults backup.Options
-	// ParseHook turns a hook as written in the configuration into an argv,
-	// as `kbak backup --pre-hook` does; needed only by schedules with hooks.
-	ParseHook func(string) ([]string, error)
 	// CleanupTimeout bounds deleting the VolumeSnapshots kept by pruned
 	// backups; 0 is upkeep.DefaultSnapshotTimeout.
 	CleanupTimeout time.Duration
@@ -61,33 +57,9 @@ func (r BackupRunner) Run(ctx context.Context, s ScheduleSpec) (RunResult, error
 	if err != nil {
 		return RunResult{}, err
 	}
-	opts := r.Defaults
-	opts.Namespace, opts.StatefulSet, opts.Repo = s.Namespace, s.StatefulSet, s.Repo
-	opts.LockDays, opts.LockMode = s.LockDays, strings.ToLower(s.LockMode)
-	opts.SecretName, opts.Credentials = s.Secret, nil
-	opts.KeepSnapshots = s.KeepSnapshots
-	opts.SnapshotClass = s.SnapshotClass
-	opts.HookContainer = s.HookContainer
-	opts.ID = ""
-	// What the run writes into its manifest and log names the schedule's
-	// keys, not kbak backup's flags.
-	opts.Spell = ConfigSpelling
-	if s.Method != "" {
-		opts.Method = backup.Method(s.Method)
-	}
-	for _, h := range []struct {
-		text string
-		argv *[]string
-	}{{s.PreHook, &opts.PreHook}, {s.PostHook, &opts.PostHook}} {
-		if h.text == "" {
-			continue
-		}
-		if r.ParseHook == nil {
-			return RunResult{}, fmt.Errorf("schedule %s has hooks, but the agent cannot parse them", s.Name)
-		}
-		if *h.argv, err = r.ParseHook(h.text); err != nil {
-			return RunResult{}, fmt.Errorf("schedule %s: %w", s.Name, err)
-		}
+	opts, err := s.BackupOptions(r.Defaults)
+	if err != nil {
+		return RunResult{}, fmt.Errorf("schedule %s: %w", s.Name, err)
 	}
 	deps := r.Deps
 	deps.Catalog = cat

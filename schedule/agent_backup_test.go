@@ -87,14 +87,13 @@ func TestBackupRunner(t *testing.T) {
 	var gotOpts []backup.Options
 	r := BackupRunner{
 		OpenCatalog: func(_ context.Context, repo string, lock uploader.Retention) (RunnerCatalog, error) {
-			if repo != "s3://b" || lock != (uploader.Retention{Days: 30, Mode: uploader.RetentionGovernance}) {
+			if repo != "s3://bkt" || lock != (uploader.Retention{Days: 30, Mode: uploader.RetentionGovernance}) {
 				return nil, fmt.Errorf("unexpected repo %s or retention %+v", repo, lock)
 			}
 			return cat, nil
 		},
-		Defaults:  backup.Options{Image: "img", Parallel: 3, ID: "must-not-leak"},
-		Deps:      backup.Deps{Snap: snaps},
-		ParseHook: func(s string) ([]string, error) { return []string{"/bin/sh", "-c", s}, nil },
+		Defaults: backup.Options{Image: "img", Parallel: 3, ID: "must-not-leak"},
+		Deps:     backup.Deps{Snap: snaps},
 		backup: func(ctx context.Context, deps backup.Deps, opts backup.Options) (*catalog.Manifest, error) {
 			gotOpts = append(gotOpts, opts)
 			id := fmt.Sprintf("db-%d", n+1)
@@ -119,7 +118,7 @@ func TestBackupRunner(t *testing.T) {
 			return m, nil
 		},
 	}
-	spec := ScheduleSpec{Name: "s", Namespace: "shop", StatefulSet: "db", Repo: "s3://b", Secret: "store", KeepLast: 2, PreHook: "sync", Method: "snapshot",
+	spec := ScheduleSpec{Name: "s", Namespace: "shop", StatefulSet: "db", Repo: "s3://bkt", Secret: "store", KeepLast: 2, PreHook: "sync", Method: "snapshot",
 		LockDays: 30, LockMode: "governance"}
 	ctx := context.Background()
 	wantAfter := [][]string{
@@ -159,7 +158,7 @@ func TestBackupRunner(t *testing.T) {
 		t.Errorf("kept snapshots %v, want those of %v", left, want)
 	}
 	o := gotOpts[0]
-	if o.Namespace != "shop" || o.StatefulSet != "db" || o.Repo != "s3://b" || o.SecretName != "store" || o.ID != "" ||
+	if o.Namespace != "shop" || o.StatefulSet != "db" || o.Repo != "s3://bkt" || o.SecretName != "store" || o.ID != "" ||
 		o.Image != "img" || o.Parallel != 3 || o.Method != backup.MethodSnapshot || !slices.Equal(o.PreHook, []string{"/bin/sh", "-c", "sync"}) ||
 		o.LockDays != 30 || o.LockMode != "governance" {
 		t.Errorf("backup options %+v", o)
@@ -189,7 +188,7 @@ func TestBackupRunnerPruneDenied(t *testing.T) {
 			return m, deps.Catalog.WriteManifest(ctx, m)
 		},
 	}
-	spec := ScheduleSpec{Name: "s", Namespace: "shop", StatefulSet: "db", Repo: "s3://b", KeepLast: 1}
+	spec := ScheduleSpec{Name: "s", Namespace: "shop", StatefulSet: "db", Repo: "s3://bkt", KeepLast: 1}
 	for i := range 2 {
 		if _, err := r.Run(context.Background(), spec); err != nil {
 			t.Fatalf("run %d: %v, want success: the backup is whole", i+1, err)

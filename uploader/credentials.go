@@ -2,9 +2,6 @@ package uploader
 
 import (
 	"context"
-	"fmt"
-
-	"github.com/aws/aws-sdk-go-v2/config"
 )
 
 // Credentials are resolved S3 credentials, for handing to mover pods through
@@ -15,16 +12,26 @@ type Credentials struct {
 	SessionToken    Secret
 }
 
-// ResolveCredentials returns the credentials Open would use: the ones in
-// opts, else the standard AWS chain (environment, shared config and
-// credentials files, SSO, ...). An empty AccessKeyID means none were found.
-func ResolveCredentials(ctx context.Context, opts Options) (Credentials, error) {
+// ResolveCredentials returns the credentials Open would use for the
+// repository at repoURL: the ones in opts, else the standard AWS chain
+// (environment, shared config and credentials files, SSO, web identity,
+// container credentials; an EC2 instance metadata service only when the
+// URL or opts ask for it). A file:// repository needs none and resolves
+// nothing. An empty AccessKeyID means none were found.
+func ResolveCredentials(ctx context.Context, repoURL string, opts Options) (Credentials, error) {
+	loc, err := ParseURL(repoURL)
+	if err != nil {
+		return Credentials{}, err
+	}
+	if loc.Scheme != "s3" {
+		return Credentials{}, nil
+	}
 	if opts.AccessKeyID != "" {
 		return Credentials{AccessKeyID: Secret(opts.AccessKeyID), SecretAccessKey: opts.SecretAccessKey}, nil
 	}
-	cfg, err := config.LoadDefaultConfig(ctx)
+	cfg, err := loadAWSConfig(ctx, opts.Logger, useIMDS(loc, opts))
 	if err != nil {
-		return Credentials{}, fmt.Errorf("load AWS configuration: %w", err)
+		return Credentials{}, err
 	}
 	if cfg.Credentials == nil {
 		return Credentials{}, nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -24,11 +23,11 @@ import (
 
 func moverFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "mover-image", EnvVars: []string{"KBAK_MOVER_IMAGE"}, Value: deploy.DefaultMoverImage, Usage: "image of the mover pods (the kbak image)", Category: "Movers"},
+		&cli.StringFlag{Name: "mover-image", EnvVars: []string{"KBAK_MOVER_IMAGE"}, Value: deploy.DefaultMoverImage, Action: nonEmpty("mover-image", deploy.DefaultMoverImage), Usage: "image of the mover pods (the kbak image)", Category: "Movers"},
 		&cli.StringFlag{Name: "mover-pull-policy", Value: string(corev1.PullIfNotPresent), Usage: "imagePullPolicy of the mover pods: Always, IfNotPresent or Never", Category: "Movers"},
 		&cli.StringFlag{Name: "secret", Usage: "existing Secret in the namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the movers (default: kbak creates one for the run from your credentials and deletes it after)", Category: "Movers"},
-		&cli.IntFlag{Name: "parallel", Value: moverrun.DefaultParallel, Usage: "mover pods at once", Category: "Movers"},
-		&cli.DurationFlag{Name: "pod-start-timeout", Value: moverrun.DefaultPodStartTimeout, Usage: "how long a mover pod may take to start (scheduling, volume binding, image pull)", Category: "Movers"},
+		&cli.IntFlag{Name: "parallel", Value: moverrun.DefaultParallel, Action: atLeastOne("parallel"), Usage: "mover pods at once", Category: "Movers"},
+		&cli.DurationFlag{Name: "pod-start-timeout", Value: moverrun.DefaultPodStartTimeout, Action: positive("pod-start-timeout"), Usage: "how long a mover pod may take to start (scheduling, volume binding, image pull)", Category: "Movers"},
 		&cli.DurationFlag{Name: "dead-run-age", Value: kube.DeadRunAge, Action: positive("dead-run-age"), Usage: "before it makes its own Secrets, the run deletes the credential and key Secrets of kbak runs in the namespace that have no pod left running and have not marked them alive for this long (runs killed outright)", Category: "Movers"},
 	}
 }
@@ -74,7 +73,7 @@ no delete permission: a --prune they deny is reported as a warning.
 			&cli.StringFlag{Name: "pre-hook", Usage: "command run in each app pod before the cut", Category: "Hooks"},
 			&cli.StringFlag{Name: "post-hook", Usage: "command run in each app pod after the cut, always", Category: "Hooks"},
 			&cli.StringFlag{Name: "hook-container", Usage: "container the hooks run in (default: the pod's first)", Category: "Hooks"},
-			&cli.DurationFlag{Name: "hook-timeout", Value: backup.DefaultHookTimeout, Usage: "time limit of one hook in one pod", Category: "Hooks"},
+			&cli.DurationFlag{Name: "hook-timeout", Value: backup.DefaultHookTimeout, Action: positive("hook-timeout"), Usage: "time limit of one hook in one pod", Category: "Hooks"},
 			&cli.StringFlag{Name: "compression", Value: mover.DefaultCompression, Usage: "zstd:1 (fastest) to zstd:4 (smallest)"},
 			&cli.IntFlag{Name: "format", Value: catalog.FormatRepo, Usage: "repository format: 2 stores each chunk once and reads only changed files; 1 writes one tar+zstd archive a volume"},
 			&cli.BoolFlag{Name: "prune", Usage: "after a Completed backup, prune this StatefulSet's backups by the --keep-* policy", Category: "Retention"},
@@ -82,23 +81,6 @@ no delete permission: a --prune they deny is reported as a warning.
 		}, retentionFlags(), lockFlags()),
 		Action: backupAction,
 	}
-}
-
-// hookCommand reads a hook flag: a JSON array is an argv, anything else a
-// shell command line.
-func hookCommand(s string) ([]string, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, nil
-	}
-	if strings.HasPrefix(s, "[") {
-		var argv []string
-		if err := json.Unmarshal([]byte(s), &argv); err != nil || len(argv) == 0 {
-			return nil, usagef("hook %s is not a JSON array of strings: write [\"cmd\",\"arg\"] or a shell command line", s)
-		}
-		return argv, nil
-	}
-	return []string{"/bin/sh", "-c", s}, nil
 }
 
 func backupAction(c *cli.Context) error {
@@ -114,25 +96,11 @@ func backupAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	pre, err := hookCommand(c.String("pre-hook"))
-	if err != nil {
-		return err
-	}
-	post, err := hookCommand(c.String("post-hook"))
-	if err != nil {
-		return err
-	}
 	policy := retentionPolicy(c)
 	if c.Bool("prune") {
 		if err := policy.Validate(); err != nil {
 			return usageError{err}
 		}
-	}
-	pull := corev1.PullPolicy(c.String("mover-pull-policy"))
-	switch pull {
-	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
-	default:
-		return usagef("--mover-pull-policy %q: use Always, IfNotPresent or Never", pull)
 	}
 	repo, err := repoURL(c)
 	if err != nil {
@@ -142,29 +110,46 @@ func backupAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	opts := backup.Options{
+		Namespace: c.String("namespace"), StatefulSet: name, Repo: repo,
+		Method: backup.Method(c.String("method")), SnapshotClass: c.String("snapshot-class"),
+		KeepSnapshots: c.Bool("keep-snapshots"), IncludeRetained: c.Bool("include-retained"),
+		HookContainer: c.String("hook-container"), HookTimeout: c.Duration("hook-timeout"),
+		Parallel: c.Int("parallel"), Compression: c.String("compression"), Format: c.Int("format"),
+		Image: c.String("mover-image"), PullPolicy: corev1.PullPolicy(c.String("mover-pull-policy")), SecretName: c.String("secret"),
+		PodStartTimeout: c.Duration("pod-start-timeout"), DeadRunAge: c.Duration("dead-run-age"),
+		LockDays: lock.Days, LockMode: strings.ToLower(string(lock.Mode)),
+		KbakVersion: version, Spell: flagSpelling,
+	}
+	if err := opts.SetHooks(c.String("pre-hook"), c.String("post-hook")); err != nil {
+		return usageError{err}
+	}
+	var cl *cluster
+	if opts.Namespace == "" {
+		// The kubeconfig's namespace: reading it asks the API server nothing.
+		if cl, err = connect(c); err != nil {
+			return err
+		}
+		opts.Namespace = cl.namespace
+	}
+	// Every setting is checked before the store is opened and anything is
+	// created, as schedules and the agent check theirs.
+	if err := opts.Validate(); err != nil {
+		return usageError{err}
+	}
 	// With --lock-days, the manifest (and the repository's config, when
 	// the backup creates it) is kept as long as the movers keep the data.
 	store, err := openStore(c.Context, c)
 	if err != nil {
 		return err
 	}
-	cl, err := connect(c)
-	if err != nil {
-		return err
-	}
-	opts := backup.Options{
-		Namespace: cl.namespace, StatefulSet: name, Repo: repo,
-		Method: backup.Method(c.String("method")), SnapshotClass: c.String("snapshot-class"),
-		KeepSnapshots: c.Bool("keep-snapshots"), IncludeRetained: c.Bool("include-retained"),
-		PreHook: pre, PostHook: post, HookContainer: c.String("hook-container"), HookTimeout: c.Duration("hook-timeout"),
-		Parallel: c.Int("parallel"), Compression: c.String("compression"), Format: c.Int("format"),
-		Image: c.String("mover-image"), PullPolicy: pull, SecretName: c.String("secret"),
-		PodStartTimeout: c.Duration("pod-start-timeout"), DeadRunAge: c.Duration("dead-run-age"),
-		LockDays: lock.Days, LockMode: strings.ToLower(string(lock.Mode)),
-		KbakVersion: version, Spell: flagSpelling,
+	if cl == nil {
+		if cl, err = connect(c); err != nil {
+			return err
+		}
 	}
 	if opts.SecretName == "" {
-		creds, err := moverCredentials(c)
+		creds, err := moverCredentials(c, repo)
 		if err != nil {
 			return err
 		}
@@ -244,14 +229,14 @@ func lockedUntil(l repo.LockedObjects) string {
 	return l.Until.UTC().Format(time.RFC3339)
 }
 
-// moverCredentials are the CLI's own store credentials, handed to the mover
-// pods through a Secret the run creates and deletes.
-func moverCredentials(c *cli.Context) (*deploy.Credentials, error) {
+// moverCredentials are the CLI's own credentials for the store at repo,
+// handed to the mover pods through a Secret the run creates and deletes.
+func moverCredentials(c *cli.Context, repo string) (*deploy.Credentials, error) {
 	opts, err := storeOptions(c)
 	if err != nil {
 		return nil, err
 	}
-	creds, err := uploader.ResolveCredentials(c.Context, opts)
+	creds, err := uploader.ResolveCredentials(c.Context, repo, opts)
 	if err != nil {
 		return nil, err
 	}

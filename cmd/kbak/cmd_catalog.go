@@ -412,7 +412,7 @@ EXAMPLES:
    kbak gc --dry-run
    kbak gc --grace 6h -o json`,
 		Flags: flags(repoFlags(), kubeFlags(), []cli.Flag{
-			&cli.DurationFlag{Name: "grace", Value: upkeep.DefaultGrace, Usage: "leave anything younger than this alone"},
+			&cli.DurationFlag{Name: "grace", Value: upkeep.DefaultGrace, Action: notNegative("grace", "24h"), Usage: "leave anything younger than this alone (0: remove every leftover now)"},
 			&cli.DurationFlag{Name: "upload-grace", Value: upkeep.DefaultUploadGrace, Action: positive("upload-grace"),
 				Usage: "abort incomplete multipart uploads started longer ago than this (longer than any upload may run)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be removed and remove nothing"},

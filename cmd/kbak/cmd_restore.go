@@ -111,7 +111,7 @@ func restoreOptions(c *cli.Context, repo string) (restore.Options, error) {
 		Spell: flagSpelling,
 	}
 	if opts.SecretName == "" {
-		if opts.Credentials, err = moverCredentials(c); err != nil {
+		if opts.Credentials, err = moverCredentials(c, repo); err != nil {
 			return restore.Options{}, err
 		}
 	}

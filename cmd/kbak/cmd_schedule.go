@@ -51,12 +51,12 @@ backups are pruned where deletes are allowed (kbak prune).
 					&cli.StringFlag{Name: "cron", Usage: "cron spec: five fields or @hourly, @daily, @weekly, @monthly"},
 					&cli.StringFlag{Name: "time-zone", Usage: "IANA time zone of the cron spec (default: the controller's, UTC on most clusters)"},
 					&cli.StringFlag{Name: "secret", Usage: "Secret in the namespace holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"},
-					&cli.StringFlag{Name: "image", Value: deploy.DefaultMoverImage, Usage: "kbak image of the CronJob and its movers"},
-					&cli.StringFlag{Name: "pull-policy", Value: string(corev1.PullIfNotPresent), Usage: "imagePullPolicy: Always, IfNotPresent or Never"},
+					&cli.StringFlag{Name: "image", Aliases: []string{"mover-image"}, Value: deploy.DefaultMoverImage, Action: nonEmpty("image", deploy.DefaultMoverImage), Usage: "kbak image of the CronJob and its movers"},
+					&cli.StringFlag{Name: "pull-policy", Aliases: []string{"mover-pull-policy"}, Value: string(corev1.PullIfNotPresent), Usage: "imagePullPolicy: Always, IfNotPresent or Never"},
 					&cli.StringFlag{Name: "method", Usage: "backup method: auto, snapshot or files (default auto)"},
 					&cli.StringFlag{Name: "snapshot-class", Usage: "VolumeSnapshotClass to use"},
 					&cli.BoolFlag{Name: "keep-snapshots", Usage: "leave each backup's VolumeSnapshots in the cluster"},
-					&cli.IntFlag{Name: "parallel", Usage: "mover pods at once"},
+					&cli.IntFlag{Name: "parallel", Action: atLeastOne("parallel"), Usage: "mover pods at once (default 2)"},
 					&cli.StringFlag{Name: "pre-hook", Usage: "command run in each app pod before the cut", Category: "Hooks"},
 					&cli.StringFlag{Name: "post-hook", Usage: "command run in each app pod after the cut", Category: "Hooks"},
 					&cli.StringFlag{Name: "hook-container", Usage: "container the hooks run in", Category: "Hooks"},
@@ -290,8 +290,14 @@ EXAMPLES:
 					}
 					return catalog.New(s, key), nil
 				},
-				Defaults:  backup.Options{Image: image, PullPolicy: pull, Parallel: c.Int("parallel"), DeadRunAge: c.Duration("dead-run-age"), KbakVersion: version},
-				ParseHook: hookCommand,
+				Defaults: backup.Options{Image: image, PullPolicy: pull, Parallel: c.Int("parallel"), PodStartTimeout: c.Duration("pod-start-timeout"), DeadRunAge: c.Duration("dead-run-age"), KbakVersion: version},
+			}
+			// Each schedule's runs with the agent's own settings, checked
+			// as kbak backup checks its flags, before the first run.
+			for _, s := range cfg.Schedules {
+				if _, err := s.BackupOptions(r.Defaults); err != nil {
+					return usageError{fmt.Errorf("schedule %s: %w", s.Name, err)}
+				}
 			}
 			a, err := schedule.NewAgent(cfg, r.Run, logger(c), time.Now)
 			if err != nil {

@@ -26,6 +26,8 @@ func repoFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "s3-path-style", Usage: "address buckets by path, as MinIO and most self-hosted servers want (default: on when an endpoint is set)", Category: "Repository"},
 		&cli.StringFlag{Name: "s3-access-key-id", Usage: "S3 access key id (default: AWS_ACCESS_KEY_ID, AWS_PROFILE or the shared credentials file)", Category: "Repository"},
 		&cli.PathFlag{Name: "s3-secret-access-key-file", Usage: "file holding the S3 secret access key (default: AWS_SECRET_ACCESS_KEY or the shared credentials file); never pass secrets as flags", Category: "Repository"},
+		&cli.BoolFlag{Name: "s3-use-imds", EnvVars: []string{uploader.EnvUseIMDS}, Category: "Repository",
+			Usage: "when nothing else gives S3 credentials, ask the EC2 instance metadata service (an instance profile's); kept in the repository URL as ?imds=true, so mover pods, CronJobs and the agent do too. Off by default: S3-compatible stores have no such service. AWS_EC2_METADATA_DISABLED=true always wins"},
 	}, keyFlags()...)
 }
 
@@ -78,6 +80,39 @@ func positive(name string) func(*cli.Context, time.Duration) error {
 	}
 }
 
+// notNegative is the Action of a duration flag that may be zero but not
+// less.
+func notNegative(name, example string) func(*cli.Context, time.Duration) error {
+	return func(_ *cli.Context, d time.Duration) error {
+		if d < 0 {
+			return usagef("--%s %s: give a duration of 0 or more, e.g. --%s %s", name, d, name, example)
+		}
+		return nil
+	}
+}
+
+// atLeastOne is the Action of a count flag whose zero would otherwise
+// quietly stand for its default.
+func atLeastOne(name string) func(*cli.Context, int) error {
+	return func(_ *cli.Context, n int) error {
+		if n < 1 {
+			return usagef("--%s %d: give 1 or more, or leave the flag out for the default", name, n)
+		}
+		return nil
+	}
+}
+
+// nonEmpty is the Action of a string flag whose empty value would
+// otherwise quietly stand for its default.
+func nonEmpty(name, example string) func(*cli.Context, string) error {
+	return func(_ *cli.Context, v string) error {
+		if strings.TrimSpace(v) == "" {
+			return usagef("--%s is empty: give a value, e.g. --%s %s, or leave the flag out for that default", name, name, example)
+		}
+		return nil
+	}
+}
+
 func outputFlag() cli.Flag {
 	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output format: table or json"}
 }
@@ -101,6 +136,7 @@ func storeOptions(c *cli.Context) (uploader.Options, error) {
 		Endpoint:    c.String("s3-endpoint"),
 		Region:      c.String("s3-region"),
 		AccessKeyID: c.String("s3-access-key-id"),
+		UseIMDS:     c.Bool("s3-use-imds"),
 		Logger:      logger(c),
 	}
 	var err error

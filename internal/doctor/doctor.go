@@ -66,6 +66,8 @@ var needs = []need{
 	{"", "pods", "exec", "create", false, "run hooks"},
 	{"", "secrets", "", "create", false, "hand store credentials to movers"},
 	{"", "secrets", "", "delete", false, "remove the run's credentials"},
+	{"", "secrets", "", "list", false, "find the Secrets of killed runs"},
+	{"", "secrets", "", "patch", false, "mark the run's Secrets alive"},
 	{"snapshot.storage.k8s.io", "volumesnapshots", "", "create", false, "cut snapshots"},
 	{"snapshot.storage.k8s.io", "volumesnapshots", "", "delete", false, "remove snapshots"},
 	{"", "persistentvolumes", "", "get", true, "find a claim's CSI driver"},

@@ -248,6 +248,11 @@ func TestE2EBackup(t *testing.T) {
 			if events == 0 {
 				t.Errorf("no mover events passed on")
 			}
+			evs, err := b.deps.Kube.CoreV1().Events(o.Namespace).List(context.Background(),
+				metav1.ListOptions{FieldSelector: "involvedObject.kind=StatefulSet,involvedObject.name=" + sts + ",reason=" + ReasonCompleted})
+			if err != nil || len(evs.Items) != 1 || !strings.Contains(evs.Items[0].Message, m.ID) {
+				t.Errorf("events on the StatefulSet %+v, %v; want one %s naming %s", evs, err, ReasonCompleted, m.ID)
+			}
 		})
 	}
 }

@@ -78,7 +78,7 @@ type volume struct {
 // StatefulSet, no snapshot class for a forced snapshot) come with a nil
 // manifest. Every cluster object the run made is deleted before Run
 // returns, except VolumeSnapshots kept by KeepSnapshots.
-func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error) {
+func Run(ctx context.Context, deps Deps, opts Options) (_ *catalog.Manifest, err error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -115,6 +115,7 @@ func Run(ctx context.Context, deps Deps, opts Options) (*catalog.Manifest, error
 		deps: deps, opts: opts, id: id, layout: layout,
 		log: deps.Log.With("namespace", opts.Namespace, "statefulset", opts.StatefulSet, "backup_id", id),
 	}
+	defer func() { r.recordEvent(ctx, d.StatefulSet, err) }()
 	r.movers = &moverrun.Launcher{
 		Kube: deps.Kube, PodStartTimeout: opts.PodStartTimeout, TransferTimeout: opts.TransferTimeout,
 		CleanupTimeout: opts.CleanupTimeout, PollInterval: opts.PollInterval, Log: r.log, Progress: opts.Progress,

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	snapfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
 	corev1 "k8s.io/api/core/v1"
@@ -261,6 +263,52 @@ func TestRunSnapshotHooksAndError(t *testing.T) {
 	}
 	if left := f.leftovers(t); len(left) != 0 {
 		t.Errorf("left in the cluster: %v", left)
+	}
+}
+
+// Every run that found its StatefulSet records an Event on it, failed runs
+// as a Warning with the reason; an API server that refuses the Event does
+// not fail the backup, which says in the log what to grant.
+func TestRunRecordsEvent(t *testing.T) {
+	f := newFixture(1, []int{0}, kubetest.SnapshotClass("snap", driver, true))
+	f.sc.PrependReactor("create", "volumesnapshots", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		vs := a.(k8stesting.CreateAction).GetObject().(*snapv1.VolumeSnapshot)
+		msg := "out of space"
+		vs.Status = &snapv1.VolumeSnapshotStatus{Error: &snapv1.VolumeSnapshotError{Message: &msg}}
+		return false, nil, nil
+	})
+	if _, err := Run(context.Background(), f.deps(), opts()); !errors.Is(err, ErrFailed) {
+		t.Fatalf("err = %v, want ErrFailed", err)
+	}
+	sts, err := f.kc.AppsV1().StatefulSets(ns).Get(context.Background(), "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := f.kc.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil || len(evs.Items) != 1 {
+		t.Fatalf("events %v, %v; want one", evs, err)
+	}
+	ev := evs.Items[0]
+	o := ev.InvolvedObject
+	if o.Kind != "StatefulSet" || o.APIVersion != "apps/v1" || o.Name != "db" || o.Namespace != ns || o.UID != sts.UID {
+		t.Errorf("event about %+v, want the StatefulSet", o)
+	}
+	if ev.Reason != ReasonFailed || ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, id) || !strings.Contains(ev.Message, "out of space") {
+		t.Errorf("event %s %s %q, want a %s Warning naming the backup and the cause", ev.Type, ev.Reason, ev.Message, ReasonFailed)
+	}
+
+	f = newFixture(1, []int{0}, kubetest.SnapshotClass("snap", driver, true))
+	f.kc.PrependReactor("create", "events", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(corev1.Resource("events"), "", errors.New("no RBAC"))
+	})
+	var logged strings.Builder
+	d := f.deps()
+	d.Log = slog.New(slog.NewTextHandler(&logged, nil))
+	if _, err := Run(context.Background(), d, opts()); errors.Is(err, ErrFailed) && strings.Contains(err.Error(), "event") {
+		t.Errorf("a refused event failed the run: %v", err)
+	}
+	if !strings.Contains(logged.String(), "grant create on events") {
+		t.Errorf("log does not say what to grant:\n%s", logged.String())
 	}
 }
 

@@ -128,8 +128,10 @@ func (a Agent) deployment(labels map[string]string) *appsv1.Deployment {
 		Env:             []corev1.EnvVar{{Name: "KBAK_MOVER_IMAGE", Value: a.Image}},
 		Ports:           []corev1.ContainerPort{{Name: "metrics", ContainerPort: a.Port}},
 		VolumeMounts:    []corev1.VolumeMount{{Name: "config", MountPath: AgentConfigDir, ReadOnly: true}},
+		// An unreachable API server makes the agent unready (/healthz),
+		// not dead: restarting it would not bring the server back.
 		LivenessProbe: &corev1.Probe{
-			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("metrics")}},
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/livez", Port: intstr.FromString("metrics")}},
 			PeriodSeconds: 30,
 		},
 		ReadinessProbe: &corev1.Probe{

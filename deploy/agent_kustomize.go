@@ -7,6 +7,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kbak/kbak/internal/kube"
 )
 
 // KustomizeDir is where the kustomize base lives in the repository.
@@ -81,5 +84,34 @@ func KustomizeBase() (map[string][]byte, error) {
 	fmt.Fprintf(&kust, "configMapGenerator:\n- name: %s\n  namespace: %s\n  files:\n  - %s\n", a.Name, a.Namespace, AgentConfigKey)
 	files["kustomization.yaml"] = kust.Bytes()
 	files[AgentConfigKey] = []byte(BaseAgentConfig)
+	sm, err := serviceMonitor(a)
+	if err != nil {
+		return nil, err
+	}
+	files[ServiceMonitorComponent+"/servicemonitor.yaml"] = append([]byte(generatedHeader), sm...)
+	files[ServiceMonitorComponent+"/kustomization.yaml"] = []byte(generatedHeader +
+		"# An optional component: add it to an overlay of this base with\n" +
+		"#   components:\n#   - <path to this base>/" + ServiceMonitorComponent + "\n" +
+		"# to have the Prometheus Operator scrape the agent.\n" +
+		"apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nresources:\n- servicemonitor.yaml\n")
 	return files, nil
+}
+
+// ServiceMonitorComponent is the folder, inside the kustomize base, of the
+// optional component with the agent's ServiceMonitor.
+const ServiceMonitorComponent = "components/servicemonitor"
+
+// serviceMonitor renders the Prometheus Operator's ServiceMonitor of agent
+// a's Service, which selects it by the Service's own labels.
+func serviceMonitor(a Agent) ([]byte, error) {
+	labels := kube.AgentLabels(a.Name)
+	return yaml.Marshal(map[string]any{
+		"apiVersion": "monitoring.coreos.com/v1",
+		"kind":       "ServiceMonitor",
+		"metadata":   map[string]any{"name": a.Name, "namespace": a.Namespace, "labels": labels},
+		"spec": map[string]any{
+			"selector":  map[string]any{"matchLabels": labels},
+			"endpoints": []any{map[string]any{"port": "metrics", "path": "/metrics", "interval": "60s"}},
+		},
+	})
 }

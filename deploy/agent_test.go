@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"flag"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kbak/kbak/internal/kube"
 )
@@ -31,19 +33,26 @@ func TestKustomizeBaseUpToDate(t *testing.T) {
 			t.Fatal(err)
 		}
 		for name, data := range files {
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+				t.Fatal(err)
+			}
 			if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	entries, err := os.ReadDir(dir)
+	err = filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		name, _ := filepath.Rel(dir, path)
+		if _, ok := files[filepath.ToSlash(name)]; !ok {
+			t.Errorf("%s/%s is not generated: delete it, or generate it in KustomizeBase", dir, name)
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatalf("%v: run go test ./deploy -update", err)
-	}
-	for _, e := range entries {
-		if _, ok := files[e.Name()]; !ok {
-			t.Errorf("%s/%s is not generated: delete it, or generate it in KustomizeBase", dir, e.Name())
-		}
 	}
 	for name, want := range files {
 		got, err := os.ReadFile(filepath.Join(dir, name))
@@ -72,6 +81,52 @@ func TestKustomizeBuild(t *testing.T) {
 	for _, want := range []string{"kind: Deployment", "kind: ConfigMap", "name: kbak-agent-", "kind: ClusterRoleBinding"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("kustomize output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "ServiceMonitor") {
+		t.Error("the base has the ServiceMonitor, which needs the Prometheus Operator: it belongs in the optional component")
+	}
+
+	// An overlay with the optional component adds a ServiceMonitor that
+	// selects the agent's Service.
+	base, err := filepath.Abs("kustomize")
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlay := t.TempDir()
+	rel, err := filepath.Rel(overlay, base) // kustomize takes no absolute roots
+	if err != nil {
+		t.Fatal(err)
+	}
+	kust := "resources:\n- " + rel + "\ncomponents:\n- " + rel + "/" + ServiceMonitorComponent + "\n"
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(kubectl, "kustomize", overlay).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl kustomize of an overlay with the component: %v\n%s", err, out)
+	}
+	var monitor, service map[string]any
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		var o map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+			t.Fatal(err)
+		}
+		switch o["kind"] {
+		case "ServiceMonitor":
+			monitor = o
+		case "Service":
+			service = o
+		}
+	}
+	if monitor == nil || service == nil {
+		t.Fatalf("overlay output has no ServiceMonitor or Service:\n%s", out)
+	}
+	sel := monitor["spec"].(map[string]any)["selector"].(map[string]any)["matchLabels"].(map[string]any)
+	labels := service["metadata"].(map[string]any)["labels"].(map[string]any)
+	for k, v := range sel {
+		if labels[k] != v {
+			t.Errorf("the ServiceMonitor selects %s=%v, the Service has %v", k, v, labels[k])
 		}
 	}
 }

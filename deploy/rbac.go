@@ -38,6 +38,8 @@ func BackupRules(secret, keySecret string, hooks bool) []rbacv1.PolicyRule {
 		{APIGroups: []string{groupCore}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
 		// patch marks a snapshot kept (--keep-snapshots) and releases it
 		{APIGroups: []string{groupSnapshot}, Resources: []string{"volumesnapshots"}, Verbs: []string{"create", "delete", "get", "list", "patch"}},
+		// the Event each run records on the StatefulSet
+		{APIGroups: []string{groupCore}, Resources: []string{"events"}, Verbs: []string{"create"}},
 	}
 	if hooks {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{groupCore}, Resources: []string{"pods/exec"}, Verbs: []string{"create"}})

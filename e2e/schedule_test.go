@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/kube"
@@ -174,6 +175,13 @@ func TestScheduleCronJobBackup(t *testing.T) {
 	}
 	if m.ClusterID == "" {
 		t.Error("the scheduled backup has no cluster id: the ServiceAccount cannot read namespace kube-system")
+	}
+	// The run recorded itself on the StatefulSet, with the schedule's
+	// confined ServiceAccount.
+	evs, err := e.Kube.CoreV1().Events(ns).List(ctx(t), metav1.ListOptions{
+		FieldSelector: "involvedObject.kind=StatefulSet,involvedObject.name=db,reason=" + backup.ReasonCompleted})
+	if err != nil || !slices.ContainsFunc(evs.Items, func(ev corev1.Event) bool { return strings.Contains(ev.Message, got.ID) }) {
+		t.Errorf("no %s Event naming %s on the StatefulSet: %v %v", backup.ReasonCompleted, got.ID, evs, err)
 	}
 
 	// schedule list shows it with its next runs and the backup.
@@ -402,7 +410,7 @@ schedules:
 		if !bytes.Contains(body, []byte("# TYPE "+name+" ")) {
 			return 0, false, fmt.Errorf("/metrics has no TYPE line for %s:\n%s", name, body)
 		}
-		re := regexp.MustCompile(`(?m)^` + name + `\{schedule="agent-e2e",namespace="` + ns + `",statefulset="db"\} (\S+)$`)
+		re := regexp.MustCompile(`(?m)^` + name + `\{namespace="` + ns + `",schedule="agent-e2e",statefulset="db"\} (\S+)$`)
 		mm := re.FindSubmatch(body)
 		if mm == nil {
 			return 0, false, nil

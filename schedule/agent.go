@@ -31,7 +31,20 @@ type RunResult struct {
 }
 
 // Agent runs several schedules in one process and serves their metrics.
+// Set its exported fields before Run.
 type Agent struct {
+	// Version is kbak's, for kbak_build_info.
+	Version string
+	// Healthy, when set, is what /healthz asks (within 5 seconds): an
+	// error makes it answer 503 with the error, e.g. when the API server
+	// cannot be reached.
+	Healthy func(context.Context) error
+	// LastSuccess, when set, is asked once per schedule as the agent
+	// starts: the finish time and stored bytes of the schedule's newest
+	// Completed backup (a zero time: none), so that the metrics survive a
+	// restart of the agent.
+	LastSuccess func(context.Context, ScheduleSpec) (time.Time, int64, error)
+
 	cfg   Config
 	run   RunFunc
 	log   *slog.Logger
@@ -119,6 +132,12 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	recalled := make(chan struct{})
+	go func() {
+		defer close(recalled)
+		a.recallSuccesses(runCtx)
+	}()
+	defer func() { <-recalled }()
 	c.Start()
 	if len(a.cfg.Schedules) == 0 {
 		a.log.Warn("no schedules in the agent configuration: add them under schedules: and restart the agent")
@@ -139,6 +158,33 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	<-stopped.Done()
 	a.log.Info("agent stopped")
 	return err
+}
+
+// recallSuccesses fills each schedule's last success from LastSuccess,
+// unless a run of the agent's own has already set it.
+func (a *Agent) recallSuccesses(ctx context.Context) {
+	if a.LastSuccess == nil {
+		return
+	}
+	for _, s := range a.cfg.Schedules {
+		if ctx.Err() != nil {
+			return
+		}
+		at, bytes, err := a.LastSuccess(ctx, s)
+		if err != nil {
+			a.log.Warn("cannot read the last Completed backup from the repository: its metrics start empty",
+				"schedule", s.Name, "err", hint.Render(err, ConfigSpelling))
+			continue
+		}
+		if at.IsZero() {
+			continue
+		}
+		a.mu.Lock()
+		if st := a.stats[s.Name]; st.lastSuccess.IsZero() {
+			st.lastSuccess, st.lastBytes = at, bytes
+		}
+		a.mu.Unlock()
+	}
 }
 
 // RunOnce runs schedule s now, within the configuration's runDeadline, and
@@ -190,15 +236,26 @@ func (a *Agent) RunOnce(ctx context.Context, s ScheduleSpec) (err error) {
 	return err
 }
 
-// Handler serves /metrics in the Prometheus text format and /healthz.
+// Handler serves /metrics (Prometheus), /livez and /healthz.
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", metricsContentType)
-		_ = writeMetrics(w, a.snapshot())
+	mux.Handle("GET /metrics", metricsHandler(a.registry()))
+	// /livez: the process serves; /healthz: it can also do its work.
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if a.Healthy != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+			defer cancel()
+			if err := a.Healthy(ctx); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte("unhealthy: " + err.Error() + "\n"))
+				return
+			}
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	return mux

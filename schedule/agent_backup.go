@@ -103,3 +103,27 @@ func (r BackupRunner) Run(ctx context.Context, s ScheduleSpec) (RunResult, error
 	}
 	return res, err
 }
+
+// LastSuccess returns when s's newest Completed backup in its repository
+// finished and the bytes it stored (a zero time: there is none): the
+// agent's LastSuccess.
+func (r BackupRunner) LastSuccess(ctx context.Context, s ScheduleSpec) (time.Time, int64, error) {
+	if r.OpenCatalog == nil {
+		return time.Time{}, 0, errors.New("agent: no way to open a repository")
+	}
+	cat, err := r.OpenCatalog(ctx, s.Repo, uploader.Retention{})
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	list, err := cat.List(ctx, catalog.Filter{Namespace: s.Namespace, StatefulSet: s.StatefulSet})
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	var newest catalog.Summary
+	for _, b := range list {
+		if b.Status == catalog.StatusCompleted && b.Finished.After(newest.Finished) {
+			newest = b
+		}
+	}
+	return newest.Finished, newest.StoredBytes, nil
+}

@@ -38,7 +38,11 @@ func (c *memCatalog) List(_ context.Context, f catalog.Filter) ([]catalog.Summar
 	var out []catalog.Summary
 	for _, m := range c.manifests {
 		if f.Match(m.Namespace, m.StatefulSet) {
-			out = append(out, catalog.Summary{ID: m.ID, Namespace: m.Namespace, StatefulSet: m.StatefulSet, Created: m.Created, Status: m.Status})
+			sum := catalog.Summary{ID: m.ID, Namespace: m.Namespace, StatefulSet: m.StatefulSet, Created: m.Created, Finished: m.Finished, Status: m.Status}
+			for _, v := range m.Volumes {
+				sum.StoredBytes += v.StoredBytes
+			}
+			out = append(out, sum)
 		}
 	}
 	return out, nil
@@ -205,3 +209,28 @@ func TestBackupRunnerPruneDenied(t *testing.T) {
 // InitData finds the repository there: manifests are all there is.
 func (c *memCatalog) InitData(context.Context, string) (bool, error) { return false, nil }
 func (c *memCatalog) WriteKeyFile(context.Context) ([]byte, error)   { return nil, nil }
+
+// LastSuccess is the newest Completed backup of the schedule's own
+// StatefulSet, whatever the order of the listing.
+func TestBackupRunnerLastSuccess(t *testing.T) {
+	m := func(id, ns, sts string, finished string, status catalog.Status, bytes int64) *catalog.Manifest {
+		return &catalog.Manifest{ID: id, Namespace: ns, StatefulSet: sts, Finished: utc(finished), Status: status,
+			Volumes: []catalog.Volume{{PVC: "data-" + sts + "-0", StoredBytes: bytes}}}
+	}
+	cat := &memCatalog{manifests: []*catalog.Manifest{
+		m("db-2", "shop", "db", "2026-11-21T02:00:00Z", catalog.StatusCompleted, 20),
+		m("db-3", "shop", "db", "2026-11-22T02:00:00Z", catalog.StatusPartiallyFailed, 30),
+		m("db-1", "shop", "db", "2026-11-20T02:00:00Z", catalog.StatusCompleted, 10),
+		m("other", "shop", "other", "2026-11-23T02:00:00Z", catalog.StatusCompleted, 99),
+		m("db-x", "blog", "db", "2026-11-23T02:00:00Z", catalog.StatusCompleted, 98),
+	}}
+	r := BackupRunner{OpenCatalog: func(context.Context, string, uploader.Retention) (RunnerCatalog, error) { return cat, nil }}
+	at, bytes, err := r.LastSuccess(context.Background(), ScheduleSpec{Name: "s", Namespace: "shop", StatefulSet: "db", Repo: "s3://bkt"})
+	if err != nil || !at.Equal(utc("2026-11-21T02:00:00Z")) || bytes != 20 {
+		t.Errorf("LastSuccess = %s, %d, %v; want db-2's 2026-11-21T02:00:00Z and 20 bytes", at, bytes, err)
+	}
+	at, _, err = r.LastSuccess(context.Background(), ScheduleSpec{Name: "s", Namespace: "none", StatefulSet: "db"})
+	if err != nil || !at.IsZero() {
+		t.Errorf("no backup: LastSuccess = %s, %v; want the zero time", at, err)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +23,7 @@ import (
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/uploader"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -147,41 +150,132 @@ func TestRunOnceMetrics(t *testing.T) {
 		t.Errorf("unknown schedule: %v", err)
 	}
 
-	var b strings.Builder
 	// Success at 2026-11-22T02:00:00Z = 1795312800; read at 02:00:25, so
 	// the next runs are 2026-11-23T02:00Z and 2026-11-22T03:00Z.
-	if err := writeMetrics(&b, a.snapshot()); err != nil {
-		t.Fatal(err)
-	}
-	want := `# HELP kbak_schedule_runs_total Backup runs the agent started and finished, successful or not.
-# TYPE kbak_schedule_runs_total counter
-kbak_schedule_runs_total{schedule="shop",namespace="shop",statefulset="mariadb"} 2
-kbak_schedule_runs_total{schedule="blog",namespace="blog",statefulset="postgres"} 1
-# HELP kbak_schedule_failures_total Backup runs that failed.
+	want := `# HELP kbak_schedule_failures_total Backup runs that failed.
 # TYPE kbak_schedule_failures_total counter
-kbak_schedule_failures_total{schedule="shop",namespace="shop",statefulset="mariadb"} 1
-kbak_schedule_failures_total{schedule="blog",namespace="blog",statefulset="postgres"} 1
-# HELP kbak_schedule_last_success_timestamp_seconds Unix time the last successful backup finished.
-# TYPE kbak_schedule_last_success_timestamp_seconds gauge
-kbak_schedule_last_success_timestamp_seconds{schedule="shop",namespace="shop",statefulset="mariadb"} 1.7953128e+09
-# HELP kbak_schedule_last_duration_seconds Duration of the last backup run, successful or not.
-# TYPE kbak_schedule_last_duration_seconds gauge
-kbak_schedule_last_duration_seconds{schedule="shop",namespace="shop",statefulset="mariadb"} 5
-kbak_schedule_last_duration_seconds{schedule="blog",namespace="blog",statefulset="postgres"} 5
+kbak_schedule_failures_total{namespace="blog",schedule="blog",statefulset="postgres"} 1
+kbak_schedule_failures_total{namespace="shop",schedule="shop",statefulset="mariadb"} 1
 # HELP kbak_schedule_last_bytes Bytes the last successful backup stored in the repository.
 # TYPE kbak_schedule_last_bytes gauge
-kbak_schedule_last_bytes{schedule="shop",namespace="shop",statefulset="mariadb"} 1.048576e+06
-# HELP kbak_schedule_running 1 while a backup of the schedule runs.
-# TYPE kbak_schedule_running gauge
-kbak_schedule_running{schedule="shop",namespace="shop",statefulset="mariadb"} 0
-kbak_schedule_running{schedule="blog",namespace="blog",statefulset="postgres"} 0
+kbak_schedule_last_bytes{namespace="shop",schedule="shop",statefulset="mariadb"} 1.048576e+06
+# HELP kbak_schedule_last_duration_seconds Duration of the last backup run, successful or not.
+# TYPE kbak_schedule_last_duration_seconds gauge
+kbak_schedule_last_duration_seconds{namespace="blog",schedule="blog",statefulset="postgres"} 5
+kbak_schedule_last_duration_seconds{namespace="shop",schedule="shop",statefulset="mariadb"} 5
+# HELP kbak_schedule_last_success_timestamp_seconds Unix time the last successful backup finished.
+# TYPE kbak_schedule_last_success_timestamp_seconds gauge
+kbak_schedule_last_success_timestamp_seconds{namespace="shop",schedule="shop",statefulset="mariadb"} 1.7953128e+09
 # HELP kbak_schedule_next_run_timestamp_seconds Unix time of the next scheduled run.
 # TYPE kbak_schedule_next_run_timestamp_seconds gauge
-kbak_schedule_next_run_timestamp_seconds{schedule="shop",namespace="shop",statefulset="mariadb"} 1.7953992e+09
-kbak_schedule_next_run_timestamp_seconds{schedule="blog",namespace="blog",statefulset="postgres"} 1.7953164e+09
+kbak_schedule_next_run_timestamp_seconds{namespace="blog",schedule="blog",statefulset="postgres"} 1.7953164e+09
+kbak_schedule_next_run_timestamp_seconds{namespace="shop",schedule="shop",statefulset="mariadb"} 1.7953992e+09
+# HELP kbak_schedule_running 1 while a backup of the schedule runs.
+# TYPE kbak_schedule_running gauge
+kbak_schedule_running{namespace="blog",schedule="blog",statefulset="postgres"} 0
+kbak_schedule_running{namespace="shop",schedule="shop",statefulset="mariadb"} 0
+# HELP kbak_schedule_runs_total Backup runs the agent started and finished, successful or not.
+# TYPE kbak_schedule_runs_total counter
+kbak_schedule_runs_total{namespace="blog",schedule="blog",statefulset="postgres"} 1
+kbak_schedule_runs_total{namespace="shop",schedule="shop",statefulset="mariadb"} 2
 `
-	if got := b.String(); got != want {
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(scheduleCollector{a})
+	if got := scrape(t, metricsHandler(reg)); got != want {
 		t.Errorf("metrics:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// scrape GETs /metrics from h in the text format.
+func scrape(t *testing.T, h http.Handler) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/plain") {
+		t.Fatalf("GET /metrics: %d %s", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	return rec.Body.String()
+}
+
+// The agent's /metrics also has kbak_build_info and the Go runtime's and
+// the process's metrics; after a restart the last success comes from the
+// repository, and a run of the agent's own wins over it.
+func TestAgentMetricsSurviveRestart(t *testing.T) {
+	finished := utc("2026-11-21T02:00:07Z")
+	cfg := testConfig()
+	a, err := NewAgent(cfg, func(context.Context, ScheduleSpec) (RunResult, error) { return RunResult{Bytes: 7}, nil }, nil,
+		func() time.Time { return utc("2026-11-22T01:00:00Z") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Version = "v9.8.7"
+	asked := map[string]int{}
+	a.LastSuccess = func(_ context.Context, s ScheduleSpec) (time.Time, int64, error) {
+		asked[s.Name]++
+		if s.Name == "blog" {
+			return time.Time{}, 0, errors.New("store unreachable")
+		}
+		return finished, 1234, nil
+	}
+	a.recallSuccesses(context.Background())
+	got := scrape(t, a.Handler())
+	for _, line := range []string{
+		`kbak_build_info{goversion="` + runtime.Version() + `",version="v9.8.7"} 1`,
+		`kbak_schedule_last_success_timestamp_seconds{namespace="shop",schedule="shop",statefulset="mariadb"} 1.795226407e+09`,
+		`kbak_schedule_last_bytes{namespace="shop",schedule="shop",statefulset="mariadb"} 1234`,
+		"# TYPE go_goroutines gauge",
+		"# TYPE process_resident_memory_bytes gauge",
+	} {
+		if !strings.Contains(got, line+"\n") {
+			t.Errorf("/metrics lacks %q:\n%s", line, got)
+		}
+	}
+	if strings.Contains(got, `kbak_schedule_last_success_timestamp_seconds{namespace="blog"`) {
+		t.Error("a schedule whose repository could not be read has a last success")
+	}
+	if asked["shop"] != 1 || asked["blog"] != 1 {
+		t.Errorf("LastSuccess asked %v, want once per schedule", asked)
+	}
+
+	if err := a.RunOnce(context.Background(), cfg.Schedules[0]); err != nil {
+		t.Fatal(err)
+	}
+	a.recallSuccesses(context.Background())
+	if got := scrape(t, a.Handler()); !strings.Contains(got, `kbak_schedule_last_bytes{namespace="shop",schedule="shop",statefulset="mariadb"} 7`+"\n") {
+		t.Errorf("a recalled success overwrote the agent's own run:\n%s", got)
+	}
+}
+
+// /healthz answers 503 with the reason while the agent cannot reach the
+// API server.
+func TestAgentHealthz(t *testing.T) {
+	a, err := NewAgent(testConfig(), func(context.Context, ScheduleSpec) (RunResult, error) { return RunResult{}, nil }, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	a.Healthy = func(ctx context.Context) error {
+		if down.Load() {
+			return errors.New("cannot reach the Kubernetes API server: connection refused")
+		}
+		return nil
+	}
+	get := func() (int, string) {
+		rec := httptest.NewRecorder()
+		a.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get(); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("healthy: %d %q", code, body)
+	}
+	down.Store(true)
+	if code, body := get(); code != http.StatusServiceUnavailable || !strings.Contains(body, "connection refused") {
+		t.Errorf("API server unreachable: %d %q, want 503 naming the reason", code, body)
+	}
+	rec := httptest.NewRecorder()
+	a.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/livez", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("/livez %d while the API server is unreachable: the kubelet would restart the agent for nothing", rec.Code)
 	}
 }
 
@@ -246,12 +340,6 @@ func TestRunOnceDeadline(t *testing.T) {
 	}
 }
 
-func TestEscapeLabel(t *testing.T) {
-	if got, want := escapeLabel("a\"b\\c\nd"), `a\"b\\c\nd`; got != want {
-		t.Errorf("escapeLabel = %s, want %s", got, want)
-	}
-}
-
 // TestAgentServe runs the agent on the real cron for a few seconds: a run
 // that outlasts its interval is not started twice, and /metrics and
 // /healthz answer over HTTP.
@@ -304,7 +392,7 @@ func TestAgentServe(t *testing.T) {
 	base := "http://" + ln.Addr().String()
 	for path, want := range map[string]string{
 		"/healthz": "ok",
-		"/metrics": `kbak_schedule_last_bytes{schedule="fast",namespace="ns",statefulset="db"} 42`,
+		"/metrics": `kbak_schedule_last_bytes{namespace="ns",schedule="fast",statefulset="db"} 42`,
 	} {
 		resp, err := http.Get(base + path)
 		if err != nil {

@@ -303,6 +303,13 @@ EXAMPLES:
 			if err != nil {
 				return usageError{err}
 			}
+			a.Version, a.LastSuccess = version, r.LastSuccess
+			a.Healthy = func(ctx context.Context) error {
+				if err := cl.kube.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Error(); err != nil {
+					return fmt.Errorf("cannot reach the Kubernetes API server: %w", err)
+				}
+				return nil
+			}
 			return a.Run(c.Context)
 		},
 	}

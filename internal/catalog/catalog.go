@@ -108,7 +108,8 @@ type Summary struct {
 	Namespace   string    `json:"namespace"`
 	StatefulSet string    `json:"statefulSet"`
 	Created     time.Time `json:"created"`
-	Format      int       `json:"format,omitempty"` // FormatRepo, or absent for the archive format
+	Finished    time.Time `json:"finished,omitzero"` // when the backup wrote its manifest
+	Format      int       `json:"format,omitempty"`  // FormatRepo, or absent for the archive format
 	Status      Status    `json:"status,omitempty"`
 	Volumes     int       `json:"volumes"`
 	RawBytes    int64     `json:"rawBytes"`
@@ -127,7 +128,7 @@ type Summary struct {
 func summarize(m *Manifest) Summary {
 	s := Summary{
 		ID: m.ID, Namespace: m.Namespace, StatefulSet: m.StatefulSet,
-		Created: m.Created, Format: m.Format, Status: m.Status, Volumes: len(m.Volumes),
+		Created: m.Created, Finished: m.Finished, Format: m.Format, Status: m.Status, Volumes: len(m.Volumes),
 	}
 	for _, v := range m.Volumes {
 		s.RawBytes += v.RawBytes

@@ -229,7 +229,7 @@ func TestList(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := catalog.Summary{
-		ID: id("db-new"), Namespace: "shop", StatefulSet: "db", Created: bs["db-new"].created,
+		ID: id("db-new"), Namespace: "shop", StatefulSet: "db", Created: bs["db-new"].created, Finished: bs["db-new"].created.Add(time.Minute),
 		Status: catalog.StatusPartiallyFailed, Volumes: 2, RawBytes: 2000, StoredBytes: 100,
 		Methods: []catalog.Method{catalog.MethodSnapshot},
 	}

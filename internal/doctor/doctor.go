@@ -70,6 +70,7 @@ var needs = []need{
 	{"", "secrets", "", "patch", false, "mark the run's Secrets alive"},
 	{"snapshot.storage.k8s.io", "volumesnapshots", "", "create", false, "cut snapshots"},
 	{"snapshot.storage.k8s.io", "volumesnapshots", "", "delete", false, "remove snapshots"},
+	{"", "events", "", "create", false, "record each backup on its StatefulSet"},
 	{"", "persistentvolumes", "", "get", true, "find a claim's CSI driver"},
 	{"storage.k8s.io", "storageclasses", "", "list", true, "check storage classes"},
 	{"snapshot.storage.k8s.io", "volumesnapshotclasses", "", "list", true, "choose snapshot classes"},

@@ -110,7 +110,13 @@ type Options struct {
 	// PodStartTimeout, as activeDeadlineSeconds.
 	TransferTimeout time.Duration
 	CleanupTimeout  time.Duration // deleting what the run made; default 2m
-	PollInterval    time.Duration // default 1s
+	// SnapshotGoneTimeout bounds the wait, at the end of the run, for its
+	// VolumeSnapshots to be gone with their contents (the snapshot
+	// controller and the CSI driver delete them after kbak did); those
+	// still there after it are reported as still deleting, which is no
+	// error. Default kube.DefaultSnapshotGoneTimeout.
+	SnapshotGoneTimeout time.Duration
+	PollInterval        time.Duration // default 1s
 	// DeadRunAge is how long another kbak run in the namespace may have
 	// shown no sign of life, with no pod still going, before this run
 	// deletes the credential and key Secrets it left; default
@@ -145,6 +151,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.CleanupTimeout <= 0 {
 		o.CleanupTimeout = kube.DefaultCleanupTimeout
+	}
+	if o.SnapshotGoneTimeout <= 0 {
+		o.SnapshotGoneTimeout = kube.DefaultSnapshotGoneTimeout
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = moverrun.DefaultPollInterval

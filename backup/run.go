@@ -696,11 +696,53 @@ func (r *run) cleanup(ctx context.Context) {
 // pods first, then temporary claims, VolumeSnapshots not kept on purpose,
 // and the credentials Secret when it made one.
 func (r *run) deleteObjects(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.CleanupTimeout)
+	interrupted := ctx.Err() != nil
+	parent := context.WithoutCancel(ctx)
+	ctx, cancel := context.WithTimeout(parent, r.opts.CleanupTimeout)
 	defer cancel()
-	return kube.DeleteRun(ctx, r.deps.Kube, r.deps.Snap, r.log, kube.CleanupOptions{
+	o := kube.CleanupOptions{
 		Namespace: r.opts.Namespace, BackupID: r.id, PodGoneTimeout: r.opts.CleanupTimeout,
 		// A schedule's ServiceAccount may not even list Secrets.
 		NoSecrets: r.opts.Credentials == nil,
-	})
+	}
+	// Recorded first: a deleted snapshot's content is found by name only.
+	snaps, listErr := kube.RunSnapshotRefs(ctx, r.deps.Snap, o)
+	err := kube.DeleteRun(ctx, r.deps.Kube, r.deps.Snap, r.log, o)
+	if listErr != nil || len(snaps) == 0 {
+		return err
+	}
+	wait := r.opts.SnapshotGoneTimeout
+	if interrupted {
+		wait = 0 // Ctrl-C: say where they are, do not keep the user waiting
+	}
+	wctx, wcancel := context.WithTimeout(parent, wait+r.opts.CleanupTimeout)
+	defer wcancel()
+	left, waitErr := kube.WaitSnapshotsGone(wctx, r.deps.Snap, snaps, r.opts.PollInterval, wait)
+	r.reportSnapshots(left, wait)
+	if waitErr != nil {
+		r.log.Warn("check that the run's VolumeSnapshots are gone", "err", waitErr)
+	}
+	return err
+}
+
+// reportSnapshots says which of the run's VolumeSnapshots are not gone
+// when it ends. One being deleted is no failure: the snapshot controller
+// holds it until the CSI driver has deleted its data, and it goes on its
+// own. One not even marked for deletion is left behind for kbak gc.
+func (r *run) reportSnapshots(left []kube.SnapshotStatus, waited time.Duration) {
+	var deleting, behind []string
+	for _, s := range left {
+		if s.State == kube.SnapshotDeleting {
+			deleting = append(deleting, s.String())
+		} else {
+			behind = append(behind, s.String())
+		}
+	}
+	if len(deleting) > 0 {
+		r.log.Warn("VolumeSnapshots still deleting: the snapshot controller holds them until the storage has deleted their data; they go on their own, and kbak gc lists them apart from leftovers",
+			"waited", waited.String(), "snapshots", strings.Join(deleting, ", "))
+	}
+	if len(behind) > 0 {
+		r.log.Warn("VolumeSnapshots not deleted (kbak gc removes them)", "snapshots", strings.Join(behind, ", "))
+	}
 }

@@ -60,7 +60,8 @@ func (o *Options) Validate() error {
 	}{
 		{hint.Of(hint.HookTimeout), o.HookTimeout}, {hint.Of(hint.PodStartTimeout), o.PodStartTimeout},
 		{"snapshot timeout", o.SnapshotTimeout}, {"transfer timeout", o.TransferTimeout},
-		{"cleanup timeout", o.CleanupTimeout}, {"poll interval", o.PollInterval}, {"dead run age", o.DeadRunAge},
+		{"cleanup timeout", o.CleanupTimeout}, {"snapshot gone timeout", o.SnapshotGoneTimeout},
+		{"poll interval", o.PollInterval}, {"dead run age", o.DeadRunAge},
 	} {
 		if d.d < 0 {
 			return hint.Errorf("%w: %s %s: give a positive duration", ErrUsage, d.what, d.d)

@@ -940,8 +940,10 @@ func unionKeys[V any](a, b map[string]V) []string {
 
 // setFault switches on a fault of the test bed's CSI driver for one
 // namespace until the test ends: kind "snapshot-error" (content: the error
-// message CreateSnapshot returns) or "snapshot-slow" (content: seconds a new
-// snapshot stays not ready). See e2e/csidriver/README.md.
+// message CreateSnapshot returns), "snapshot-slow" (content: seconds a new
+// snapshot stays not ready) or "snapshot-delete-slow" (content: seconds
+// DeleteSnapshot of a snapshot made in the namespace takes). See
+// e2e/csidriver/README.md.
 func setFault(t *testing.T, e *env, kind, ns, content string) {
 	t.Helper()
 	if e.Faults == "" {

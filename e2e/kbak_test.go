@@ -183,8 +183,8 @@ func noLeftovers(t *testing.T, e *env, ns string, keptSnapshots bool) {
 	}
 }
 
-// leftovers lists kbak's objects in ns: those not deleted, and those
-// marked for deletion.
+// leftovers lists kbak's objects in ns, and the VolumeSnapshotContents of
+// its snapshots: those not deleted, and those marked for deletion.
 func leftovers(t *testing.T, e *env, ns string, keptSnapshots bool) (left, deleting []string) {
 	t.Helper()
 	sel := metav1.ListOptions{LabelSelector: kube.LabelManagedBy + "=kbak"}
@@ -217,15 +217,42 @@ func leftovers(t *testing.T, e *env, ns string, keptSnapshots bool) (left, delet
 	for _, o := range secrets.Items {
 		add("secret", o.ObjectMeta)
 	}
+	// Snapshots and their contents are told apart by kbak's own rule: a
+	// snapshot deleted and held by the snapshot controller's finalizers,
+	// or the content of a snapshot gone that is being deleted, is deleting.
 	snaps, err := e.Snap.SnapshotV1().VolumeSnapshots(ns).List(c, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, o := range snaps.Items {
+	classified := func(kind, name string, s kube.SnapshotStatus) {
+		switch s.State {
+		case kube.SnapshotDeleting:
+			deleting = append(deleting, kind+"/"+name)
+		case kube.SnapshotLeft:
+			left = append(left, kind+"/"+name)
+		}
+	}
+	withSnapshot := map[string]bool{}
+	for i := range snaps.Items {
+		o := &snaps.Items[i]
+		withSnapshot[o.Name] = true
 		if keptSnapshots && o.Labels[kube.LabelRetained] == "true" {
 			continue
 		}
-		add("volumesnapshot", o.ObjectMeta)
+		classified("volumesnapshot", o.Name, kube.ClassifySnapshot(kube.RefOf(o), o, nil))
+	}
+	contents, err := e.Snap.SnapshotV1().VolumeSnapshotContents().List(c, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range contents.Items {
+		ct := &contents.Items[i]
+		r := ct.Spec.VolumeSnapshotRef
+		if r.Namespace != ns || withSnapshot[r.Name] {
+			continue // another namespace's, or its snapshot speaks for it
+		}
+		ref := kube.SnapshotRef{Namespace: ns, Name: r.Name, UID: r.UID, Content: ct.Name}
+		classified("volumesnapshotcontent", ct.Name, kube.ClassifySnapshot(ref, nil, ct))
 	}
 	return left, deleting
 }

@@ -69,6 +69,7 @@ no delete permission: a --prune they deny is reported as a warning.
 			&cli.StringFlag{Name: "method", Value: "auto", Usage: "auto (snapshot when the driver has a VolumeSnapshotClass, else files), snapshot or files"},
 			&cli.StringFlag{Name: "snapshot-class", Usage: "VolumeSnapshotClass to use (default: the driver's default class)"},
 			&cli.BoolFlag{Name: "keep-snapshots", Usage: "leave the VolumeSnapshots in the cluster for fast restores; deleting or pruning the backup removes them"},
+			&cli.DurationFlag{Name: "snapshot-gone-timeout", Value: kube.DefaultSnapshotGoneTimeout, Action: positive("snapshot-gone-timeout"), Usage: "at the end, wait this long for the run's VolumeSnapshots to be gone (the snapshot controller and the CSI driver finish deleting them); those still there are reported as still deleting"},
 			&cli.BoolFlag{Name: "include-retained", Usage: "also back up PVCs left by an earlier scale-down (ordinals >= replicas)"},
 			&cli.StringFlag{Name: "pre-hook", Usage: "command run in each app pod before the cut", Category: "Hooks"},
 			&cli.StringFlag{Name: "post-hook", Usage: "command run in each app pod after the cut, always", Category: "Hooks"},
@@ -117,7 +118,7 @@ func backupAction(c *cli.Context) error {
 		HookContainer: c.String("hook-container"), HookTimeout: c.Duration("hook-timeout"),
 		Parallel: c.Int("parallel"), Compression: c.String("compression"), Format: c.Int("format"),
 		Image: c.String("mover-image"), PullPolicy: corev1.PullPolicy(c.String("mover-pull-policy")), SecretName: c.String("secret"),
-		PodStartTimeout: c.Duration("pod-start-timeout"), DeadRunAge: c.Duration("dead-run-age"),
+		PodStartTimeout: c.Duration("pod-start-timeout"), DeadRunAge: c.Duration("dead-run-age"), SnapshotGoneTimeout: c.Duration("snapshot-gone-timeout"),
 		LockDays: lock.Days, LockMode: strings.ToLower(string(lock.Mode)),
 		KbakVersion: version, Spell: flagSpelling,
 	}

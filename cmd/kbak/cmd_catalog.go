@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/repo"
 	"github.com/kbak/kbak/internal/retention"
 	"github.com/kbak/kbak/internal/seal"
@@ -399,7 +400,10 @@ running backup is younger). In the cluster (when a kubeconfig is at hand),
 mover pods, temporary PVCs, VolumeSnapshots not kept on purpose and
 credential Secrets of kbak runs whose newest object is older than --grace
 (and that have not marked their Secrets alive since) are removed. Kept
-snapshots and anything without kbak's run label stay. The credential and key
+snapshots and anything without kbak's run label stay. VolumeSnapshots already
+deleted that the snapshot controller still holds with its finalizers (until
+the CSI driver has deleted their data) are no leftovers: gc lists them as
+"still deleting" and does not delete them again. The credential and key
 Secrets of a run killed outright go sooner: the next backup or restore in
 their namespace removes them (see --dead-run-age).
 
@@ -490,6 +494,10 @@ func gcAction(c *cli.Context) error {
 	for _, r := range res.Cluster {
 		fmt.Fprintf(tw, "cluster\t%s\t%s\t-\t-\t%s\t%s\n", r.Namespace, r.ID, r.Newest.UTC().Format(time.RFC3339), verb)
 	}
+	for _, d := range res.Deleting {
+		// Deleted already: not a leftover, nothing for gc to do.
+		fmt.Fprintf(tw, "cluster\t%s\t%s\tvolumesnapshot/%s\t-\t%s\t%s\n", d.Namespace, d.RunID, d.Name, d.Since.UTC().Format(time.RFC3339), deletingVerdict(d))
+	}
 	_ = tw.Flush()
 	var orphansLocked repo.LockedObjects
 	for _, o := range res.Store {
@@ -510,6 +518,19 @@ func gcAction(c *cli.Context) error {
 		fmt.Fprintf(stderr(c), "gc: cluster not checked: %s\n", res.ClusterSkipped)
 	}
 	return gcErr
+}
+
+// deletingVerdict says what holds a snapshot being deleted.
+func deletingVerdict(s kube.SnapshotStatus) string {
+	var held []string
+	held = append(held, s.Finalizers...)
+	if len(s.ContentFinalizers) > 0 {
+		held = append(held, "content "+s.Content+": "+strings.Join(s.ContentFinalizers, ","))
+	}
+	if len(held) == 0 {
+		return "still deleting"
+	}
+	return "still deleting, held by " + strings.Join(held, ", ")
 }
 
 // verifyAction reads every archive of a backup back and checks it.

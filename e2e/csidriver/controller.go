@@ -24,6 +24,8 @@ type controllerServer struct {
 	snapshots bool // false: the driver advertises no snapshot support (file-level backups)
 	faults    faults
 	now       func() time.Time
+	// sleep waits out injected delays; nil is a real, cancellable sleep.
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
 func (c *controllerServer) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
@@ -296,6 +298,9 @@ func (c *controllerServer) DeleteSnapshot(ctx context.Context, req *csi.DeleteSn
 	if !validID(id) {
 		return &csi.DeleteSnapshotResponse{}, nil
 	}
+	if err := c.slowDelete(ctx, id); err != nil {
+		return nil, err
+	}
 	defer c.st.locks.lock("snapshot/" + id)()
 	if err := os.Remove(c.st.snapshotMetaPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, status.Errorf(codes.Internal, "delete snapshot %s: %v", id, err)
@@ -304,6 +309,46 @@ func (c *controllerServer) DeleteSnapshot(ctx context.Context, req *csi.DeleteSn
 		return nil, status.Errorf(codes.Internal, "delete snapshot %s: %v", id, err)
 	}
 	return &csi.DeleteSnapshotResponse{}, nil
+}
+
+// slowDelete waits out the slow-delete fault of the namespace snapshot id
+// was made in, if one is set. A call the sidecar gives up on deletes
+// nothing: its retry waits again.
+func (c *controllerServer) slowDelete(ctx context.Context, id string) error {
+	m, err := c.st.snapshot(id)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return status.Errorf(codes.Internal, "read snapshot %s: %v", id, err)
+	}
+	d, err := c.faults.deleteDelay(m.Namespace)
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
+	if d <= 0 {
+		return nil
+	}
+	sleep := c.sleep
+	if sleep == nil {
+		sleep = sleepCtx
+	}
+	if err := sleep(ctx, d); err != nil {
+		return status.Errorf(codes.DeadlineExceeded, "delete snapshot %s: %v", id, err)
+	}
+	return nil
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // ListSnapshots filters by snapshot id or source volume and does not page:

@@ -439,3 +439,65 @@ func TestConcurrentRetries(t *testing.T) {
 		t.Fatalf("snapshot directories %v (%v), want one", entries, err)
 	}
 }
+
+// A slow-delete fault makes DeleteSnapshot of the namespace's snapshots take
+// that long; the data stays until the wait is over, and a call given up on
+// deletes nothing.
+func TestSlowDeleteFault(t *testing.T) {
+	dir := t.TempDir()
+	c, _ := newTestController(t, dir, true)
+	var slept []time.Duration
+	giveUp := false
+	c.sleep = func(_ context.Context, d time.Duration) error {
+		slept = append(slept, d)
+		if giveUp {
+			return context.DeadlineExceeded
+		}
+		return nil
+	}
+	vol, err := createVolume(t, c, "pvc-1", 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(c.faults.dir, "snapshot-delete-slow", "slow")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("12.5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	slow, err := createSnapshot(c, "snapshot-slow", vol.VolumeId, "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := createSnapshot(c, "snapshot-fast", vol.VolumeId, "fine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := func(id string) error {
+		_, err := c.DeleteSnapshot(context.Background(), &csi.DeleteSnapshotRequest{SnapshotId: id})
+		return err
+	}
+	if err := del(fast.SnapshotId); err != nil || len(slept) != 0 {
+		t.Fatalf("delete in a namespace without the fault: %v, slept %v", err, slept)
+	}
+	giveUp = true
+	wantCode(t, del(slow.SnapshotId), codes.DeadlineExceeded)
+	if _, err := os.Stat(c.st.snapshotDir(slow.SnapshotId)); err != nil {
+		t.Fatalf("a delete given up on removed the snapshot: %v", err)
+	}
+	giveUp = false
+	if err := del(slow.SnapshotId); err != nil {
+		t.Fatal(err)
+	}
+	if want := []time.Duration{12500 * time.Millisecond, 12500 * time.Millisecond}; fmt.Sprint(slept) != fmt.Sprint(want) {
+		t.Errorf("slept %v, want %v", slept, want)
+	}
+	if _, err := os.Stat(c.st.snapshotDir(slow.SnapshotId)); !os.IsNotExist(err) {
+		t.Errorf("snapshot still there after its slow delete: %v", err)
+	}
+	// Deleting what is gone is quick and fine.
+	if err := del(slow.SnapshotId); err != nil || len(slept) != 2 {
+		t.Errorf("delete again: %v, slept %v", err, slept)
+	}
+}

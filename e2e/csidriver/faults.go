@@ -26,6 +26,7 @@ const (
 //
 //	<dir>/snapshot-error/<namespace>  CreateSnapshot fails with codes.Internal and the file's content
 //	<dir>/snapshot-slow/<namespace>   containing N: the snapshot is not ready_to_use until N seconds after creation
+//	<dir>/snapshot-delete-slow/<namespace>  containing N: DeleteSnapshot of a snapshot made there takes N seconds
 type faults struct {
 	dir string // empty: no faults
 }
@@ -46,13 +47,25 @@ func (f faults) snapshotError(namespace string) (msg string, ok bool, err error)
 
 // snapshotDelay returns how long a new snapshot in namespace stays not ready.
 func (f faults) snapshotDelay(namespace string) (time.Duration, error) {
-	b, ok, err := f.read("snapshot-slow", namespace)
+	return f.seconds("snapshot-slow", namespace)
+}
+
+// deleteDelay returns how long deleting a snapshot made in namespace takes:
+// the storage system is slow to free it, so the snapshot controller holds
+// the VolumeSnapshot and its content under their finalizers meanwhile.
+func (f faults) deleteDelay(namespace string) (time.Duration, error) {
+	return f.seconds("snapshot-delete-slow", namespace)
+}
+
+// seconds reads a fault file holding a number of seconds.
+func (f faults) seconds(kind, namespace string) (time.Duration, error) {
+	b, ok, err := f.read(kind, namespace)
 	if !ok || err != nil {
 		return 0, err
 	}
 	n, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("fault file snapshot-slow/%s: want a number of seconds, got %q", namespace, b)
+		return 0, fmt.Errorf("fault file %s/%s: want a number of seconds, got %q", kind, namespace, b)
 	}
 	return time.Duration(n * float64(time.Second)), nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -93,6 +94,11 @@ func (c *treeCopier) copyDir(src, dst string, st *unix.Stat_t) error {
 	return setMeta(dst, st)
 }
 
+// copyFileData copies the regular file src to a new file dst keeping holes
+// as holes: only the data regions SEEK_DATA and SEEK_HOLE find are written,
+// each at its offset, and dst is truncated to src's size. A snapshot of a
+// volume with a 1 GiB sparse file then costs the bed its data, not 1 GiB,
+// and a restore from it is as sparse as the volume was.
 func copyFileData(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -103,8 +109,7 @@ func copyFileData(src, dst string) error {
 	if err != nil {
 		return fmt.Errorf("create %s: %w", dst, err)
 	}
-	// File to file: io.Copy uses copy_file_range, which keeps it in the kernel.
-	if _, err := io.Copy(out, in); err != nil {
+	if err := copySparse(in, out); err != nil {
 		out.Close()
 		return fmt.Errorf("copy %s: %w", src, err)
 	}
@@ -112,6 +117,91 @@ func copyFileData(src, dst string) error {
 		return fmt.Errorf("close %s: %w", dst, err)
 	}
 	return nil
+}
+
+// copySparse copies in's data regions into the empty file out at the same
+// offsets and gives out in's size. A file system that cannot tell data from
+// holes gets the whole file as one region, with runs of zero blocks skipped.
+func copySparse(in, out *os.File) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(in.Fd()), &st); err != nil {
+		return err
+	}
+	size := st.Size
+	regions, ok := dataRegions(int(in.Fd()), size)
+	for _, r := range regions {
+		if err := copyRegion(in, out, r.off, r.len, !ok); err != nil {
+			return err
+		}
+	}
+	// The tail hole, if any: the size without writing a byte.
+	return out.Truncate(size)
+}
+
+type region struct{ off, len int64 }
+
+// dataRegions lists fd's data regions below size with SEEK_DATA/SEEK_HOLE;
+// ok is false when the file system does not support them and the list is
+// the whole file.
+func dataRegions(fd int, size int64) (regions []region, ok bool) {
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) { // only a hole up to the end
+			break
+		}
+		if err != nil {
+			return []region{{0, size}}, false
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return []region{{0, size}}, false
+		}
+		hole = min(hole, size)
+		if hole <= data {
+			break
+		}
+		regions = append(regions, region{data, hole - data})
+		off = hole
+	}
+	return regions, true
+}
+
+// copyBlock is the unit copyRegion reads, writes and, with skipZeros,
+// leaves out when it holds only zeros.
+const copyBlock = 1 << 20
+
+// copyRegion copies n bytes at off from in to the same offset of out. With
+// skipZeros, blocks of zeros are not written (they stay holes). A file that
+// shrank meanwhile ends the copy early; Truncate gives out the size src had.
+func copyRegion(in, out *os.File, off, n int64, skipZeros bool) error {
+	buf := make([]byte, min(n, copyBlock))
+	for n > 0 {
+		want := min(n, int64(len(buf)))
+		got, err := in.ReadAt(buf[:want], off)
+		if got > 0 && !(skipZeros && allZero(buf[:got])) {
+			if _, werr := out.WriteAt(buf[:got], off); werr != nil {
+				return werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		off += int64(got)
+		n -= int64(got)
+	}
+	return nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // setMeta gives dst the owner, mode and times of st. The owner goes first

@@ -45,7 +45,8 @@ type CleanupOptions struct {
 // DeleteRun deletes what a kbak run left in the cluster, found by label:
 // pods first, then, once the pods are gone, temporary claims (the
 // pvc-protection finalizer would otherwise hold them), then VolumeSnapshots
-// not marked retained, then credential Secrets. Objects without kbak's
+// not marked retained and not being deleted already, then credential
+// Secrets. Objects without kbak's
 // labels are never touched, so source claims and user Secrets are safe. It
 // carries on past errors and returns them all.
 func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, log *slog.Logger, o CleanupOptions) error {
@@ -107,23 +108,16 @@ func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 		}
 	}
 
-	snapSel, _ := labels.Parse(sel) // built above from valid keys and values
-	snapSel = withoutKey(snapSel, LabelRetained)
-	var snaps *snapv1.VolumeSnapshotList
-	if sc != nil {
-		snaps, err = sc.SnapshotV1().VolumeSnapshots(o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: snapSel.String()})
-	}
-	switch {
-	case sc == nil:
-		// A run without the snapshot client made no snapshots.
-	case apierrors.IsNotFound(err):
-		// No snapshot CRDs: nothing to clean.
-	case err != nil:
-		errs = append(errs, fmt.Errorf("list VolumeSnapshots %s: %w", snapSel, err))
-	default:
-		for _, s := range snaps.Items {
-			if s.Labels[LabelRetained] != "" {
-				continue // never delete a kept snapshot, whatever the server made of the selector
+	snaps, err := runSnapshots(ctx, sc, o)
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		for _, s := range snaps {
+			if s.DeletionTimestamp != nil {
+				// Deleted already, held by the snapshot controller's
+				// finalizers: deleting it again changes nothing.
+				log.Debug("snapshot still deleting", "namespace", s.Namespace, "snapshot", s.Name, "finalizers", s.Finalizers)
+				continue
 			}
 			err := sc.SnapshotV1().VolumeSnapshots(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{})
 			if err != nil && !apierrors.IsNotFound(err) {
@@ -138,6 +132,48 @@ func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 		return errors.Join(errs...)
 	}
 	return errors.Join(append(errs, deleteSecrets(ctx, kc, log, o.Namespace, sel))...)
+}
+
+// runSnapshots lists the VolumeSnapshots of the run o selects that are not
+// kept on purpose. Without the snapshot client or the snapshot CRDs there
+// are none.
+func runSnapshots(ctx context.Context, sc snapclient.Interface, o CleanupOptions) ([]snapv1.VolumeSnapshot, error) {
+	if sc == nil {
+		return nil, nil // a run without the snapshot client made no snapshots
+	}
+	sel := RunSelector(o.BackupID)
+	if o.RestoreID != "" {
+		sel = RestoreSelector(o.RestoreID)
+	}
+	snapSel, _ := labels.Parse(sel) // built from valid keys and values
+	snapSel = withoutKey(snapSel, LabelRetained)
+	list, err := sc.SnapshotV1().VolumeSnapshots(o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: snapSel.String()})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list VolumeSnapshots %s: %w", snapSel, err)
+	}
+	var out []snapv1.VolumeSnapshot
+	for _, s := range list.Items {
+		if s.Labels[LabelRetained] != "" {
+			continue // never a kept snapshot, whatever the server made of the selector
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// RunSnapshotRefs records the VolumeSnapshots of the run o selects that
+// DeleteRun deletes, with their contents, so that WaitSnapshotsGone can
+// follow them after they are gone from the list.
+func RunSnapshotRefs(ctx context.Context, sc snapclient.Interface, o CleanupOptions) ([]SnapshotRef, error) {
+	snaps, err := runSnapshots(ctx, sc, o)
+	refs := make([]SnapshotRef, 0, len(snaps))
+	for i := range snaps {
+		refs = append(refs, RefOf(&snaps[i]))
+	}
+	return refs, err
 }
 
 // deleteSecrets deletes the Secrets in ns that sel selects.
@@ -202,11 +238,12 @@ type StaleQuery struct {
 	Dead bool
 }
 
-// StaleRuns finds runs whose objects (pods, claims, VolumeSnapshots not kept,
-// Secrets) are all older than before, and which have not marked themselves
-// alive since: what a crashed or killed kbak left. Objects of the agent or
-// of schedules carry no run label and are never listed; neither are kept
-// snapshots.
+// StaleRuns finds runs whose objects (pods, claims, VolumeSnapshots not kept
+// and not being deleted, Secrets) are all older than before, and which have
+// not marked themselves alive since: what a crashed or killed kbak left.
+// Objects of the agent or of schedules carry no run label and are never
+// listed; neither are kept snapshots nor snapshots being deleted (see
+// DeletingSnapshots).
 func StaleRuns(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, before time.Time) ([]Run, error) {
 	return FindStaleRuns(ctx, kc, sc, StaleQuery{Before: before})
 }
@@ -272,6 +309,9 @@ func FindStaleRuns(ctx context.Context, kc kubernetes.Interface, sc snapclient.I
 		}
 		if err == nil {
 			for _, o := range snaps.Items {
+				if o.DeletionTimestamp != nil {
+					continue // deleting, not left behind: DeletingSnapshots
+				}
 				see(o.ObjectMeta)
 			}
 		}

@@ -67,6 +67,10 @@ var _ Uploads = (*uploader.S3Store)(nil)
 type GCResult struct {
 	Store   []catalog.Orphan `json:"store"`
 	Cluster []kube.Run       `json:"cluster"`
+	// Deleting are kbak's VolumeSnapshots already deleted and held by the
+	// snapshot controller's finalizers until the storage has deleted their
+	// data: no leftovers, and gc does not delete them again.
+	Deleting []kube.SnapshotStatus `json:"deleting"`
 	// ClusterSkipped says why the cluster was not swept, when it was not.
 	ClusterSkipped string `json:"clusterSkipped,omitempty"`
 	// Data is what sweeping the deduplicating repository found and did.
@@ -97,7 +101,8 @@ func (r GCResult) Locked() repo.LockedObjects {
 // data no backup references any more; in the cluster (when o.Kube is set)
 // the mover pods, temporary claims, VolumeSnapshots not kept on purpose and
 // credential Secrets of runs whose newest object is older. Kept snapshots
-// and anything without a run's labels stay. With o.Uploads it also aborts
+// and anything without a run's labels stay. VolumeSnapshots already being
+// deleted are listed apart (GCResult.Deleting), never deleted again. With o.Uploads it also aborts
 // the store's stale multipart uploads. It goes on past errors and returns
 // what it found with every error joined; with DryRun it removes nothing.
 // What S3 Object Lock keeps stays and is reported (GCResult.Locked), which
@@ -112,7 +117,7 @@ func GC(ctx context.Context, cat GCCatalog, o GCOptions) (GCResult, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	res := GCResult{Store: []catalog.Orphan{}, Cluster: []kube.Run{}}
+	res := GCResult{Store: []catalog.Orphan{}, Cluster: []kube.Run{}, Deleting: []kube.SnapshotStatus{}}
 	orphans, err := cat.GC(ctx, o.Grace, o.Now, o.DryRun)
 	if orphans != nil {
 		res.Store = orphans
@@ -145,6 +150,12 @@ func GC(ctx context.Context, cat GCCatalog, o GCOptions) (GCResult, error) {
 			err = errors.Join(err, deleteRun(ctx, o, r))
 		}
 		res.Cluster = append(res.Cluster, r)
+	}
+	if o.Snap != nil {
+		// After the runs went: what they deleted and is not gone yet.
+		deleting, delErr := kube.DeletingSnapshots(ctx, o.Snap, "")
+		res.Deleting = append(res.Deleting, deleting...)
+		err = errors.Join(err, delErr)
 	}
 	return res, err
 }

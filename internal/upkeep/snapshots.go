@@ -137,6 +137,12 @@ func DeleteKeptSnapshots(ctx context.Context, sc snapclient.Interface, deleted [
 			out.Refused = append(out.Refused, SnapshotRefusal{Namespace: k.Namespace, Name: k.Name, BackupID: k.m.ID, Reason: why})
 			continue
 		}
+		if vs.DeletionTimestamp != nil {
+			// Deleted already, held by the snapshot controller until the
+			// storage frees it: nothing to do again.
+			out.Deleted = append(out.Deleted, k.Snapshot)
+			continue
+		}
 		uid := vs.UID
 		err = api.Delete(ctx, k.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
 		if err != nil && !apierrors.IsNotFound(err) {

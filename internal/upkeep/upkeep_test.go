@@ -12,6 +12,7 @@ import (
 	snapfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -210,5 +211,71 @@ func TestGC(t *testing.T) {
 	res, err := GC(context.Background(), cat, GCOptions{Grace: time.Hour, Now: now, ClusterSkipped: "--no-cluster"})
 	if err != nil || res.ClusterSkipped != "--no-cluster" || res.Cluster == nil {
 		t.Errorf("without a cluster: %+v, %v", res, err)
+	}
+}
+
+// A snapshot a run deleted that the snapshot controller still holds is
+// reported as deleting, is no leftover run, and is not deleted again by
+// gc after gc; one nobody deleted is a leftover and goes.
+func TestGCTellsDeletingSnapshotsFromLeftovers(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	snap := func(name, run string) *snapv1.VolumeSnapshot {
+		return &snapv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{
+			Namespace: "shop", Name: name, Labels: kube.Labels(run, "db", kube.RoleSnapshot),
+			CreationTimestamp: metav1.NewTime(now.Add(-3 * time.Hour)), UID: types.UID("uid-" + name),
+		}}
+	}
+	held := snap("kbak-held", "db-held")
+	deleted := metav1.NewTime(now.Add(-2 * time.Hour))
+	held.DeletionTimestamp = &deleted
+	held.Finalizers = []string{"snapshot.storage.kubernetes.io/volumesnapshot-bound-protection"}
+	sc := snapfake.NewSimpleClientset(held, snap("kbak-left", "db-left"))
+	var deletes []string
+	sc.PrependReactor("delete", "volumesnapshots", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		deletes = append(deletes, a.(k8stesting.DeleteAction).GetName())
+		return false, nil, nil
+	})
+	for i := range 2 {
+		res, err := GC(context.Background(), &memCatalog{}, GCOptions{Grace: time.Hour, Now: now, Kube: fake.NewClientset(), Snap: sc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var runs []string
+		for _, r := range res.Cluster {
+			runs = append(runs, r.ID)
+		}
+		if want := [][]string{{"db-left"}, nil}[i]; !slices.Equal(runs, want) {
+			t.Errorf("gc %d: leftover runs %v, want %v", i+1, runs, want)
+		}
+		if len(res.Deleting) != 1 || res.Deleting[0].Name != "kbak-held" || res.Deleting[0].State != kube.SnapshotDeleting || res.Deleting[0].RunID != "db-held" {
+			t.Errorf("gc %d: deleting %+v, want kbak-held", i+1, res.Deleting)
+		}
+	}
+	if !slices.Equal(deletes, []string{"kbak-left"}) {
+		t.Errorf("deleted %v, want only kbak-left, once", deletes)
+	}
+}
+
+// A kept snapshot already being deleted (held by the snapshot controller)
+// counts as deleted and gets no second DELETE.
+func TestDeleteKeptSnapshotsLeavesDeleting(t *testing.T) {
+	vs := keptSnap("b1", 0)
+	now := metav1.Now()
+	vs.DeletionTimestamp = &now
+	vs.Finalizers = []string{"snapshot.storage.kubernetes.io/volumesnapshot-bound-protection"}
+	sc := snapfake.NewSimpleClientset(vs)
+	deletes := 0
+	sc.PrependReactor("delete", "volumesnapshots", func(k8stesting.Action) (bool, runtime.Object, error) {
+		deletes++
+		return false, nil, nil
+	})
+	m := kept("b1", 0)
+	m.Volumes = m.Volumes[:1]
+	done, err := DeleteKeptSnapshots(context.Background(), sc, []*catalog.Manifest{m}, 0)
+	if err != nil || len(done.Deleted) != 1 || len(done.Refused) != 0 {
+		t.Fatalf("DeleteKeptSnapshots: %+v, %v", done, err)
+	}
+	if deletes != 0 {
+		t.Errorf("%d DELETE calls for a snapshot being deleted, want none", deletes)
 	}
 }

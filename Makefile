@@ -6,7 +6,8 @@ SHELL := /bin/bash
 include e2e/versions.env
 
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS    := -s -w -X main.version=$(VERSION)
+COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS    := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 KBAK_CACHE ?= $(HOME)/.cache/kbak
 E2E_DIR    ?= /var/tmp/kbak-e2e
 export KBAK_CACHE

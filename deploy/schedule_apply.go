@@ -75,6 +75,28 @@ func YAML(objs ...runtime.Object) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// List renders objects as one JSON v1 List, the form in which `kubectl
+// apply -f` reads several objects from one JSON document.
+func List(objs ...runtime.Object) ([]byte, error) {
+	items := make([]json.RawMessage, 0, len(objs))
+	for _, obj := range objs {
+		j, err := manifestJSON(obj)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, j)
+	}
+	b, err := json.Marshal(struct {
+		APIVersion string            `json:"apiVersion"`
+		Kind       string            `json:"kind"`
+		Items      []json.RawMessage `json:"items"`
+	}{"v1", "List", items})
+	if err != nil {
+		return nil, fmt.Errorf("encode List: %w", err)
+	}
+	return b, nil
+}
+
 // Apply creates or updates objs in order with server-side apply. It stops at
 // the first error, naming the object; what was applied before stays, and a
 // second Apply (or `kbak schedule delete`) finishes or undoes it.

@@ -321,7 +321,7 @@ func TestBackupKeepSnapshots(t *testing.T) {
 	}
 	noLeftovers(t, e, ns, true)
 	// Deleting the backup deletes the snapshot it kept.
-	if r := runKbak(t, e, "delete", m.ID); r.code != 0 {
+	if r := runKbak(t, e, "delete", m.ID, "--yes"); r.code != 0 {
 		t.Fatalf("%s", r)
 	}
 	waitFor(t, "kept snapshot deleted", time.Minute, func(c context.Context) (string, bool, error) {

@@ -25,8 +25,8 @@ for i in 0 1 2; do kubectl -n kbak-demo exec "db-$i" -- cat /var/lib/db/identity
 step "kbak backup sts/db -n kbak-demo"
 bin/kbak backup sts/db -n kbak-demo --mover-image "$KBAK_E2E_KBAK_IMAGE"
 
-step "kbak list"
-bin/kbak list
+step "kbak list -n kbak-demo"
+bin/kbak list -n kbak-demo
 
 echo
 echo "demo done in $(( $(date +%s) - start ))s. Explore: source $dir/env.sh; bin/kbak describe ID. Stop: make e2e-down"

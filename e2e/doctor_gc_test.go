@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -26,7 +25,7 @@ func TestDoctor(t *testing.T) {
 		t.Fatalf("kbak doctor: %s", r)
 	}
 	var checks []doctor.Check
-	if err := json.Unmarshal([]byte(r.stdout), &checks); err != nil {
+	if err := decodeList(r, "DoctorCheckList", &checks); err != nil {
 		t.Fatalf("decode: %v\n%s", err, r.stdout)
 	}
 	want := map[string]doctor.Level{
@@ -55,8 +54,10 @@ func TestDoctor(t *testing.T) {
 func TestGCRemovesLeftoversOfCrashedRuns(t *testing.T) {
 	e := newEnv(t)
 	ns := createNamespace(t, e, "gc")
+	other := createNamespace(t, e, "gc-other")
 	// What a killed kbak leaves: a labelled Secret of a run that never ended,
-	// beside a Secret of the user's that gc must not touch.
+	// beside a Secret of the user's that gc must not touch; and the same
+	// leftover in another namespace, which gc -n leaves to gc -A.
 	labels := kube.Labels("crashed-run", "db", "")
 	for name, l := range map[string]map[string]string{"kbak-crashed": labels, "users-own": {"app": "db"}} {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: l}}
@@ -64,14 +65,18 @@ func TestGCRemovesLeftoversOfCrashedRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if r := runKbak(t, e, "gc", "--grace", "1h"); r.code != 0 {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kbak-crashed", Namespace: other, Labels: kube.Labels("crashed-other", "db", "")}}
+	if _, err := e.Kube.CoreV1().Secrets(other).Create(ctx(t), s, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := runKbak(t, e, "gc", "-n", ns, "--grace", "1h"); r.code != 0 {
 		t.Fatalf("gc: %s", r)
 	}
 	if _, err := e.Kube.CoreV1().Secrets(ns).Get(ctx(t), "kbak-crashed", metav1.GetOptions{}); err != nil {
 		t.Fatalf("gc removed a run younger than the grace period: %v", err)
 	}
 	time.Sleep(2 * time.Second)
-	if r := runKbak(t, e, "gc", "--grace", "1s"); r.code != 0 {
+	if r := runKbak(t, e, "gc", "-n", ns, "--grace", "1s"); r.code != 0 {
 		t.Fatalf("gc: %s", r)
 	}
 	waitFor(t, "secret kbak-crashed gone", time.Minute, func(c context.Context) (string, bool, error) {
@@ -81,4 +86,14 @@ func TestGCRemovesLeftoversOfCrashedRuns(t *testing.T) {
 	if _, err := e.Kube.CoreV1().Secrets(ns).Get(ctx(t), "users-own", metav1.GetOptions{}); err != nil {
 		t.Errorf("gc touched a Secret kbak did not make: %v", err)
 	}
+	if _, err := e.Kube.CoreV1().Secrets(other).Get(ctx(t), "kbak-crashed", metav1.GetOptions{}); err != nil {
+		t.Fatalf("gc -n %s removed a leftover of namespace %s: %v", ns, other, err)
+	}
+	if r := runKbak(t, e, "gc", "-A", "--grace", "1s"); r.code != 0 {
+		t.Fatalf("gc -A: %s", r)
+	}
+	waitFor(t, "the other namespace's secret kbak-crashed gone", time.Minute, func(c context.Context) (string, bool, error) {
+		_, err := e.Kube.CoreV1().Secrets(other).Get(c, "kbak-crashed", metav1.GetOptions{})
+		return fmt.Sprint(err), apierrors.IsNotFound(err), nil
+	})
 }

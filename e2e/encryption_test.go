@@ -159,9 +159,9 @@ func TestEncryptedBackups(t *testing.T) {
 	id := list[0].ID
 
 	// What the write key does and does not do.
-	r := er.run(t, e, er.writeKey, "list", "-o", "json")
+	r := er.run(t, e, er.writeKey, "list", "-n", ns, "-o", "json")
 	var summaries []catalog.Summary
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &summaries) != nil || len(summaries) != 1 || summaries[0].ID != id {
+	if r.code != 0 || decodeList(r, "BackupList", &summaries) != nil || len(summaries) != 1 || summaries[0].ID != id {
 		t.Fatalf("list with the write key: %s", r)
 	}
 	// What the backup added, and the shared data it draws on.

@@ -62,7 +62,7 @@ func TestIncrementalBackups(t *testing.T) {
 			checkBackedUp(t, e, m1, want1)
 			checkBackedUp(t, e, m2, want2)
 
-			if r := runKbak(t, e, "delete", m1.ID); r.code != 0 {
+			if r := runKbak(t, e, "delete", m1.ID, "--yes"); r.code != 0 {
 				t.Fatalf("delete the first backup: %s", r)
 			}
 			deleteStatefulSetAndClaims(t, e, ns, "db", 3)

@@ -139,6 +139,23 @@ func backupJSON(t *testing.T, e *env, ns, sts string, wantCode int, args ...stri
 	return &m, r
 }
 
+// decodeList decodes what `kbak VERB -o json` prints of several things:
+// a list of kind, apiVersion kbak.io/v1, whose items go to items.
+func decodeList(r result, kind string, items any) error {
+	var l struct {
+		APIVersion string          `json:"apiVersion"`
+		Kind       string          `json:"kind"`
+		Items      json.RawMessage `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &l); err != nil {
+		return err
+	}
+	if l.APIVersion != catalog.APIVersion || l.Kind != kind {
+		return fmt.Errorf("printed apiVersion %q kind %q, want %s %s", l.APIVersion, l.Kind, catalog.APIVersion, kind)
+	}
+	return json.Unmarshal(l.Items, items)
+}
+
 // lastErrorLine checks kbak's promise for failures: the last stderr line is
 // one "kbak: " line naming the problem.
 func lastErrorLine(t *testing.T, r result, contains ...string) {

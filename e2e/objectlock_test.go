@@ -67,11 +67,11 @@ func TestImmutableBackups(t *testing.T) {
 		}
 	}
 
-	r = runKbakEnv(t, e, env, "delete", id)
+	r = runKbakEnv(t, e, env, "delete", id, "--yes")
 	if r.code != 0 || !strings.Contains(r.stdout+r.stderr, "Object Lock") {
 		t.Fatalf("delete of a locked backup: want exit 0 and the lock named: %s", r)
 	}
-	if r := runKbakEnv(t, e, env, "list"); r.code != 0 || !strings.Contains(r.stdout, id) {
+	if r := runKbakEnv(t, e, env, "list", "-n", ns); r.code != 0 || !strings.Contains(r.stdout, id) {
 		t.Errorf("the locked backup is gone from the listing: %s", r)
 	}
 	if r := runKbakEnv(t, e, env, "verify", id, "--read-data"); r.code != 0 {

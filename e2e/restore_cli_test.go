@@ -214,7 +214,7 @@ func TestRestoreAndVerifyRejectCorruptObject(t *testing.T) {
 	m, _ := backupJSON(t, e, ns, "db", 0)
 
 	// A good backup verifies, also by a test restore into a scratch namespace.
-	r := runKbak(t, e, "verify", m.ID, "--restore-test", "-n", ns)
+	r := runKbak(t, e, "verify", m.ID, "--restore-test")
 	if r.code != 0 {
 		t.Fatalf("verify --restore-test of a good backup: %s", r)
 	}
@@ -343,9 +343,9 @@ func TestDRRestore(t *testing.T) {
 		t.Fatalf("namespace %s exists on the new cluster (%v): the test bed was not fresh", drNamespace, err)
 	}
 	// The bucket alone lists the backup.
-	r := runKbak(t, e, "list", "-o", "json")
+	r := runKbak(t, e, "list", "-A", "-o", "json")
 	var list []catalog.Summary
-	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || r.code != 0 {
+	if err := decodeList(r, "BackupList", &list); err != nil || r.code != 0 {
 		t.Fatalf("kbak list on the new cluster: %v\n%s", err, r)
 	}
 	found := false

@@ -5,7 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -190,7 +189,7 @@ func TestScheduleCronJobBackup(t *testing.T) {
 		t.Fatalf("kbak schedule list: %s", r)
 	}
 	var list []schedule.Status
-	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+	if err := decodeList(r, "ScheduleList", &list); err != nil {
 		t.Fatalf("decode schedule list: %v\n%s", err, r.stdout)
 	}
 	if len(list) != 1 || list[0].Name != "minutely" || list[0].StatefulSet != "db" || len(list[0].Next) == 0 ||
@@ -645,7 +644,8 @@ schedules:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := runKbak(t, e, "deploy", "agent", "--config", path, "--namespace", agentNS, "--image", e.KbakImage)
+	// JSON, as one v1 List: what kubectl apply -f - takes.
+	r := runKbak(t, e, "deploy", "agent", "--config", path, "--namespace", agentNS, "--image", e.KbakImage, "-o", "json")
 	if r.code != 0 {
 		t.Fatalf("kbak deploy agent: %s", r)
 	}

@@ -9,8 +9,13 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set at build time with -ldflags
+// "-X main.version=... -X main.commit=..."; without commit, kbak version
+// reads the revision the Go toolchain recorded.
+var (
+	version = "dev"
+	commit  = ""
+)
 
 const exitCodesHelp = `EXIT CODES:
    0    success
@@ -19,6 +24,13 @@ const exitCodesHelp = `EXIT CODES:
    3    partially failed: some volumes were not backed up or restored
    130  interrupted (Ctrl-C or SIGTERM); everything kbak created was removed
         (a second Ctrl-C stops at once and leaves it to kbak gc)`
+
+func init() {
+	// -v is --verbose in every command, so --version has no short form,
+	// and it prints the version alone, for scripts.
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version and exit (kbak version says more)", DisableDefaultText: true}
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, c.App.Version) }
+}
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
@@ -38,10 +50,13 @@ EXAMPLES:
    kbak restore latest --from sts/mariadb -n shop --create-statefulset
 
 ` + exitCodesHelp,
-		Writer:               stdout,
-		ErrWriter:            stderr,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		// kbak's own help command: urfave/cli's shares state between
+		// apps, which tests run many of.
 		HideHelpCommand:      true,
 		EnableBashCompletion: true,
+		Flags:                []cli.Flag{verboseFlag(), cli.HelpFlag},
 		// The error goes through main's one table of exit codes; urfave/cli
 		// must not exit behind our back.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -68,15 +83,63 @@ EXAMPLES:
 			deployCommand(),
 			doctorCommand(),
 			moverCommand(),
+			versionCommand(),
+			completionCommand(),
+			helpCommand(),
 		},
 	}
 	app.Metadata = map[string]any{"stdout": stdout, "stderr": stderr}
 	setUsageErrors(app.Commands)
+	addVerbose(app.Commands)
 	return app
+}
+
+// helpCommand is `kbak help [COMMAND...]`: the help of a command, as
+// `kbak COMMAND... --help` prints it.
+func helpCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "help",
+		Usage:     "show the help of kbak or of a command",
+		ArgsUsage: "[COMMAND [SUBCOMMAND]]",
+		Action: func(c *cli.Context) error {
+			if !c.Args().Present() {
+				return cli.ShowAppHelp(c)
+			}
+			cmds := c.App.Commands
+			for _, name := range c.Args().Slice() {
+				cmd := findCommand(cmds, name)
+				if cmd == nil || cmd.Name == "help" {
+					return usagef("no command %q: run `kbak --help` for the list", strings.Join(c.Args().Slice(), " "))
+				}
+				cmds = cmd.Subcommands
+			}
+			return c.App.RunContext(c.Context, append(append([]string{c.App.Name}, c.Args().Slice()...), "--help"))
+		},
+	}
 }
 
 func onUsageError(c *cli.Context, err error, _ bool) error {
 	return usageError{fmt.Errorf("%w (see `%s --help`)", err, c.Command.HelpName)}
+}
+
+// addVerbose gives -v to every command that lacks it, so that -v means
+// --verbose wherever it is written.
+func addVerbose(cmds []*cli.Command) {
+	for _, c := range cmds {
+		if len(c.Subcommands) > 0 {
+			addVerbose(c.Subcommands)
+			continue
+		}
+		has := false
+		for _, f := range c.Flags {
+			for _, n := range f.Names() {
+				has = has || n == "verbose"
+			}
+		}
+		if !has {
+			c.Flags = append(c.Flags, verboseFlag())
+		}
+	}
 }
 
 func setUsageErrors(cmds []*cli.Command) {

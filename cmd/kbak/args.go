@@ -9,7 +9,9 @@ import (
 // permuteArgs moves flags in front of positional arguments, so that
 // `kbak backup sts/db -n shop` works like `kbak backup -n shop sts/db`.
 // urfave/cli v2 stops reading flags at the first positional argument; kbak's
-// users write the object first, as kubectl taught them.
+// users write the object first, as kubectl taught them. A bare --dry-run
+// of a verb whose --dry-run takes a value means --dry-run=client, as it
+// does to kubectl.
 func permuteArgs(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
@@ -38,6 +40,8 @@ func permuteArgs(app *cli.App, args []string) []string {
 		case a == "--":
 			positional = append(positional, rest[i+1:]...)
 			i = len(rest)
+		case a == "--dry-run" && takesValue(flags, "dry-run"):
+			out = append(out, "--dry-run=client")
 		case len(a) > 1 && a[0] == '-':
 			out = append(out, a)
 			if !strings.Contains(a, "=") && takesValue(flags, strings.TrimLeft(a, "-")) && i+1 < len(rest) {

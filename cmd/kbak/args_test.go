@@ -18,6 +18,9 @@ func TestPermuteArgs(t *testing.T) {
 		{[]string{"kbak", "delete", "db-1", "--yes"}, []string{"kbak", "delete", "--yes", "--", "db-1"}},
 		{[]string{"kbak", "schedule", "create", "nightly", "sts/db", "--cron", "@daily"},
 			[]string{"kbak", "schedule", "create", "--cron", "@daily", "--", "nightly", "sts/db"}},
+		{[]string{"kbak", "schedule", "create", "nightly", "sts/db", "--dry-run", "-o", "json"},
+			[]string{"kbak", "schedule", "create", "--dry-run=client", "-o", "json", "--", "nightly", "sts/db"}},
+		{[]string{"kbak", "prune", "--dry-run", "--keep-last", "1"}, []string{"kbak", "prune", "--dry-run", "--keep-last", "1"}},
 		{[]string{"kbak", "describe", "--", "-odd"}, []string{"kbak", "describe", "--", "-odd"}},
 		{[]string{"kbak", "nosuch", "-x"}, []string{"kbak", "nosuch", "-x"}},
 	}

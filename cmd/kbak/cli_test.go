@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,7 +81,7 @@ func TestBadInput(t *testing.T) {
 		{"describe without id", []string{"describe", "--repo", srv.URL("p")}, nil, exitUsage, []string{"ID"}},
 		{"unknown flag", []string{"list", "--nope"}, nil, exitUsage, []string{"nope"}},
 		{"unknown command", []string{"bakcup"}, nil, exitUsage, []string{"bakcup"}},
-		{"bad output format", []string{"list", "-o", "yaml", "--repo", srv.URL("p")}, nil, exitUsage, []string{"yaml"}},
+		{"bad output format", []string{"list", "-o", "xml", "--repo", srv.URL("p")}, nil, exitUsage, []string{"xml", "-o json"}},
 		{"empty retention", []string{"prune", "--repo", srv.URL("p")}, nil, exitUsage, []string{"keep"}},
 		{"bad compression", []string{"mover", "upload", "--repo", srv.URL("p"), "--source", t.TempDir(), "--key", "k", "--compression", "gzip"}, nil, exitFailed, []string{"zstd"}},
 	}
@@ -105,12 +106,19 @@ func TestBadInput(t *testing.T) {
 // catalog, as a backup run does, and returns its id.
 func writeBackup(t *testing.T, repo string, ns, sts string, created time.Time, corrupt bool) string {
 	t.Helper()
+	return writeBackupFrom(t, repo, ns, sts, created, corrupt, rand.Reader)
+}
+
+// writeBackupFrom is writeBackup with the randomness of the backup's ID
+// from rnd, so that tests can pin it.
+func writeBackupFrom(t *testing.T, repo string, ns, sts string, created time.Time, corrupt bool, rnd io.Reader) string {
+	t.Helper()
 	ctx := context.Background()
 	store, err := uploader.Open(ctx, repo, uploader.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := catalog.NewID(sts, created, rand.Reader)
+	id, err := catalog.NewID(sts, created, rnd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +129,12 @@ func writeBackup(t *testing.T, repo string, ns, sts string, created time.Time, c
 	src := t.TempDir()
 	if err := os.WriteFile(filepath.Join(src, "table.db"), bytes.Repeat([]byte("row 42, alice, 2026\n"), 1000), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	// The archive, and so its digest, is the same at every run.
+	for _, p := range []string{filepath.Join(src, "table.db"), src} {
+		if err := os.Chtimes(p, created, created); err != nil {
+			t.Fatal(err)
+		}
 	}
 	pvc := "data-" + sts + "-0"
 	res, err := mover.Upload(ctx, store, mover.UploadOptions{Source: src, Key: l.VolumeKey(pvc), ResultKey: l.ResultKey(pvc)}, nil)
@@ -149,6 +163,7 @@ func TestRepositoryVerbs(t *testing.T) {
 	s3Env(t, srv)
 	repo := srv.URL("team")
 	t.Setenv("KBAK_REPO", repo)
+	inNamespace(t, "shop")
 	now := time.Now().UTC().Truncate(time.Second)
 	old := writeBackup(t, repo, "shop", "db", now.Add(-3*time.Hour), false)
 	mid := writeBackup(t, repo, "shop", "db", now.Add(-2*time.Hour), false)
@@ -160,10 +175,11 @@ func TestRepositoryVerbs(t *testing.T) {
 		if code != exitOK {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
-		var list []catalog.Summary
-		if err := json.Unmarshal([]byte(out), &list); err != nil {
+		var backups struct{ Items []catalog.Summary }
+		if err := json.Unmarshal([]byte(out), &backups); err != nil {
 			t.Fatal(err)
 		}
+		list := backups.Items
 		if len(list) != 4 || list[0].ID != newest && list[0].ID != bad {
 			t.Fatalf("list = %+v", list)
 		}
@@ -206,7 +222,7 @@ func TestRepositoryVerbs(t *testing.T) {
 		}
 	})
 	t.Run("delete", func(t *testing.T) {
-		if code, _, stderr := kbak(t, "delete", newest); code != exitOK {
+		if code, _, stderr := kbak(t, "delete", newest, "--yes"); code != exitOK {
 			t.Fatalf("delete exit %d: %s", code, stderr)
 		}
 		code, _, stderr := kbak(t, "describe", newest)

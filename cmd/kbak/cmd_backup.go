@@ -178,8 +178,8 @@ func backupAction(c *cli.Context) error {
 	}, opts)
 	progress.done()
 	if m != nil && (runErr == nil || errors.Is(runErr, backup.ErrPartiallyFailed) || errors.Is(runErr, backup.ErrFailed)) {
-		if format == "json" {
-			if err := printJSON(c, m); err != nil {
+		if structured(format) {
+			if err := printStructured(c, format, catalog.ManifestKind, m); err != nil {
 				return err
 			}
 		} else if err := printManifest(stdout(c), m); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"k8s.io/apimachinery/pkg/util/duration"
 
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/kube"
@@ -46,16 +47,27 @@ func listCommand() *cli.Command {
 		Description: `Works from the repository alone: no cluster needed. Backups still running or
 left by a crash have no manifest yet and are not listed (see kbak gc).
 
+Lists the backups of the kubeconfig context's namespace, or of -n
+NAMESPACE; -A lists those of every namespace. SIZE is the data backed up,
+ADDED what the backup added to the repository; -o wide adds the creation
+time and the methods. No backups is no error: a line on stderr, exit 0.
+
 EXAMPLES:
    kbak list
+   kbak list -A -o wide
    kbak list -n shop --statefulset mariadb -o json`,
 		Flags: flags(repoFlags(), []cli.Flag{
-			&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "only backups of this namespace"},
+			namespaceFlag("only backups of this namespace"),
+			allNamespacesFlag("list backups"),
 			&cli.StringFlag{Name: "statefulset", Usage: "only backups of this StatefulSet"},
-			outputFlag(), verboseFlag(),
-		}),
+			wideOutputFlag(), verboseFlag(),
+		}, clusterFlags()),
 		Action: func(c *cli.Context) error {
-			format, err := outputFormat(c)
+			format, err := outputFormat(c, formatWide)
+			if err != nil {
+				return err
+			}
+			ns, all, err := namespaceScope(c)
 			if err != nil {
 				return err
 			}
@@ -63,7 +75,7 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			list, err := cat.List(c.Context, catalog.Filter{Namespace: c.String("namespace"), StatefulSet: c.String("statefulset")})
+			list, err := cat.List(c.Context, catalog.Filter{Namespace: ns, StatefulSet: c.String("statefulset")})
 			if err != nil {
 				return err
 			}
@@ -80,13 +92,20 @@ EXAMPLES:
 					}
 				}
 			}
-			if format == "json" {
-				if list == nil {
-					list = []catalog.Summary{}
-				}
-				return printJSON(c, list)
+			if structured(format) {
+				return printStructured(c, format, "BackupList", listOf("BackupList", list))
 			}
-			if err := printSummaries(stdout(c), list); err != nil {
+			if len(list) == 0 {
+				// As kubectl: no header, a line for a person on stderr, exit 0.
+				if all {
+					fmt.Fprintln(stderr(c), "No backups found")
+				} else {
+					fmt.Fprintf(stderr(c), "No backups found in namespace %s\n", ns)
+				}
+				return nil
+			}
+			cols := summaryColumns{namespace: all, statefulSet: c.String("statefulset") == "", wide: format == formatWide}
+			if err := printSummaries(stdout(c), list, cols, clock()); err != nil {
 				return err
 			}
 			if u != nil {
@@ -97,20 +116,52 @@ EXAMPLES:
 	}
 }
 
-func printSummaries(w io.Writer, list []catalog.Summary) error {
+// clock is the time tables measure ages from; tests pin it.
+var clock = time.Now
+
+// summaryColumns says which columns of kbak list a listing needs: the
+// namespace only with -A and the StatefulSet only when not filtered by
+// it, as kubectl drops what the command line already says; -o wide adds
+// the creation time, the methods and a manifest's error in full.
+type summaryColumns struct {
+	namespace, statefulSet, wide bool
+}
+
+func printSummaries(w io.Writer, list []catalog.Summary, cols summaryColumns, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAMESPACE\tSTATEFULSET\tCREATED\tSTATUS\tVOLUMES\tSIZE\tADDED\tMETHOD")
+	row := func(namespace, id, statefulSet string, rest ...string) {
+		cells := []string{}
+		if cols.namespace {
+			cells = append(cells, namespace)
+		}
+		cells = append(cells, id)
+		if cols.statefulSet {
+			cells = append(cells, statefulSet)
+		}
+		fmt.Fprintln(tw, strings.Join(append(cells, rest...), "\t"))
+	}
+	header := []string{"STATUS", "VOLUMES", "SIZE", "ADDED", "AGE"}
+	if cols.wide {
+		header = append(header, "CREATED", "METHOD")
+	}
+	row("NAMESPACE", "ID", "STATEFULSET", header...)
 	for _, s := range list {
 		status := string(s.Status)
 		if s.Error != "" {
-			status = "Unreadable: " + s.Error
+			status = "Unreadable"
+			if cols.wide {
+				status += ": " + s.Error
+			}
 		}
-		methods := make([]string, len(s.Methods))
-		for i, m := range s.Methods {
-			methods[i] = string(m)
+		cells := []string{status, fmt.Sprint(s.Volumes), humanBytes(s.RawBytes), humanBytes(s.StoredBytes), duration.HumanDuration(now.Sub(s.Created))}
+		if cols.wide {
+			methods := make([]string, len(s.Methods))
+			for i, m := range s.Methods {
+				methods[i] = string(m)
+			}
+			cells = append(cells, s.Created.UTC().Format(time.RFC3339), strings.Join(methods, ","))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.ID, s.Namespace, s.StatefulSet,
-			s.Created.UTC().Format(time.RFC3339), status, s.Volumes, humanBytes(s.RawBytes), humanBytes(s.StoredBytes), strings.Join(methods, ","))
+		row(s.Namespace, s.ID, s.StatefulSet, cells...)
 	}
 	return tw.Flush()
 }
@@ -144,11 +195,11 @@ In an encrypted repository the StatefulSet spec is sealed to the read keys:
 			if err != nil {
 				return err
 			}
-			if format == "json" {
+			if structured(format) {
 				if m.SpecSealed() {
-					return fmt.Errorf("%w: -o json prints the statefulset spec, which is sealed to the read keys: give a read key (--key-file with an AGE-SECRET-KEY-1 file, or --passphrase-file), or drop -o json for the rest", seal.ErrNoReadKey)
+					return fmt.Errorf("%w: -o json and -o yaml print the statefulset spec, which is sealed to the read keys: give a read key (--key-file with an AGE-SECRET-KEY-1 file, or --passphrase-file), or drop -o for the rest", seal.ErrNoReadKey)
 				}
-				return printJSON(c, m)
+				return printStructured(c, format, catalog.ManifestKind, m)
 			}
 			return printManifest(stdout(c), m)
 		},
@@ -209,23 +260,54 @@ func deleteCommand() *cli.Command {
 		Name:      "delete",
 		Usage:     "delete one backup from the repository (and the VolumeSnapshots it kept)",
 		ArgsUsage: "ID",
-		Description: `The manifest goes first, so an interrupted delete leaves an incomplete backup
+		Description: `Asks before it deletes when stdin is a terminal; otherwise (scripts, CI) it
+deletes only with --yes. --dry-run shows what would go and deletes nothing.
+
+The manifest goes first, so an interrupted delete leaves an incomplete backup
 that kbak gc finishes. Snapshots kept with --keep-snapshots are deleted from
 the cluster when it is reachable; otherwise kbak names them. A backup written
 with --lock-days whose manifest is still under S3 Object Lock is kept whole
 and stays listed; kbak says until when (that is no failure).
 
 EXAMPLES:
-   kbak delete mariadb-20261122T020000Z-3f2a`,
-		Flags: flags(repoFlags(), kubeFlags(), []cli.Flag{verboseFlag()}),
+   kbak delete mariadb-20261122T020000Z-3f2a
+   kbak delete mariadb-20261122T020000Z-3f2a --dry-run
+   kbak delete mariadb-20261122T020000Z-3f2a --yes   # in a script`,
+		Flags: flags(repoFlags(), clusterFlags(), []cli.Flag{
+			&cli.BoolFlag{Name: "yes", Aliases: []string{"y", "confirm"}, Usage: "delete without asking (needed when stdin is not a terminal)"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "show what would be deleted and delete nothing"},
+			verboseFlag(),
+		}),
 		Action: func(c *cli.Context) error {
 			id, err := oneArg(c, "a backup ID")
 			if err != nil {
 				return err
 			}
+			dry := c.Bool("dry-run")
+			if !dry && !c.Bool("yes") && !console.isTerminal() {
+				return usagef("delete %s: stdin is not a terminal to ask on: pass --yes to delete without asking, or --dry-run to see what would go", id)
+			}
 			cat, err := openCatalog(c)
 			if err != nil {
 				return err
+			}
+			if dry || !c.Bool("yes") {
+				m, err := cat.Get(c.Context, id)
+				if err != nil {
+					return err
+				}
+				if dry {
+					fmt.Fprintf(stdout(c), "would delete %s\n", describeForDelete(m))
+					return nil
+				}
+				ok, err := console.confirm(stderr(c), fmt.Sprintf("Delete %s? [y/N] ", describeForDelete(m)))
+				if err != nil {
+					return err
+				}
+				if !ok {
+					fmt.Fprintf(stderr(c), "not deleted: %s\n", id)
+					return nil
+				}
 			}
 			m, err := cat.Delete(c.Context, id)
 			var locked *catalog.LockedBackup
@@ -250,6 +332,17 @@ EXAMPLES:
 			return deleteKeptSnapshots(c, []*catalog.Manifest{m})
 		},
 	}
+}
+
+// describeForDelete names a backup the way a person checks it before it
+// goes: whose it is, when and what it holds.
+func describeForDelete(m *catalog.Manifest) string {
+	s := fmt.Sprintf("backup %s of sts/%s in namespace %s, %s, %s, %d volumes", m.ID, m.StatefulSet, m.Namespace,
+		m.Created.UTC().Format(time.RFC3339), m.Status, len(m.Volumes))
+	if kept, _ := upkeep.KeptSnapshots([]*catalog.Manifest{m}); len(kept) > 0 {
+		s += fmt.Sprintf(", and its VolumeSnapshots %s", upkeep.Names(kept))
+	}
+	return s
 }
 
 // deleteKeptSnapshots removes the VolumeSnapshots that deleted backups kept
@@ -310,10 +403,15 @@ rules; the newest Completed backup is never removed, whatever the policy.
 A backup still under S3 Object Lock (kbak backup --lock-days) is left whole
 and reported as kept until its date; a later prune removes it.
 
+Prunes the backups of the kubeconfig context's namespace, or of -n
+NAMESPACE; -A prunes those of every namespace in the repository.
+
 EXAMPLES:
    kbak prune --keep-last 3 --keep-daily 7 --keep-weekly 4 --dry-run
-   kbak prune -n shop --statefulset mariadb --keep-daily 14`,
+   kbak prune -n shop --statefulset mariadb --keep-daily 14
+   kbak prune -A --keep-daily 7 --dry-run`,
 		Flags: flags(repoFlags(), kubeFlags(), retentionFlags(), []cli.Flag{
+			allNamespacesFlag("prune backups"),
 			&cli.StringFlag{Name: "statefulset", Usage: "only backups of this StatefulSet"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print what would be removed and remove nothing"},
 			outputFlag(), verboseFlag(),
@@ -327,13 +425,17 @@ EXAMPLES:
 			if err := policy.Validate(); err != nil {
 				return usageError{err}
 			}
+			ns, _, err := namespaceScope(c)
+			if err != nil {
+				return err
+			}
 			cat, err := openCatalog(c)
 			if err != nil {
 				return err
 			}
-			res, pruneErr := retention.Prune(c.Context, cat, catalog.Filter{Namespace: c.String("namespace"), StatefulSet: c.String("statefulset")}, policy, c.Bool("dry-run"))
-			if format == "json" {
-				if err := printJSON(c, res); err != nil {
+			res, pruneErr := retention.Prune(c.Context, cat, catalog.Filter{Namespace: ns, StatefulSet: c.String("statefulset")}, policy, c.Bool("dry-run"))
+			if structured(format) {
+				if err := printStructured(c, format, "PruneResult", newPruneOutput(ns, c.String("statefulset"), c.Bool("dry-run"), res)); err != nil {
 					return err
 				}
 			} else {
@@ -343,7 +445,7 @@ EXAMPLES:
 			if res.DataDeferred != "" {
 				fmt.Fprintf(stderr(c), "repository data: not freed now (%s); the next kbak prune or kbak gc frees it\n", catalog.OneLine(res.DataDeferred))
 			}
-			if format != "json" {
+			if !structured(format) {
 				var kept repo.LockedObjects
 				for _, lb := range res.Locked {
 					kept.Add(lb.LockedObjects)
@@ -412,10 +514,16 @@ they stay, are reported as locked until their date, and a gc after it
 removes them. In an S3 repository gc also aborts incomplete multipart uploads
 older than --upload-grace, which crashed writers leave.
 
+Cleans up after the runs of the kubeconfig context's namespace, or of -n
+NAMESPACE; -A cleans up after every namespace's and also checks the
+multipart uploads, which belong to no namespace. The shared data no backup
+references is freed either way.
+
 EXAMPLES:
    kbak gc --dry-run
-   kbak gc --grace 6h -o json`,
+   kbak gc -A --grace 6h -o json`,
 		Flags: flags(repoFlags(), kubeFlags(), []cli.Flag{
+			allNamespacesFlag("clean up after the runs"),
 			&cli.DurationFlag{Name: "grace", Value: upkeep.DefaultGrace, Action: notNegative("grace", "24h"), Usage: "leave anything younger than this alone (0: remove every leftover now)"},
 			&cli.DurationFlag{Name: "upload-grace", Value: upkeep.DefaultUploadGrace, Action: positive("upload-grace"),
 				Usage: "abort incomplete multipart uploads started longer ago than this (longer than any upload may run)"},
@@ -446,6 +554,10 @@ func gcAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	ns, _, err := namespaceScope(c)
+	if err != nil {
+		return err
+	}
 	store, err := openStore(c.Context, c)
 	if err != nil {
 		return err
@@ -456,7 +568,7 @@ func gcAction(c *cli.Context) error {
 	}
 	cat := catalog.New(store, key)
 	dry := c.Bool("dry-run")
-	o := upkeep.GCOptions{Grace: c.Duration("grace"), UploadGrace: c.Duration("upload-grace"), DryRun: dry, Log: logger(c)}
+	o := upkeep.GCOptions{Namespace: ns, Grace: c.Duration("grace"), UploadGrace: c.Duration("upload-grace"), DryRun: dry, Log: logger(c)}
 	if s3, ok := store.(*uploader.S3Store); ok {
 		o.Uploads = s3
 	}
@@ -468,8 +580,9 @@ func gcAction(c *cli.Context) error {
 		o.Kube, o.Snap = cl.kube, cl.snapshots
 	}
 	res, gcErr := upkeep.GC(c.Context, cat, o)
-	if format == "json" {
-		if err := printJSON(c, res); err != nil {
+	if structured(format) {
+		out := gcOutput{Namespace: ns, AllNamespaces: ns == "", DryRun: dry, GCResult: res}
+		if err := printStructured(c, format, "GCResult", out); err != nil {
 			return err
 		}
 		return gcErr
@@ -563,9 +676,19 @@ func verifyAction(c *cli.Context) error {
 	if checks == nil && checkErr != nil {
 		return checkErr
 	}
-	if format == "json" {
-		if err := printJSON(c, checks); err != nil {
+	if structured(format) {
+		// One document: the checks, and the test restore when asked and
+		// the checks passed.
+		out := verifyOutput{Backup: m.ID, Status: m.Status, Volumes: checks}
+		var testErr error
+		if checkErr == nil && c.Bool("restore-test") {
+			out.RestoreTest, testErr = restoreTest(c, m)
+		}
+		if err := printStructured(c, format, "Verification", out); err != nil {
 			return err
+		}
+		if testErr != nil {
+			return testErr
 		}
 	} else {
 		tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
@@ -585,8 +708,12 @@ func verifyAction(c *cli.Context) error {
 	if checkErr != nil {
 		return fmt.Errorf("%w: restore from another backup", checkErr)
 	}
-	if c.Bool("restore-test") {
-		if err := restoreTest(c, format, m); err != nil {
+	if c.Bool("restore-test") && !structured(format) {
+		res, err := restoreTest(c, m)
+		if res != nil {
+			printRestoreTest(stdout(c), res)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -600,43 +727,38 @@ func verifyAction(c *cli.Context) error {
 
 // restoreTest restores m into a scratch namespace and compares what arrived
 // with the manifest; the namespace is removed on every path.
-func restoreTest(c *cli.Context, format string, m *catalog.Manifest) error {
+func restoreTest(c *cli.Context, m *catalog.Manifest) (*restore.VerifyResult, error) {
 	repo, err := repoURL(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	opts, err := restoreOptions(c, repo)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cl, err := connect(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	progress := newProgressPrinter(stderr(c), isTerminal(stderr(c)))
 	opts.Progress = progress.event
 	res, err := restore.VerifyRestore(c.Context, restore.Deps{Kube: cl.kube, Snap: cl.snapshots, Log: logger(c)}, m, opts)
 	progress.done()
-	if res != nil {
-		if format == "json" {
-			if perr := printJSON(c, res); perr != nil {
-				return perr
-			}
-		} else {
-			tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-			fmt.Fprintf(tw, "\nTest restore into %s (removed):\n", res.Namespace)
-			fmt.Fprintln(tw, "PVC\tFILES\tDATA\tRESULT")
-			for _, v := range res.Volumes {
-				result := "ok"
-				if !v.OK {
-					result = v.Error
-				}
-				fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\n", v.PVC, v.GotFiles, v.WantFiles, humanBytes(v.GotBytes), result)
-			}
-			_ = tw.Flush()
+	return res, err
+}
+
+func printRestoreTest(w io.Writer, res *restore.VerifyResult) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "\nTest restore into %s (removed):\n", res.Namespace)
+	fmt.Fprintln(tw, "PVC\tFILES\tDATA\tRESULT")
+	for _, v := range res.Volumes {
+		result := "ok"
+		if !v.OK {
+			result = v.Error
 		}
+		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\n", v.PVC, v.GotFiles, v.WantFiles, humanBytes(v.GotBytes), result)
 	}
-	return err
+	_ = tw.Flush()
 }
 
 func humanBytes(n int64) string {
@@ -673,10 +795,10 @@ EXAMPLES:
    kbak verify mariadb-20261122T020000Z-3f2a
    kbak verify mariadb-20261122T020000Z-3f2a --read-data
    kbak verify mariadb-20261122T020000Z-3f2a --read-data-subset 0.1
-   kbak verify mariadb-20261122T020000Z-3f2a --restore-test -n shop
+   kbak verify mariadb-20261122T020000Z-3f2a --restore-test
 
 ` + exitCodesHelp,
-		Flags: flags(repoFlags(), kubeFlags(), moverFlags(), []cli.Flag{
+		Flags: flags(repoFlags(), clusterFlags(), moverFlags(), []cli.Flag{
 			&cli.BoolFlag{Name: "read-data", Usage: "format 2: read and check every chunk, not only that it is there"},
 			&cli.Float64Flag{Name: "read-data-subset", Usage: "format 2: also read and check this fraction of the chunks, chosen at random (0.1: a tenth)"},
 			&cli.BoolFlag{Name: "restore-test", Usage: "also restore into a scratch namespace kbak-verify-ID, compare file counts and sizes with the manifest, and remove the namespace"},

@@ -57,8 +57,8 @@ EXAMPLES:
 			} else {
 				checks = append(checks, doctor.Check{Name: "repository", Level: doctor.LevelWarn, Detail: "not checked", Advice: "pass --repo or set KBAK_REPO"})
 			}
-			if format == "json" {
-				if err := printJSON(c, checks); err != nil {
+			if structured(format) {
+				if err := printStructured(c, format, "DoctorCheckList", listOf("DoctorCheckList", checks)); err != nil {
 					return err
 				}
 			} else {

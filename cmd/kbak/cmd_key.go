@@ -41,8 +41,8 @@ EXAMPLES:
 				if err != nil {
 					return err
 				}
-				if format == "json" {
-					return printJSON(c, r.Recipients())
+				if structured(format) {
+					return printStructured(c, format, "ReadKeyList", listOf("ReadKeyList", r.Recipients()))
 				}
 				tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "ID\tRECIPIENT\tLABEL\tADDED")

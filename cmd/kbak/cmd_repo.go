@@ -190,8 +190,8 @@ func repoInfoAction(c *cli.Context) error {
 	if cfg.Encryption != repo.EncryptionNone {
 		cfg.Chunker.Polynomial = 0
 	}
-	if format == "json" {
-		return printJSON(c, struct {
+	if structured(format) {
+		return printStructured(c, format, "RepositoryInfo", struct {
 			ID          string             `json:"id,omitempty"`
 			Format      int                `json:"format"`
 			Created     string             `json:"created"`

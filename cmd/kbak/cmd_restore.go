@@ -41,7 +41,7 @@ EXAMPLES:
 
 ` + exitCodesHelp,
 		Flags: flags(repoFlags(), kubeFlags(), moverFlags(), []cli.Flag{
-			&cli.StringFlag{Name: "from", Usage: "the backed-up StatefulSet, sts/NAME (needed with latest; -n names its namespace)"},
+			&cli.StringFlag{Name: "from", Usage: "the backed-up StatefulSet, sts/NAME (needed with latest; -n names its namespace, default the kubeconfig context's)"},
 			&cli.StringFlag{Name: "to-namespace", Usage: "namespace to restore into (default: the backup's)"},
 			&cli.StringFlag{Name: "to-name", Usage: "StatefulSet name the restored PVCs are named for (default: the backup's)"},
 			&cli.StringFlag{Name: "ordinals", Usage: "restore only these ordinals, e.g. 0,2"},
@@ -64,15 +64,15 @@ func backupManifest(c *cli.Context, cat *catalog.Catalog, ref string) (*catalog.
 	}
 	from := c.String("from")
 	if from == "" {
-		return nil, usagef("latest needs --from sts/NAME (and -n NAMESPACE) to say whose latest backup")
+		return nil, usagef("latest needs --from sts/NAME (-n NAMESPACE if not the kubeconfig context's) to say whose latest backup")
 	}
 	name, err := parseStatefulSet(from)
 	if err != nil {
 		return nil, err
 	}
-	ns := c.String("namespace")
-	if ns == "" {
-		return nil, usagef("latest needs -n NAMESPACE: the namespace the StatefulSet was backed up from")
+	ns, _, err := namespaceScope(c)
+	if err != nil {
+		return nil, err
 	}
 	return cat.Latest(c.Context, catalog.Filter{Namespace: ns, StatefulSet: name})
 }
@@ -172,8 +172,8 @@ func restoreAction(c *cli.Context) error {
 	res, runErr := restore.Run(c.Context, deps, plan)
 	progress.done()
 	if res != nil {
-		if format == "json" {
-			if err := printJSON(c, res); err != nil {
+		if structured(format) {
+			if err := printStructured(c, format, "RestoreResult", res); err != nil {
 				return err
 			}
 		} else {
@@ -190,8 +190,8 @@ func restoreAction(c *cli.Context) error {
 }
 
 func printPlan(c *cli.Context, format string, p *restore.Plan) error {
-	if format == "json" {
-		return printJSON(c, p)
+	if structured(format) {
+		return printStructured(c, format, "RestorePlan", p)
 	}
 	w := stdout(c)
 	fmt.Fprintf(w, "Restore %s (%s/%s) into %s/%s", p.BackupID, p.FromNamespace, p.FromStatefulSet, p.Namespace, p.StatefulSet)

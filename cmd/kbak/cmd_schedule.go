@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/deploy"
@@ -51,7 +54,7 @@ backups are pruned where deletes are allowed (kbak prune).
 					&cli.StringFlag{Name: "cron", Usage: "cron spec: five fields or @hourly, @daily, @weekly, @monthly"},
 					&cli.StringFlag{Name: "time-zone", Usage: "IANA time zone of the cron spec (default: the controller's, UTC on most clusters)"},
 					&cli.StringFlag{Name: "secret", Usage: "Secret in the namespace holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"},
-					&cli.StringFlag{Name: "image", Aliases: []string{"mover-image"}, Value: deploy.DefaultMoverImage, Action: nonEmpty("image", deploy.DefaultMoverImage), Usage: "kbak image of the CronJob and its movers"},
+					&cli.StringFlag{Name: "image", Aliases: []string{"mover-image"}, EnvVars: []string{"KBAK_MOVER_IMAGE"}, Value: deploy.DefaultMoverImage, Action: nonEmpty("image", deploy.DefaultMoverImage), Usage: "kbak image of the CronJob and its movers"},
 					&cli.StringFlag{Name: "pull-policy", Aliases: []string{"mover-pull-policy"}, Value: string(corev1.PullIfNotPresent), Usage: "imagePullPolicy: Always, IfNotPresent or Never"},
 					&cli.StringFlag{Name: "method", Usage: "backup method: auto, snapshot or files (default auto)"},
 					&cli.StringFlag{Name: "snapshot-class", Usage: "VolumeSnapshotClass to use"},
@@ -63,7 +66,7 @@ backups are pruned where deletes are allowed (kbak prune).
 					&cli.BoolFlag{Name: "suspend", Usage: "create the CronJob suspended"},
 					&cli.DurationFlag{Name: "run-deadline", Value: deploy.DefaultRunDeadline, Action: positive("run-deadline"),
 						Usage: "stop a run still going after this long (the Job's activeDeadlineSeconds), so a hung run does not hold back the next"},
-					&cli.StringFlag{Name: "dry-run", Usage: "client: print the manifests instead of applying them"},
+					&cli.StringFlag{Name: "dry-run", Usage: "client: print the manifests instead of applying them (a bare --dry-run is client)"},
 					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "yaml", Usage: "with --dry-run=client: yaml or json"},
 				}, lockFlags()),
 				Action: scheduleCreate,
@@ -118,10 +121,11 @@ func scheduleCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	dry := c.String("dry-run")
-	if dry != "" && dry != "client" {
-		return usagef("--dry-run=%s: only --dry-run=client is supported", dry)
+	format, err := manifestsOutput(c)
+	if err != nil {
+		return err
 	}
+	dry := c.String("dry-run")
 	repo, err := repoURL(c)
 	if err != nil {
 		return err
@@ -153,7 +157,7 @@ func scheduleCreate(c *cli.Context) error {
 		return usageError{err}
 	}
 	if dry == "client" {
-		return printObjects(c, c.String("output"), objs)
+		return printObjects(c, format, objs)
 	}
 	created, err := schedule.Create(c.Context, cl.kube, o)
 	if err != nil {
@@ -165,19 +169,42 @@ func scheduleCreate(c *cli.Context) error {
 	return nil
 }
 
+// printObjects prints Kubernetes objects as one v1 List, which `kubectl
+// apply -f -` reads in either format.
 func printObjects(c *cli.Context, format string, objs []runtime.Object) error {
-	switch format {
-	case "yaml":
-		b, err := deploy.YAML(objs...)
-		if err != nil {
-			return err
-		}
-		_, err = stdout(c).Write(b)
+	b, err := deploy.List(objs...)
+	if err != nil {
 		return err
-	case "json":
-		return printJSON(c, objs)
+	}
+	switch format {
+	case formatYAML:
+		if b, err = yaml.JSONToYAML(b); err != nil {
+			return fmt.Errorf("encode List as YAML: %w", err)
+		}
+	case formatJSON:
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, b, "", "  "); err != nil {
+			return fmt.Errorf("encode List: %w", err)
+		}
+		b = append(buf.Bytes(), '\n')
 	default:
 		return usagef("unknown output format %q: use -o yaml or -o json", format)
+	}
+	_, err = stdout(c).Write(b)
+	return err
+}
+
+// manifestsOutput checks -o and --dry-run of a verb that prints manifests;
+// a bare --dry-run is client (see permuteArgs).
+func manifestsOutput(c *cli.Context) (string, error) {
+	if dry := c.String("dry-run"); dry != "" && dry != "client" {
+		return "", usagef("--dry-run=%s: only --dry-run=client is supported (kbak prints what it would apply)", dry)
+	}
+	switch o := c.String("output"); o {
+	case formatYAML, formatJSON:
+		return o, nil
+	default:
+		return "", usagef("unknown output format %q: use -o yaml or -o json", o)
 	}
 }
 
@@ -219,11 +246,8 @@ func scheduleList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if format == "json" {
-		if list == nil {
-			list = []schedule.Status{}
-		}
-		return printJSON(c, list)
+	if structured(format) {
+		return printStructured(c, format, "ScheduleList", listOf("ScheduleList", list))
 	}
 	return schedule.WriteTable(stdout(c), list, now)
 }
@@ -252,7 +276,7 @@ CONFIGURATION (YAML):
 
 EXAMPLES:
    kbak agent --config agent.yaml`,
-		Flags: flags(repoFlags(), kubeFlags(), moverFlags(), []cli.Flag{
+		Flags: flags(repoFlags(), clusterFlags(), moverFlags(), []cli.Flag{
 			&cli.PathFlag{Name: "config", Required: true, Usage: "agent configuration file"},
 			verboseFlag(),
 		}),
@@ -322,8 +346,9 @@ func deployCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name:  "agent",
 			Usage: "print the agent's Namespace, Deployment, ServiceAccount, RBAC, ConfigMap and Service",
-			Description: `Prints YAML to apply with kubectl; nothing is applied. Without --config the
-agent has no schedules (the kustomize base in deploy/kustomize is the same).
+			Description: `Prints one v1 List (YAML, or JSON with -o json) to apply with kubectl;
+nothing is applied. Without --config the agent has no schedules (the
+kustomize base in deploy/kustomize is the same).
 
 EXAMPLES:
    kbak deploy agent --config agent.yaml | kubectl apply -f -
@@ -332,11 +357,16 @@ EXAMPLES:
 				&cli.PathFlag{Name: "config", Usage: "agent configuration file (its schedules' namespaces get the backup permissions)"},
 				&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Value: deploy.DefaultAgentNamespace, Usage: "namespace of the agent"},
 				&cli.StringFlag{Name: "name", Value: deploy.DefaultAgentName, Usage: "name of the agent's Deployment and RBAC"},
-				&cli.StringFlag{Name: "image", Value: deploy.DefaultMoverImage, Usage: "kbak image"},
+				&cli.StringFlag{Name: "image", Aliases: []string{"mover-image"}, EnvVars: []string{"KBAK_MOVER_IMAGE"}, Value: deploy.DefaultMoverImage, Action: nonEmpty("image", deploy.DefaultMoverImage), Usage: "kbak image of the agent and its movers"},
 				&cli.StringFlag{Name: "pull-policy", Value: string(corev1.PullIfNotPresent), Usage: "imagePullPolicy"},
-				&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "yaml", Usage: "yaml or json"},
+				&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "yaml", Usage: "yaml or json: a v1 List"},
+				&cli.StringFlag{Name: "dry-run", Usage: "client (the only kind: deploy agent applies nothing, it prints)"},
 			},
 			Action: func(c *cli.Context) error {
+				format, err := manifestsOutput(c)
+				if err != nil {
+					return err
+				}
 				a := deploy.Agent{Namespace: c.String("namespace"), Name: c.String("name"), Image: c.String("image"), PullPolicy: corev1.PullPolicy(c.String("pull-policy"))}
 				var objs []runtime.Object
 				if p := c.Path("config"); p != "" {
@@ -352,7 +382,7 @@ EXAMPLES:
 					base.Namespace, base.Name, base.Image, base.PullPolicy = a.Namespace, a.Name, a.Image, a.PullPolicy
 					objs = base.Objects()
 				}
-				return printObjects(c, c.String("output"), objs)
+				return printObjects(c, format, objs)
 			},
 		}},
 	}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -60,9 +58,24 @@ func lockRetention(c *cli.Context) (uploader.Retention, error) {
 	return uploader.Retention{Days: days, Mode: mode}, nil
 }
 
+// kubeFlags are the cluster flags of the verbs that act in one namespace.
 func kubeFlags() []cli.Flag {
+	return append([]cli.Flag{namespaceFlag("namespace of the StatefulSet")}, clusterFlags()...)
+}
+
+func namespaceFlag(what string) cli.Flag {
+	return &cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: what + " (default: the kubeconfig context's)", Category: "Cluster"}
+}
+
+// allNamespacesFlag widens a verb that defaults to one namespace.
+func allNamespacesFlag(what string) cli.Flag {
+	return &cli.BoolFlag{Name: "all-namespaces", Aliases: []string{"A"}, Usage: what + " of every namespace (-n then may not be given)", Category: "Cluster"}
+}
+
+// clusterFlags reach the cluster, for verbs where a namespace means nothing
+// (the backup ID, or a configuration, names it).
+func clusterFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "namespace of the StatefulSet (default: the kubeconfig context's)", Category: "Cluster"},
 		&cli.PathFlag{Name: "kubeconfig", EnvVars: []string{"KUBECONFIG"}, Usage: "kubeconfig file (default: in-cluster config, then ~/.kube/config)", Category: "Cluster"},
 		&cli.StringFlag{Name: "context", Usage: "kubeconfig context to use", Category: "Cluster"},
 		&cli.DurationFlag{Name: "request-timeout", Value: kube.DefaultRequestTimeout, Action: positive("request-timeout"), Category: "Cluster",
@@ -111,10 +124,6 @@ func nonEmpty(name, example string) func(*cli.Context, string) error {
 		}
 		return nil
 	}
-}
-
-func outputFlag() cli.Flag {
-	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output format: table or json"}
 }
 
 func verboseFlag() cli.Flag {
@@ -186,23 +195,4 @@ func openStore(ctx context.Context, c *cli.Context) (uploader.Store, error) {
 		return nil, err
 	}
 	return uploader.Open(ctx, repo, opts)
-}
-
-// outputFormat validates -o.
-func outputFormat(c *cli.Context) (string, error) {
-	switch o := c.String("output"); o {
-	case "table", "json":
-		return o, nil
-	default:
-		return "", usagef("unknown output format %q: use -o table or -o json", o)
-	}
-}
-
-func printJSON(c *cli.Context, v any) error {
-	enc := json.NewEncoder(stdout(c))
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return fmt.Errorf("write json: %w", err)
-	}
-	return nil
 }

@@ -16,8 +16,24 @@ import (
 // accepts without reaching any store.
 const scheduleRepo = "s3://kbak-test?endpoint=http%3A%2F%2F127.0.0.1%3A1&region=us-east-1"
 
-// kubeconfigFor writes a kubeconfig whose one context talks to server.
+// kubeconfigFor writes a kubeconfig whose one context talks to server,
+// in namespace x.
 func kubeconfigFor(t *testing.T, server string) string {
+	t.Helper()
+	return kubeconfigNamespace(t, server, "x")
+}
+
+// inNamespace points KUBECONFIG at a context of namespace ns whose server
+// nobody answers: the verbs that work from the repository alone read the
+// namespace from it and must ask the server nothing.
+func inNamespace(t *testing.T, ns string) {
+	t.Helper()
+	t.Setenv("KUBECONFIG", kubeconfigNamespace(t, "http://127.0.0.1:1", ns))
+}
+
+// kubeconfigNamespace writes a kubeconfig whose one context talks to
+// server in namespace ns.
+func kubeconfigNamespace(t *testing.T, server, ns string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "kubeconfig")
 	cfg := fmt.Sprintf(`apiVersion: v1
@@ -36,9 +52,9 @@ contexts:
   context:
     cluster: silent
     user: someone
-    namespace: x
+    namespace: %s
 current-context: silent
-`, server)
+`, server, ns)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -90,6 +90,7 @@ func TestObjectLockCLI(t *testing.T) {
 	srv.CreateLockBucket(t, bucket)
 	repoURL := srv.BucketURL(bucket, "team")
 	t.Setenv("KBAK_REPO", repoURL)
+	inNamespace(t, "shop")
 	ctx := t.Context()
 
 	src := t.TempDir()
@@ -152,7 +153,7 @@ func TestObjectLockCLI(t *testing.T) {
 	})
 
 	t.Run("delete keeps a locked backup and says until when", func(t *testing.T) {
-		code, out, errs := kbak(t, "delete", old.ID)
+		code, out, errs := kbak(t, "delete", old.ID, "--yes")
 		if code != exitOK || !strings.Contains(out, "kept "+old.ID) || !strings.Contains(out, "Object Lock until") {
 			t.Fatalf("delete of a locked backup: exit %d\n%s%s", code, out, errs)
 		}
@@ -206,7 +207,7 @@ func TestObjectLockCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(2 * time.Second)
-		code, out, errs := kbak(t, "gc", "--grace", "0s", "--upload-grace", "1s", "--no-cluster", "-o", "json")
+		code, out, errs := kbak(t, "gc", "-A", "--grace", "0s", "--upload-grace", "1s", "--no-cluster", "-o", "json")
 		if code != exitOK {
 			t.Fatalf("gc: exit %d\n%s%s", code, out, errs)
 		}

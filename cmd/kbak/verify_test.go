@@ -69,8 +69,9 @@ func TestVerifyPartialAndUndigested(t *testing.T) {
 	oneErrorLine(t, stderr, "PartiallyFailed", "1 volumes checked", "could not check data-db-1")
 
 	code, out, _ = kbak(t, "verify", m.ID, "-o", "json")
-	var checks []restore.VolumeCheck
-	if err := json.Unmarshal([]byte(out), &checks); err != nil || code != exitPartial || len(checks) != 2 || !checks[0].OK || checks[1].NotChecked == "" {
+	var verification struct{ Volumes []restore.VolumeCheck }
+	err = json.Unmarshal([]byte(out), &verification)
+	if checks := verification.Volumes; err != nil || code != exitPartial || len(checks) != 2 || !checks[0].OK || checks[1].NotChecked == "" {
 		t.Errorf("verify -o json: exit %d, %+v (%v)", code, checks, err)
 	}
 

@@ -527,6 +527,12 @@ type Orphan struct {
 // they are joined into the returned error. Objects that S3 Object Lock
 // keeps stay and are counted in Orphan.Locked, which is no error.
 func (c *Catalog) GC(ctx context.Context, grace time.Duration, now time.Time, dryRun bool) ([]Orphan, error) {
+	return c.GCNamespace(ctx, "", grace, now, dryRun)
+}
+
+// GCNamespace is GC of the backups of namespace ns only ("" is every
+// namespace).
+func (c *Catalog) GCNamespace(ctx context.Context, ns string, grace time.Duration, now time.Time, dryRun bool) ([]Orphan, error) {
 	if grace < 0 {
 		return nil, fmt.Errorf("gc: negative grace period %s", grace)
 	}
@@ -537,6 +543,9 @@ func (c *Catalog) GC(ctx context.Context, grace time.Duration, now time.Time, dr
 	dirs := make(map[Layout]*dir)
 	var order []Layout
 	err := c.listBackupObjects(ctx, func(k Key, o uploader.ObjectInfo) {
+		if ns != "" && k.Layout.Namespace != ns {
+			return
+		}
 		d := dirs[k.Layout]
 		if d == nil {
 			d = &dir{}

@@ -27,6 +27,9 @@ type Policy struct {
 type Item struct {
 	ID   string
 	Time time.Time
+	// Namespace and StatefulSet say whose backup it is, for the report;
+	// the rules do not read them.
+	Namespace, StatefulSet string
 	// Successful is true for Completed backups. Only they count for the
 	// rules: a run of failures must not push good backups out.
 	Successful bool

@@ -69,7 +69,7 @@ func Prune(ctx context.Context, cat Catalog, f catalog.Filter, p Policy, dryRun 
 			continue // an unreadable manifest is not pruning's to judge
 		}
 		k := [2]string{s.Namespace, s.StatefulSet}
-		groups[k] = append(groups[k], Item{ID: s.ID, Time: s.Created, Successful: s.Status == catalog.StatusCompleted})
+		groups[k] = append(groups[k], Item{ID: s.ID, Time: s.Created, Namespace: s.Namespace, StatefulSet: s.StatefulSet, Successful: s.Status == catalog.StatusCompleted})
 	}
 	keys := make([][2]string, 0, len(groups))
 	for k := range groups {

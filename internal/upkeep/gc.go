@@ -22,7 +22,7 @@ const DefaultGrace = 24 * time.Hour
 
 // GCCatalog is what GC needs of the catalog.
 type GCCatalog interface {
-	GC(ctx context.Context, grace time.Duration, now time.Time, dryRun bool) ([]catalog.Orphan, error)
+	GCNamespace(ctx context.Context, ns string, grace time.Duration, now time.Time, dryRun bool) ([]catalog.Orphan, error)
 	SweepData(ctx context.Context, opts repo.SweepOptions) (*repo.SweepResult, error)
 }
 
@@ -34,6 +34,11 @@ type GCOptions struct {
 	Grace  time.Duration
 	Now    time.Time // zero is time.Now
 	DryRun bool
+	// Namespace limits gc to the leftovers of runs in one namespace ("":
+	// every namespace). The shared data no backup references is freed
+	// either way, as deleting a backup frees it; multipart uploads belong
+	// to no namespace and are left to a gc of every namespace.
+	Namespace string
 	// Kube and Snap reach the cluster; with Kube nil only the repository
 	// is swept and ClusterSkipped says why.
 	Kube           kubernetes.Interface
@@ -118,7 +123,7 @@ func GC(ctx context.Context, cat GCCatalog, o GCOptions) (GCResult, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	res := GCResult{Store: []catalog.Orphan{}, Cluster: []kube.Run{}, Deleting: []kube.SnapshotStatus{}}
-	orphans, err := cat.GC(ctx, o.Grace, o.Now, o.DryRun)
+	orphans, err := cat.GCNamespace(ctx, o.Namespace, o.Grace, o.Now, o.DryRun)
 	if orphans != nil {
 		res.Store = orphans
 	}
@@ -126,7 +131,9 @@ func GC(ctx context.Context, cat GCCatalog, o GCOptions) (GCResult, error) {
 		// After the orphans' trees went: their chunks are garbage now.
 		res.Data, err = cat.SweepData(ctx, repo.SweepOptions{Grace: o.Grace, Now: o.Now, DryRun: o.DryRun})
 	}
-	if o.Uploads != nil {
+	if o.Uploads != nil && o.Namespace != "" {
+		res.UploadsSkipped = "they belong to no namespace: kbak gc -A checks them"
+	} else if o.Uploads != nil {
 		n, upErr := staleUploads(ctx, o)
 		res.StaleUploads = n
 		if errors.Is(upErr, uploader.ErrAccessDenied) {
@@ -143,7 +150,7 @@ func GC(ctx context.Context, cat GCCatalog, o GCOptions) (GCResult, error) {
 		}
 		return res, err
 	}
-	runs, staleErr := kube.StaleRuns(ctx, o.Kube, o.Snap, o.Now.Add(-o.Grace))
+	runs, staleErr := kube.FindStaleRuns(ctx, o.Kube, o.Snap, kube.StaleQuery{Namespace: o.Namespace, Before: o.Now.Add(-o.Grace)})
 	err = errors.Join(err, staleErr)
 	for _, r := range runs {
 		if !o.DryRun {
@@ -153,7 +160,7 @@ func GC(ctx context.Context, cat GCCatalog, o GCOptions) (GCResult, error) {
 	}
 	if o.Snap != nil {
 		// After the runs went: what they deleted and is not gone yet.
-		deleting, delErr := kube.DeletingSnapshots(ctx, o.Snap, "")
+		deleting, delErr := kube.DeletingSnapshots(ctx, o.Snap, o.Namespace)
 		res.Deleting = append(res.Deleting, deleting...)
 		err = errors.Join(err, delErr)
 	}

@@ -162,8 +162,14 @@ func (c *memCatalog) Delete(_ context.Context, id string) (*catalog.Manifest, er
 func (c *memCatalog) SweepData(context.Context, repo.SweepOptions) (*repo.SweepResult, error) {
 	return &repo.SweepResult{}, nil
 }
-func (c *memCatalog) GC(_ context.Context, grace time.Duration, now time.Time, dryRun bool) ([]catalog.Orphan, error) {
-	return c.orphans, nil
+func (c *memCatalog) GCNamespace(_ context.Context, ns string, grace time.Duration, now time.Time, dryRun bool) ([]catalog.Orphan, error) {
+	var out []catalog.Orphan
+	for _, o := range c.orphans {
+		if ns == "" || o.Namespace == ns {
+			out = append(out, o)
+		}
+	}
+	return out, nil
 }
 
 func TestPruneAfter(t *testing.T) {

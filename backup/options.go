@@ -60,6 +60,29 @@ type Options struct {
 	PostHook      []string
 	HookContainer string        // default: the pod's first container
 	HookTimeout   time.Duration // per hook and pod; default 1m
+	// HookDeadman is how long after the pre hook starts the deadman kbak
+	// starts beside it, in the application container, runs the post hook
+	// unless kbak's post hook ran first: a killed kbak does not leave the
+	// application quiesced. Default: the hook timeout twice plus the
+	// longest the snapshot cut (twice the snapshot timeout) or the copy of
+	// the live files (their movers' active deadline) may take. Hooks then
+	// run through a POSIX sh wrapper in the container, which also stops a
+	// hook that passes the hook timeout, with its children, before the
+	// post hook runs. NoDeadman runs the hooks as they are, for images
+	// without /bin/sh: nothing then thaws after a killed kbak, and a hook
+	// past its timeout is abandoned, not stopped.
+	HookDeadman time.Duration
+	NoDeadman   bool
+	// HoldHook runs in every application pod from after the pre hook until
+	// the cut (or copy) of every volume is done, with its stdin open: a
+	// lock that lasts as long as its session (MariaDB FLUSH TABLES WITH
+	// READ LOCK held by a client reading its stdin) covers every pod's
+	// snapshot. kbak cuts only once each printed the line HoldReady,
+	// within the hook timeout, and ends it by closing its stdin (and kills
+	// it in the pod when it has not ended within the hook timeout then).
+	// When kbak dies the stream ends, and the deadman's timer kills it at
+	// the latest.
+	HoldHook []string
 
 	Parallel    int    // mover pods at once; default 2
 	Compression string // default mover.DefaultCompression
@@ -205,7 +228,12 @@ type Deps struct {
 	Now        func() time.Time // default time.Now
 	Rand       io.Reader        // for the backup id; default crypto/rand
 	Exec       ExecFunc         // default kube.Exec over RestConfig
+	Session    SessionFunc      // default kube.ExecSession over RestConfig
 }
+
+// SessionFunc runs cmd in a container with stdin, writing its output to out
+// as it comes, until cmd or ctx ends.
+type SessionFunc func(ctx context.Context, ns, pod, container string, cmd []string, stdin io.Reader, out io.Writer) error
 
 func (d *Deps) setDefaults() {
 	if d.Log == nil {
@@ -218,6 +246,12 @@ func (d *Deps) setDefaults() {
 		cfg, kc := d.RestConfig, d.Kube
 		d.Exec = func(ctx context.Context, ns, pod, container string, cmd []string) (string, error) {
 			return kube.Exec(ctx, cfg, kc, ns, pod, container, cmd)
+		}
+	}
+	if d.Session == nil && d.RestConfig != nil {
+		cfg, kc := d.RestConfig, d.Kube
+		d.Session = func(ctx context.Context, ns, pod, container string, cmd []string, stdin io.Reader, out io.Writer) error {
+			return kube.ExecSession(ctx, cfg, kc, ns, pod, container, cmd, stdin, out)
 		}
 	}
 }

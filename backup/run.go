@@ -87,7 +87,7 @@ func Run(ctx context.Context, deps Deps, opts Options) (_ *catalog.Manifest, err
 	if deps.Kube == nil || deps.Catalog == nil {
 		return nil, errors.New("backup: a Kubernetes client and a catalog are required")
 	}
-	if (len(opts.PreHook) > 0 || len(opts.PostHook) > 0) && deps.Exec == nil {
+	if (len(opts.PreHook) > 0 || len(opts.PostHook) > 0) && deps.Exec == nil || len(opts.HoldHook) > 0 && deps.Session == nil {
 		return nil, fmt.Errorf("%w: hooks need a REST config to exec in pods", ErrUsage)
 	}
 	started := deps.Now().UTC()
@@ -369,28 +369,51 @@ func (r *run) execute(ctx context.Context, vols []*volume) time.Duration {
 	}
 	pool := moverrun.NewPool(r.opts.Parallel)
 	spread := r.cut(ctx, snaps)
+	// The live files are copied first, so that no copy of a quiesced
+	// application waits for a slot behind a snapshot's upload; with hooks
+	// they all run at once, whatever the limit, so that none waits for
+	// another either. The application stays quiesced until its live files
+	// are copied, and not longer.
+	copied := make(chan struct{})
+	if len(files) == 0 {
+		close(copied)
+	} else {
+		var hold time.Duration
+		for _, v := range files {
+			hold = max(hold, r.movers.ActiveDeadline(v.claim.Size.Value()))
+		}
+		thaw, err := r.quiesce(ctx, r.hookTargets(files), hold)
+		if err != nil {
+			for _, v := range files {
+				v.err = err
+			}
+			close(copied)
+		} else {
+			copying := pool.Share()
+			if r.hooksEnabled() {
+				copying = moverrun.NewPool(len(files))
+			}
+			for _, v := range files {
+				v.quiesced = r.hooksEnabled() && v.claim.Pod != nil
+				r.start(ctx, copying, v, r.fromFiles)
+			}
+			go func() {
+				defer close(copied)
+				copying.Wait()
+				if thaw() {
+					for _, v := range files {
+						v.quiesced = false
+					}
+				}
+			}()
+		}
+	}
 	for _, v := range snaps {
 		if v.err == nil {
 			r.start(ctx, pool, v, r.fromSnapshot)
 		}
 	}
-	if len(files) > 0 {
-		thaw, err := r.quiesce(ctx, r.hookTargets(files))
-		if err != nil {
-			for _, v := range files {
-				v.err = err
-			}
-		} else {
-			// The application stays quiesced until its live files are copied.
-			copying := pool.Share()
-			for _, v := range files {
-				v.quiesced = r.hooksEnabled() && v.claim.Pod != nil
-				r.start(ctx, copying, v, r.fromFiles)
-			}
-			copying.Wait()
-			thaw()
-		}
-	}
+	<-copied
 	pool.Wait()
 	return spread
 }
@@ -416,7 +439,9 @@ func (r *run) cut(ctx context.Context, vols []*volume) time.Duration {
 	if len(vols) == 0 {
 		return 0
 	}
-	thaw, err := r.quiesce(ctx, r.hookTargets(vols))
+	// Creating the snapshots, then their cuts, each take up to the
+	// snapshot timeout.
+	thaw, err := r.quiesce(ctx, r.hookTargets(vols), 2*r.opts.SnapshotTimeout)
 	if err != nil {
 		for _, v := range vols {
 			v.err = err
@@ -452,7 +477,11 @@ func (r *run) cut(ctx context.Context, vols []*volume) time.Duration {
 		}()
 	}
 	wg.Wait()
-	thaw()
+	if thaw() {
+		for _, v := range vols {
+			v.quiesced = false
+		}
+	}
 	var cuts, requests []time.Time
 	for _, v := range vols {
 		if v.err == nil {

@@ -127,6 +127,9 @@ func opts() Options {
 		Credentials:     &deploy.Credentials{AccessKeyID: "AK", SecretAccessKey: "SK"},
 		PollInterval:    time.Millisecond,
 		SnapshotTimeout: time.Second, PodStartTimeout: time.Second, CleanupTimeout: time.Second, HookTimeout: time.Second,
+		// The fake exec runs hooks as given; the tests in hooks_test.go run
+		// them through the wrapper in a real sh.
+		NoDeadman: true,
 	}
 }
 
@@ -451,3 +454,43 @@ func TestRunInterrupted(t *testing.T) {
 // InitData finds the repository there: manifests are all there is.
 func (c *fakeCatalog) InitData(context.Context, string) (bool, error) { return false, nil }
 func (c *fakeCatalog) WriteKeyFile(context.Context) ([]byte, error)   { return nil, nil }
+
+// With hooks, the live-file copies of the quiesced application all start
+// at once, whatever --parallel: none waits for a slot while the
+// application is held still. Without hooks the limit holds.
+func TestRunQuiescedCopiesDoNotWaitForSlots(t *testing.T) {
+	for _, hooks := range []bool{true, false} {
+		f := newFixture(2, []int{0, 1})
+		var mu sync.Mutex
+		created, most := 0, 0
+		// Each mover stays starting until the pod start timeout: movers
+		// that may run at once all exist together. (A reactor must not
+		// block: the fake clientset runs them under its lock.)
+		f.kc.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			mu.Lock()
+			created++
+			most = max(most, created)
+			mu.Unlock()
+			pod := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod)
+			pod.Status.Phase = corev1.PodPending
+			pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "mover",
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}}
+			return false, nil, nil
+		})
+		f.kc.PrependReactor("delete", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+			mu.Lock()
+			created--
+			mu.Unlock()
+			return false, nil, nil
+		})
+		o := opts()
+		o.Method, o.Parallel = MethodFiles, 1
+		if hooks {
+			o.PreHook, o.PostHook = []string{"freeze"}, []string{"thaw"}
+		}
+		_, _ = Run(context.Background(), f.deps(), o)
+		if want := map[bool]int{true: 2, false: 1}[hooks]; most != want {
+			t.Errorf("hooks %v: %d movers at once with --parallel 1, want %d", hooks, most, want)
+		}
+	}
+}

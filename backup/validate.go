@@ -58,7 +58,7 @@ func (o *Options) Validate() error {
 		what any
 		d    time.Duration
 	}{
-		{hint.Of(hint.HookTimeout), o.HookTimeout}, {hint.Of(hint.PodStartTimeout), o.PodStartTimeout},
+		{hint.Of(hint.HookTimeout), o.HookTimeout}, {hint.Of(hint.HookDeadman), o.HookDeadman}, {hint.Of(hint.PodStartTimeout), o.PodStartTimeout},
 		{"snapshot timeout", o.SnapshotTimeout}, {"transfer timeout", o.TransferTimeout},
 		{"cleanup timeout", o.CleanupTimeout}, {"snapshot gone timeout", o.SnapshotGoneTimeout},
 		{"poll interval", o.PollInterval}, {"dead run age", o.DeadRunAge},
@@ -68,6 +68,9 @@ func (o *Options) Validate() error {
 		}
 	}
 	if err := o.validateLock(); err != nil {
+		return err
+	}
+	if err := o.validateDeadman(); err != nil {
 		return err
 	}
 	if o.Credentials != nil && o.SecretName != "" {
@@ -135,6 +138,17 @@ func (o *Options) SetHooks(pre, post string) error {
 	return nil
 }
 
+// SetHold parses the hold hook as a person writes it (see ParseHook) into
+// HoldHook.
+func (o *Options) SetHold(s string) error {
+	argv, err := ParseHook(s)
+	if err != nil {
+		return hint.Errorf("%w: %s %w", ErrUsage, hint.Of(hint.HoldHook), err)
+	}
+	o.HoldHook = argv
+	return nil
+}
+
 // ParseHook reads a hook as kbak backup --pre-hook, a schedule and the
 // agent's configuration take it: a JSON array is an argv, run as it is
 // (for images without a shell); anything else a shell command line, run
@@ -152,4 +166,41 @@ func ParseHook(s string) ([]string, error) {
 		return argv, nil
 	}
 	return []string{"/bin/sh", "-c", s}, nil
+}
+
+// validateDeadman checks that a deadman given leaves the hooks their time:
+// it runs the post hook that long after the pre hook started, so it must
+// outlast the pre and the post hook's timeouts together.
+func (o *Options) validateDeadman() error {
+	if o.NoDeadman && o.HookDeadman != 0 {
+		return hint.Errorf("%w: %s off with a duration: give one", ErrUsage, hint.Of(hint.HookDeadman))
+	}
+	timeout := o.HookTimeout
+	if timeout <= 0 {
+		timeout = DefaultHookTimeout
+	}
+	if o.HookDeadman > 0 && o.HookDeadman <= 2*timeout {
+		return hint.Errorf("%w: %s %s: give more than twice the hook timeout (%s), the time the pre and the post hook may take, or off", ErrUsage, hint.Of(hint.HookDeadman), o.HookDeadman, timeout)
+	}
+	return nil
+}
+
+// SetDeadman reads a deadman as kbak backup --hook-deadman, a schedule and
+// the agent's configuration take it: empty is the default, "off" (or 0)
+// no deadman, anything else a duration such as 15m.
+func (o *Options) SetDeadman(s string) error {
+	o.HookDeadman, o.NoDeadman = 0, false
+	switch s = strings.TrimSpace(s); s {
+	case "":
+		return nil
+	case "off", "0":
+		o.NoDeadman = true
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return hint.Errorf("%w: %s %q: give a duration such as 15m, or off", ErrUsage, hint.Of(hint.HookDeadman), s)
+	}
+	o.HookDeadman = d
+	return nil
 }

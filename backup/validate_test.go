@@ -56,6 +56,14 @@ func TestValidate(t *testing.T) {
 		{"too many lock days", func(o *Options) { o.LockDays = MaxLockDays + 1 }, "--lock-days 36501"},
 		{"bad lock mode", func(o *Options) { o.LockDays, o.LockMode = 1, "forever" }, `--lock-mode "forever"`},
 		{"lock mode without days", func(o *Options) { o.LockMode = "governance" }, "--lock-mode governance without --lock-days"},
+		{"deadman set", func(o *Options) { o.HookTimeout, o.HookDeadman = time.Minute, 3*time.Minute }, ""},
+		{"deadman off", func(o *Options) { o.NoDeadman = true }, ""},
+		{"negative deadman", func(o *Options) { o.HookDeadman = -time.Minute }, "--hook-deadman -1m0s: give a positive duration"},
+		{"deadman within the hooks' time", func(o *Options) { o.HookDeadman = 2 * DefaultHookTimeout },
+			"--hook-deadman 2m0s: give more than twice the hook timeout (1m0s)"},
+		{"deadman within a given hook timeout", func(o *Options) { o.HookTimeout, o.HookDeadman = 5*time.Minute, 10*time.Minute },
+			"--hook-deadman 10m0s: give more than twice the hook timeout (5m0s)"},
+		{"deadman off and a duration", func(o *Options) { o.NoDeadman, o.HookDeadman = true, time.Hour }, "--hook-deadman off with a duration"},
 		{"credentials and a Secret", func(o *Options) { o.Credentials, o.SecretName = &deploy.Credentials{AccessKeyID: "a"}, "s" }, "--secret are exclusive"},
 	}
 	for _, tt := range tests {
@@ -100,5 +108,45 @@ func TestSetHooks(t *testing.T) {
 		if !errors.Is(err, ErrUsage) || !strings.Contains(hint.Render(err, hinttest.Flags), tt.want) {
 			t.Errorf("SetHooks(%q, %q) = %v, want ErrUsage with %q", tt.pre, tt.post, err, tt.want)
 		}
+	}
+}
+
+func TestSetDeadman(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		d    time.Duration
+		off  bool
+		want string // error
+	}{
+		{"", 0, false, ""},
+		{"15m", 15 * time.Minute, false, ""},
+		{" 1h ", time.Hour, false, ""},
+		{"off", 0, true, ""},
+		{"0", 0, true, ""},
+		{"soon", 0, false, `--hook-deadman "soon": give a duration such as 15m, or off`},
+		{"-5m", 0, false, `--hook-deadman "-5m"`},
+	} {
+		o := Options{HookDeadman: time.Second, NoDeadman: true}
+		err := o.SetDeadman(tt.in)
+		if tt.want != "" {
+			if !errors.Is(err, ErrUsage) || !strings.Contains(hint.Render(err, hinttest.Flags), tt.want) {
+				t.Errorf("SetDeadman(%q) = %v, want ErrUsage with %q", tt.in, err, tt.want)
+			}
+			continue
+		}
+		if err != nil || o.HookDeadman != tt.d || o.NoDeadman != tt.off {
+			t.Errorf("SetDeadman(%q): %s off=%v err=%v, want %s off=%v", tt.in, o.HookDeadman, o.NoDeadman, err, tt.d, tt.off)
+		}
+	}
+}
+
+func TestSetHold(t *testing.T) {
+	var o Options
+	if err := o.SetHold("cat"); err != nil || !slices.Equal(o.HoldHook, []string{"/bin/sh", "-c", "cat"}) {
+		t.Errorf("hold %q, err %v", o.HoldHook, err)
+	}
+	err := o.SetHold(`["mariadb"`)
+	if !errors.Is(err, ErrUsage) || !strings.Contains(hint.Render(err, hinttest.Flags), `--hold-hook ["mariadb" is not a JSON array of strings`) {
+		t.Errorf("SetHold of bad JSON = %v", err)
 	}
 }

@@ -72,6 +72,8 @@ type Schedule struct {
 	// PreHook and PostHook are passed as --pre-hook/--post-hook; either one
 	// grants pods/exec.
 	PreHook, PostHook, HookContainer string
+	// HoldHook is passed as --hold-hook; it grants pods/exec too.
+	HoldHook string
 
 	StartingDeadlineSeconds int64
 	// RunDeadline bounds one run, as its Job's activeDeadlineSeconds;
@@ -105,7 +107,7 @@ func ScheduleObjectName(name string) string { return "kbak-" + name }
 func ScheduleClusterObjectName(ns, name string) string { return "kbak:schedule:" + ns + ":" + name }
 
 // Hooks reports whether the schedule runs hooks, which need pods/exec.
-func (s Schedule) Hooks() bool { return s.PreHook != "" || s.PostHook != "" }
+func (s Schedule) Hooks() bool { return s.PreHook != "" || s.PostHook != "" || s.HoldHook != "" }
 
 // BackupCommand is the argv after the image's entrypoint (kbak).
 func (s Schedule) BackupCommand() []string {
@@ -131,6 +133,9 @@ func (s Schedule) BackupCommand() []string {
 	}
 	if s.PostHook != "" {
 		args = append(args, "--post-hook", s.PostHook)
+	}
+	if s.HoldHook != "" {
+		args = append(args, "--hold-hook", s.HoldHook)
 	}
 	if s.HookContainer != "" {
 		args = append(args, "--hook-container", s.HookContainer)

@@ -39,7 +39,7 @@ func AgentObjects(cfg Config, a deploy.Agent) ([]runtime.Object, error) {
 			return nil, fmt.Errorf("schedule %s uses secret %q, the others %q: in a cluster the agent reads one Secret name; give every namespace a Secret of that name", s.Name, s.Secret, cfg.Secret)
 		}
 		a.BackupNamespaces = append(a.BackupNamespaces, s.Namespace)
-		if s.PreHook != "" || s.PostHook != "" {
+		if s.PreHook != "" || s.PostHook != "" || s.HoldHook != "" {
 			a.Hooks = true
 		}
 	}

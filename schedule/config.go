@@ -81,6 +81,11 @@ type ScheduleSpec struct {
 	PreHook       string `json:"preHook,omitempty"`
 	PostHook      string `json:"postHook,omitempty"`
 	HookContainer string `json:"hookContainer,omitempty"`
+	// HookDeadman as kbak backup --hook-deadman: a duration such as 15m,
+	// or off; empty is the default.
+	HookDeadman string `json:"hookDeadman,omitempty"`
+	// HoldHook as kbak backup --hold-hook.
+	HoldHook string `json:"holdHook,omitempty"`
 	// LockDays keeps what each run writes under S3 Object Lock for that
 	// many days, in LockMode: compliance (the default) or governance (as
 	// kbak backup --lock-days and --lock-mode).
@@ -111,7 +116,7 @@ func ConfigSpelling(r hint.Ref) string {
 		hint.SecretName: "secret", hint.Repo: "repo", hint.TimeZone: "timeZone",
 		hint.KeepLast: "keepLast", hint.KeepHourly: "keepHourly", hint.KeepDaily: "keepDaily",
 		hint.KeepWeekly: "keepWeekly", hint.KeepMonthly: "keepMonthly",
-		hint.PreHook: "preHook", hint.PostHook: "postHook", hint.LockDays: "lockDays", hint.LockMode: "lockMode",
+		hint.PreHook: "preHook", hint.PostHook: "postHook", hint.HookDeadman: "hookDeadman", hint.HoldHook: "holdHook", hint.LockDays: "lockDays", hint.LockMode: "lockMode",
 	}[r.Setting]
 	switch {
 	case r.Setting == hint.IncludeRetained:
@@ -218,6 +223,12 @@ func (s ScheduleSpec) BackupOptions(defaults backup.Options) (backup.Options, er
 		opts.Method = backup.Method(s.Method)
 	}
 	if err := opts.SetHooks(s.PreHook, s.PostHook); err != nil {
+		return opts, err
+	}
+	if err := opts.SetDeadman(s.HookDeadman); err != nil {
+		return opts, err
+	}
+	if err := opts.SetHold(s.HoldHook); err != nil {
 		return opts, err
 	}
 	return opts, opts.Validate()

@@ -58,6 +58,8 @@ type CreateOptions struct {
 	PreHook       string // as given to --pre-hook
 	PostHook      string
 	HookContainer string
+	HookDeadman   string // as given to --hook-deadman
+	HoldHook      string // as given to --hold-hook
 	// LockDays, when positive, has every run keep what it writes under
 	// S3 Object Lock for that many days (kbak backup --lock-days), in
 	// LockMode: compliance (empty) or governance.
@@ -116,6 +118,9 @@ func (o CreateOptions) schedule() (deploy.Schedule, error) {
 		args = append(args, "--parallel", strconv.Itoa(o.Parallel))
 	}
 	args = append(args, lockArgs(o.LockDays, o.LockMode)...)
+	if o.HookDeadman != "" {
+		args = append(args, "--hook-deadman", o.HookDeadman)
+	}
 	return deploy.Schedule{
 		Name: o.Name, Namespace: o.Namespace, StatefulSet: o.StatefulSet,
 		Cron: spec.Expr, TimeZone: spec.TimeZone, Suspend: o.Suspend,
@@ -124,7 +129,7 @@ func (o CreateOptions) schedule() (deploy.Schedule, error) {
 		Secret:     deploy.SecretRef{Name: o.Secret, SessionToken: o.secretKeys.SessionToken, CABundle: o.secretKeys.CABundle},
 		KeySecret:  o.KeySecret,
 		BackupArgs: args,
-		PreHook:    o.PreHook, PostHook: o.PostHook, HookContainer: o.HookContainer,
+		PreHook:    o.PreHook, PostHook: o.PostHook, HookContainer: o.HookContainer, HoldHook: o.HoldHook,
 		RunDeadline: o.RunDeadline,
 		Retention:   o.Policy.String(),
 	}, nil
@@ -295,6 +300,12 @@ func (o CreateOptions) backupOptions() (backup.Options, error) {
 		HookContainer: o.HookContainer, LockDays: o.LockDays, LockMode: o.LockMode,
 	}
 	if err := b.SetHooks(o.PreHook, o.PostHook); err != nil {
+		return b, err
+	}
+	if err := b.SetDeadman(o.HookDeadman); err != nil {
+		return b, err
+	}
+	if err := b.SetHold(o.HoldHook); err != nil {
 		return b, err
 	}
 	return b, b.Validate()

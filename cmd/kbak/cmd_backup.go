@@ -48,12 +48,20 @@ end, on failure and on Ctrl-C too (VolumeSnapshots stay with --keep-snapshots).
 Hooks run in every running pod of the StatefulSet: --pre-hook right before
 the snapshots are cut (or the files copied), --post-hook right after, always,
 even when something failed. A hook is a shell command line run with /bin/sh -c,
-or a JSON array run as it is (for images without a shell).
+or a JSON array run as it is. Hooks run through a small sh wrapper in the
+container: beside the pre-hook it leaves a deadman that runs the post-hook by
+itself should kbak die before it does (--hook-deadman), and a hook that passes
+--hook-timeout is killed in the pod, with its children, before the post-hook
+runs. Images without /bin/sh need --hook-deadman off. --hold-hook keeps a
+session open in every pod across the cut of them all, for a lock that lasts
+as long as its client (MariaDB FLUSH TABLES WITH READ LOCK): kbak cuts once
+each session printed the line "kbak: ready", then closes their stdin.
 
 EXAMPLES:
    kbak backup sts/mariadb -n shop
    kbak backup sts/postgres -n shop --pre-hook 'psql -U postgres -c CHECKPOINT' --post-hook 'echo done'
    kbak backup sts/mariadb --pre-hook '["fsfreeze","--freeze","/var/lib/mysql"]' --post-hook '["fsfreeze","--unfreeze","/var/lib/mysql"]'
+   kbak backup sts/mariadb --hold-hook '{ echo "FLUSH TABLES WITH READ LOCK;"; echo "SELECT \"kbak: ready\";"; cat; } | mariadb -N -B --unbuffered'
    kbak backup sts/postgres --method files --parallel 4 -o json
    kbak backup sts/mariadb --keep-snapshots --prune --keep-daily 7
    kbak backup sts/mariadb --lock-days 30   # immutable: kept under S3 Object Lock for 30 days
@@ -74,6 +82,8 @@ no delete permission: a --prune they deny is reported as a warning.
 			&cli.StringFlag{Name: "pre-hook", Usage: "command run in each app pod before the cut", Category: "Hooks"},
 			&cli.StringFlag{Name: "post-hook", Usage: "command run in each app pod after the cut, always", Category: "Hooks"},
 			&cli.StringFlag{Name: "hook-container", Usage: "container the hooks run in (default: the pod's first)", Category: "Hooks"},
+			&cli.StringFlag{Name: "hold-hook", Usage: "command run in each app pod, its stdin open, from after the pre-hook until every volume is cut; kbak cuts once each printed the line '" + backup.HoldReady + "', and ends it by closing its stdin", Category: "Hooks"},
+			&cli.StringFlag{Name: "hook-deadman", Usage: "run the post-hook in the pod this long after the pre-hook started, should kbak die before it does (default: twice the hook timeout plus the longest the cut or copy may take); off: no deadman, hooks run without the in-pod sh wrapper", Category: "Hooks"},
 			&cli.DurationFlag{Name: "hook-timeout", Value: backup.DefaultHookTimeout, Action: positive("hook-timeout"), Usage: "time limit of one hook in one pod", Category: "Hooks"},
 			&cli.StringFlag{Name: "compression", Value: mover.DefaultCompression, Usage: "zstd:1 (fastest) to zstd:4 (smallest)"},
 			&cli.IntFlag{Name: "format", Value: catalog.FormatRepo, Usage: "repository format: 2 stores each chunk once and reads only changed files; 1 writes one tar+zstd archive a volume"},
@@ -123,6 +133,12 @@ func backupAction(c *cli.Context) error {
 		KbakVersion: version, Spell: flagSpelling,
 	}
 	if err := opts.SetHooks(c.String("pre-hook"), c.String("post-hook")); err != nil {
+		return usageError{err}
+	}
+	if err := opts.SetDeadman(c.String("hook-deadman")); err != nil {
+		return usageError{err}
+	}
+	if err := opts.SetHold(c.String("hold-hook")); err != nil {
 		return usageError{err}
 	}
 	var cl *cluster

@@ -222,6 +222,12 @@ func printManifest(w io.Writer, m *catalog.Manifest) error {
 	}
 	for _, h := range m.Hooks {
 		line := fmt.Sprintf("%s in %s", h.Name, h.Pod)
+		if h.DeadmanSeconds > 0 {
+			line += fmt.Sprintf(" (deadman %ds)", h.DeadmanSeconds)
+		}
+		if h.ThawedBy != "" {
+			line += " (thawed by " + h.ThawedBy + ")"
+		}
 		if h.Error != "" {
 			line += ": " + h.Error
 		}

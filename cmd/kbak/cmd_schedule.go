@@ -63,6 +63,8 @@ backups are pruned where deletes are allowed (kbak prune).
 					&cli.StringFlag{Name: "pre-hook", Usage: "command run in each app pod before the cut", Category: "Hooks"},
 					&cli.StringFlag{Name: "post-hook", Usage: "command run in each app pod after the cut", Category: "Hooks"},
 					&cli.StringFlag{Name: "hook-container", Usage: "container the hooks run in", Category: "Hooks"},
+					&cli.StringFlag{Name: "hold-hook", Usage: "as kbak backup --hold-hook", Category: "Hooks"},
+					&cli.StringFlag{Name: "hook-deadman", Usage: "as kbak backup --hook-deadman: a duration, or off", Category: "Hooks"},
 					&cli.BoolFlag{Name: "suspend", Usage: "create the CronJob suspended"},
 					&cli.DurationFlag{Name: "run-deadline", Value: deploy.DefaultRunDeadline, Action: positive("run-deadline"),
 						Usage: "stop a run still going after this long (the Job's activeDeadlineSeconds), so a hung run does not hold back the next"},
@@ -149,8 +151,8 @@ func scheduleCreate(c *cli.Context) error {
 		Secret: c.String("secret"), KeySecret: c.String("key-secret"), Image: c.String("image"), PullPolicy: corev1.PullPolicy(c.String("pull-policy")),
 		Method: c.String("method"), SnapshotClass: c.String("snapshot-class"), KeepSnapshots: c.Bool("keep-snapshots"),
 		Parallel: c.Int("parallel"), PreHook: c.String("pre-hook"), PostHook: c.String("post-hook"), HookContainer: c.String("hook-container"),
-		RunDeadline: c.Duration("run-deadline"),
-		LockDays:    lock.Days, LockMode: strings.ToLower(string(lock.Mode)),
+		HookDeadman: c.String("hook-deadman"), HoldHook: c.String("hold-hook"), RunDeadline: c.Duration("run-deadline"),
+		LockDays: lock.Days, LockMode: strings.ToLower(string(lock.Mode)),
 	}
 	objs, err := schedule.Render(o)
 	if err != nil {

@@ -108,6 +108,14 @@ type HookRun struct {
 	Started   time.Time `json:"started"`
 	Finished  time.Time `json:"finished"`
 	Error     string    `json:"error,omitempty"`
+	// DeadmanSeconds, on a pre hook, is how long after it started the
+	// deadman kbak left in the container would run the post hook; 0 for
+	// none (and in manifests older than the deadman).
+	DeadmanSeconds int64 `json:"deadmanSeconds,omitempty"`
+	// ThawedBy, on a post hook run through kbak's wrapper, is who ran the
+	// post hook in the pod: "kbak", or "deadman" when the deadman had
+	// already run it (the volumes are then not recorded as quiesced).
+	ThawedBy string `json:"thawedBy,omitempty"`
 }
 
 // Volume records one PVC of the backup.

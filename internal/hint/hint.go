@@ -41,6 +41,8 @@ const (
 	PullPolicy        Setting = "mover-pull-policy"
 	PodStartTimeout   Setting = "pod-start-timeout"
 	HookTimeout       Setting = "hook-timeout"
+	HookDeadman       Setting = "hook-deadman"
+	HoldHook          Setting = "hold-hook"
 	PreHook           Setting = "pre-hook"
 	PostHook          Setting = "post-hook"
 	LockDays          Setting = "lock-days"
@@ -51,7 +53,7 @@ const (
 var Settings = []Setting{Namespace, Method, SnapshotClass, IncludeRetained, SecretName, Repo, MoverImage, TimeZone,
 	KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, From, ToNamespace, ToName, Ordinals, StorageClassMap,
 	CreateStatefulSet, RestoreDevices, RestoreSetID, Kubeconfig, Context, Parallel, Compression, Format, PullPolicy,
-	PodStartTimeout, HookTimeout, PreHook, PostHook, LockDays, LockMode}
+	PodStartTimeout, HookTimeout, HookDeadman, HoldHook, PreHook, PostHook, LockDays, LockMode}
 
 // Ref is a setting as advice names it, with the value to give it ("" for
 // a switch or where any value will do).

@@ -182,34 +182,8 @@ func PodLogs(ctx context.Context, kc kubernetes.Interface, ns, name, container s
 // Exec runs cmd in container of pod ns/name and returns its combined output.
 // A non-zero exit is an error that carries the output's tail.
 func Exec(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, ns, pod, container string, cmd []string) (string, error) {
-	req := kc.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{
-			Container: container,
-			Command:   cmd,
-			Stdout:    true,
-			Stderr:    true,
-		}, scheme.ParameterCodec)
-	ws, err := remotecommand.NewWebSocketExecutor(cfg, "GET", req.URL().String())
-	if err != nil {
-		return "", fmt.Errorf("exec in pod %s/%s: %w", ns, pod, err)
-	}
-	spdy, err := remotecommand.NewSPDYExecutor(cfg, "POST", req.URL())
-	if err != nil {
-		return "", fmt.Errorf("exec in pod %s/%s: %w", ns, pod, err)
-	}
-	// Older API servers speak only SPDY; newer ones prefer WebSockets.
-	exec, err := remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
-		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-	})
-	if err != nil {
-		return "", fmt.Errorf("exec in pod %s/%s: %w", ns, pod, err)
-	}
 	var out tailBuffer
-	var timedOut atomic.Pointer[APITimeoutError]
-	err = exec.StreamWithContext(context.WithValue(ctx, timeoutsKey{}, &timedOut), remotecommand.StreamOptions{Stdout: &out, Stderr: &out})
-	if te := timedOut.Load(); te != nil && err != nil && !errors.Is(err, ErrAPITimeout) {
-		err = te // the SPDY executor keeps only its text
-	}
+	err := execStream(ctx, cfg, kc, ns, pod, container, cmd, nil, &out)
 	if err != nil {
 		if t := strings.TrimSpace(out.String()); t != "" {
 			return out.String(), fmt.Errorf("exec %q in pod %s/%s container %s: %w: %s", strings.Join(cmd, " "), ns, pod, container, err, t)
@@ -217,6 +191,48 @@ func Exec(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, ns, po
 		return out.String(), fmt.Errorf("exec %q in pod %s/%s container %s: %w", strings.Join(cmd, " "), ns, pod, container, err)
 	}
 	return out.String(), nil
+}
+
+// ExecSession runs cmd in container of pod ns/name with stdin, writing its
+// stdout and stderr to out as they come, until cmd ends or ctx does (which
+// ends the stream, not necessarily cmd).
+func ExecSession(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, ns, pod, container string, cmd []string, stdin io.Reader, out io.Writer) error {
+	if err := execStream(ctx, cfg, kc, ns, pod, container, cmd, stdin, out); err != nil {
+		return fmt.Errorf("exec in pod %s/%s container %s: %w", ns, pod, container, err)
+	}
+	return nil
+}
+
+func execStream(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, ns, pod, container string, cmd []string, stdin io.Reader, out io.Writer) error {
+	req := kc.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{
+			Container: container,
+			Command:   cmd,
+			Stdin:     stdin != nil,
+			Stdout:    true,
+			Stderr:    true,
+		}, scheme.ParameterCodec)
+	ws, err := remotecommand.NewWebSocketExecutor(cfg, "GET", req.URL().String())
+	if err != nil {
+		return err
+	}
+	spdy, err := remotecommand.NewSPDYExecutor(cfg, "POST", req.URL())
+	if err != nil {
+		return err
+	}
+	// Older API servers speak only SPDY; newer ones prefer WebSockets.
+	exec, err := remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+	})
+	if err != nil {
+		return err
+	}
+	var timedOut atomic.Pointer[APITimeoutError]
+	err = exec.StreamWithContext(context.WithValue(ctx, timeoutsKey{}, &timedOut), remotecommand.StreamOptions{Stdin: stdin, Stdout: out, Stderr: out})
+	if te := timedOut.Load(); te != nil && err != nil && !errors.Is(err, ErrAPITimeout) {
+		err = te // the SPDY executor keeps only its text
+	}
+	return err
 }
 
 // tailBuffer keeps the last 4 KiB written, enough to explain a failed hook

@@ -94,6 +94,10 @@ type Options struct {
 	Image      string // mover image; default deploy.DefaultMoverImage
 	PullPolicy corev1.PullPolicy
 	Resources  *corev1.ResourceRequirements // default deploy.DefaultMoverResources
+	// MoverSecurity is how the mover pods run; default auto, the most
+	// capable mode the namespace's Pod Security level admits
+	// (moverrun.ResolveSecurity).
+	MoverSecurity deploy.Security
 
 	// Credentials, when set, are put into a Secret kbak creates for this run
 	// and deletes after it. SecretName instead names an existing Secret with

@@ -38,6 +38,10 @@ type run struct {
 	key      deploy.KeyRef    // the Secret with the repository's write key
 	moverKey []byte           // the write key file of an encrypted repository
 	movers   *moverrun.Launcher
+	// security is how the movers run, and runAs the application's
+	// identity an unprivileged mover takes.
+	security deploy.Security
+	runAs    deploy.RunAs
 
 	// parents are, per PVC, the volume of the latest backup of the
 	// deduplicating repository whose unchanged files a mover may reuse.
@@ -121,6 +125,9 @@ func Run(ctx context.Context, deps Deps, opts Options) (_ *catalog.Manifest, err
 		CleanupTimeout: opts.CleanupTimeout, PollInterval: opts.PollInterval, Log: r.log, Progress: opts.Progress,
 	}
 
+	if err := r.resolveSecurity(ctx, d); err != nil {
+		return nil, err
+	}
 	vols, err := r.plan(ctx, d)
 	if err != nil {
 		return nil, err
@@ -176,15 +183,16 @@ func Run(ctx context.Context, deps Deps, opts Options) (_ *catalog.Manifest, err
 	defer moverrun.KeepAlive(ctx, deps.Kube, opts.Namespace, secrets, 0, r.log)()
 
 	m := &catalog.Manifest{
-		Format:      formatOf(opts.Format),
-		ID:          id,
-		KbakVersion: opts.KbakVersion,
-		ClusterID:   r.clusterID(ctx),
-		Namespace:   opts.Namespace,
-		StatefulSet: opts.StatefulSet,
-		Created:     created,
-		Started:     started,
-		Spec:        catalog.StripStatefulSet(d.StatefulSet),
+		Format:        formatOf(opts.Format),
+		ID:            id,
+		KbakVersion:   opts.KbakVersion,
+		ClusterID:     r.clusterID(ctx),
+		Namespace:     opts.Namespace,
+		StatefulSet:   opts.StatefulSet,
+		Created:       created,
+		Started:       started,
+		Spec:          catalog.StripStatefulSet(d.StatefulSet),
+		MoverSecurity: string(r.security),
 	}
 	spread := r.execute(ctx, vols)
 	m.SnapshotSpread = metav1.Duration{Duration: spread}
@@ -220,7 +228,7 @@ func Run(ctx context.Context, deps Deps, opts Options) (_ *catalog.Manifest, err
 func volumeErrors(vols []catalog.Volume) string {
 	var parts []string
 	for _, v := range vols {
-		if v.Status == catalog.VolumeFailed {
+		if v.Status == catalog.VolumeFailed || v.Unreadable > 0 {
 			parts = append(parts, v.PVC+": "+v.Error)
 		}
 	}
@@ -262,6 +270,25 @@ func (r *run) plan(ctx context.Context, d *kube.Discovery) ([]*volume, error) {
 		log.Info("planned volume", "method", method, "snapshot_class", class, "driver", c.Driver)
 	}
 	return vols, nil
+}
+
+// resolveSecurity decides how the movers run in the StatefulSet's
+// namespace, before anything is created.
+func (r *run) resolveSecurity(ctx context.Context, d *kube.Discovery) error {
+	ps, err := kube.NamespacePodSecurity(ctx, r.deps.Kube, r.opts.Namespace)
+	if err != nil {
+		return err
+	}
+	r.runAs = deploy.RunAsOf(&d.StatefulSet.Spec.Template.Spec)
+	r.security, err = moverrun.ResolveSecurity(r.opts.MoverSecurity, ps, r.runAs, moverrun.SecurityNeeds{})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if ps.Unknown {
+		r.log.Warn("cannot read the namespace's Pod Security level: movers run as root with baseline's capabilities unless told otherwise", "mover_security", r.security)
+	}
+	r.log.Info("mover security", "mover_security", r.security, "pod_security", ps.Enforce)
+	return nil
 }
 
 // classChoice is the outcome of looking up a driver's VolumeSnapshotClass.
@@ -631,6 +658,8 @@ func (r *run) moverPod(v *volume, claim, node string) *corev1.Pod {
 		Key:            r.key,
 		Resources:      res,
 		ActiveDeadline: r.movers.ActiveDeadline(v.claim.Size.Value()),
+		Security:       r.security,
+		RunAs:          r.runAs,
 	}.Pod()
 }
 
@@ -689,12 +718,30 @@ func (r *run) entry(v *volume) catalog.Volume {
 		if p := r.parents[c.Name]; p.key != "" && p.key == v.result.Parent {
 			e.Parent = p.id
 		}
+		if n := v.result.Unreadable; n > 0 {
+			e.Unreadable, e.UnreadableNames = n, v.result.UnreadableNames
+			e.Error = unreadableError(n, v.result.UnreadableNames, r.security)
+		}
 	}
 	if e.Status != catalog.VolumeCompleted && e.Snapshot != nil {
 		// Cleanup deletes the snapshot of a volume that was not backed up.
 		e.Snapshot.Retained = false
 	}
 	return e
+}
+
+// unreadableError says what a volume's backup left out for want of the
+// right to read it.
+func unreadableError(n int64, names []string, sec deploy.Security) string {
+	s := fmt.Sprintf("%d file(s) or directories could not be read by the %s mover and were left out (%s", n, sec, strings.Join(names, ", "))
+	if int64(len(names)) < n {
+		s += ", …"
+	}
+	s += "): make them readable by the application's user or group"
+	if sec == deploy.SecurityUnprivileged {
+		s += ", or back up where the namespace admits root movers"
+	}
+	return s
 }
 
 // dropObjects deletes whatever this run put in the store, for a run that

@@ -353,6 +353,9 @@ func TestRunRefusesEarly(t *testing.T) {
 		{"compression level out of range", newFixture(1, []int{0}), func(o *Options) { o.Compression = "zstd:99" }, `--compression "zstd:99"`},
 		{"file repository", newFixture(1, []int{0}), func(o *Options) { o.Repo = "file:///srv/kbak" }, "mover pods in the cluster cannot reach"},
 		{"negative hook timeout", newFixture(1, []int{0}), func(o *Options) { o.HookTimeout = -time.Second }, "--hook-timeout -1s"},
+		{"bad mover security", newFixture(1, []int{0}), func(o *Options) { o.MoverSecurity = "root" }, `--mover-security "root": use auto, unprivileged, baseline or privileged`},
+		{"privileged movers under restricted", restrictedFixture(), func(o *Options) { o.MoverSecurity = deploy.SecurityPrivileged }, `Pod Security level "restricted": use --mover-security auto, or --mover-security unprivileged`},
+		{"restricted and an app without runAsUser", restrictedFixture(), func(*Options) {}, "sets no runAsUser"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -372,6 +375,14 @@ func TestRunRefusesEarly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// restrictedFixture is newFixture in a namespace that enforces Pod Security
+// "restricted".
+func restrictedFixture() *fixture {
+	f := newFixture(1, []int{0})
+	f.kc.Tracker().Add(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{kube.LabelPodSecurityEnforce: kube.LevelRestricted}}})
+	return f
 }
 
 // A kept snapshot is labelled so cleanup spares it, and released again when

@@ -54,6 +54,9 @@ func (o *Options) Validate() error {
 	default:
 		return hint.Errorf("%w: %s %q: use Always, IfNotPresent or Never", ErrUsage, hint.Of(hint.PullPolicy), o.PullPolicy)
 	}
+	if err := moverrun.CheckSecurity(o.MoverSecurity); err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
 	for _, d := range []struct {
 		what any
 		d    time.Duration

@@ -121,6 +121,12 @@ type MoverPod struct {
 	// file of a group the mover is not in) and set file capabilities.
 	// They go with the same fields of Download; Restore only.
 	RestoreDevices, RestoreSetID bool
+	// Security is how the pod runs (zero: SecurityPrivileged); RunAs is
+	// the identity of a SecurityUnprivileged pod, whose FSGroup is the
+	// pod's fsGroup for a restore and only a supplemental group for a
+	// backup.
+	Security Security
+	RunAs    RunAs
 	// ServiceAccount defaults to the namespace's default; the mover calls no
 	// Kubernetes API, so its token is not mounted.
 	ServiceAccount string
@@ -140,8 +146,6 @@ func (m MoverPod) Pod() *corev1.Pod {
 	if image == "" {
 		image = DefaultMoverImage
 	}
-	caps := m.capabilities()
-	root := int64(0)
 	no := false
 	grace := int64(10)
 	c := corev1.Container{
@@ -153,17 +157,8 @@ func (m MoverPod) Pod() *corev1.Pod {
 			{Name: dataVolume, MountPath: MoverDataPath, ReadOnly: m.ReadOnly},
 			{Name: tmpVolume, MountPath: moverTmpDir},
 		},
-		Env:       []corev1.EnvVar{{Name: "TMPDIR", Value: moverTmpDir}},
-		Resources: m.Resources,
-		// Reading every file whatever its owner (or restoring owners)
-		// needs root with a few capabilities; nothing else is granted.
-		SecurityContext: &corev1.SecurityContext{
-			RunAsUser:                &root,
-			RunAsNonRoot:             &no,
-			AllowPrivilegeEscalation: &no,
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: caps},
-			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
+		Env:                      []corev1.EnvVar{{Name: "TMPDIR", Value: moverTmpDir}},
+		Resources:                m.Resources,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
 	volumes := []corev1.Volume{{
@@ -190,6 +185,7 @@ func (m MoverPod) Pod() *corev1.Pod {
 	}
 	m.Secret.Apply(&pod.Spec)
 	m.Key.Apply(&pod.Spec)
+	m.secure(pod)
 	if m.ActiveDeadline > 0 {
 		secs := int64(m.ActiveDeadline / time.Second)
 		if m.ActiveDeadline%time.Second != 0 {
@@ -198,22 +194,6 @@ func (m MoverPod) Pod() *corev1.Pod {
 		pod.Spec.ActiveDeadlineSeconds = &secs
 	}
 	return pod
-}
-
-// capabilities are the only ones the mover gets: those of what it
-// restores, or of reading every file.
-func (m MoverPod) capabilities() []corev1.Capability {
-	if !m.Restore {
-		return []corev1.Capability{"DAC_READ_SEARCH"}
-	}
-	caps := []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER"}
-	if m.RestoreDevices {
-		caps = append(caps, "MKNOD")
-	}
-	if m.RestoreSetID {
-		caps = append(caps, "FSETID", "SETFCAP")
-	}
-	return caps
 }
 
 // DefaultMoverResources keep a mover schedulable on a small node while

@@ -40,6 +40,9 @@ func BackupRules(secret, keySecret string, hooks bool) []rbacv1.PolicyRule {
 		{APIGroups: []string{groupSnapshot}, Resources: []string{"volumesnapshots"}, Verbs: []string{"create", "delete", "get", "list", "patch"}},
 		// the Event each run records on the StatefulSet
 		{APIGroups: []string{groupCore}, Resources: []string{"events"}, Verbs: []string{"create"}},
+		// the namespace's Pod Security level, which decides how movers
+		// run; bound in the namespace, this reads that namespace only
+		{APIGroups: []string{groupCore}, Resources: []string{"namespaces"}, Verbs: []string{"get"}},
 	}
 	if hooks {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{groupCore}, Resources: []string{"pods/exec"}, Verbs: []string{"create"}})

@@ -220,6 +220,9 @@ func TestScheduleServiceAccountIsConfined(t *testing.T) {
 		{"list", "", "persistentvolumeclaims", ns, "", true},
 		{"create", "snapshot.storage.k8s.io", "volumesnapshots", ns, "", true},
 		{"get", "", "namespaces", "", "kube-system", true},
+		// its own namespace's Pod Security level, and no other's
+		{"get", "", "namespaces", ns, ns, true},
+		{"get", "", "namespaces", other, other, false},
 		{"get", "", "secrets", other, storeSecret, false},
 		{"list", "", "secrets", other, "", false},
 		{"list", "", "persistentvolumeclaims", other, "", false},

@@ -133,6 +133,10 @@ func CheckBackup(ctx context.Context, store uploader.Store, key seal.Key, m *cat
 		}
 		if !ck.OK {
 			failed++
+		} else if v.Unreadable > 0 {
+			// What is stored checks out; what the mover could not read
+			// is in no backup, and the backup is partial.
+			ck.NotChecked = fmt.Sprintf("%d file(s) or directories the mover could not read were never backed up", v.Unreadable)
 		}
 		checks = append(checks, ck)
 	}

@@ -124,6 +124,25 @@ func TestCheckBackupPartial(t *testing.T) {
 	}
 }
 
+// A volume stored without what its mover could not read checks out, and
+// is listed as not wholly checked: the backup is partial.
+func TestCheckBackupUnreadable(t *testing.T) {
+	st, m := checkFixture(t, catalog.FormatRepo)
+	m.Volumes[1].Unreadable, m.Volumes[1].UnreadableNames = 2, []string{"a", "b"}
+	m.Status = catalog.StatusPartiallyFailed
+	checks, err := CheckBackup(t.Context(), st, seal.Key{}, m, false, 0)
+	if err != nil {
+		t.Fatalf("CheckBackup: %v", err)
+	}
+	if len(checks) != 2 || !checks[0].OK || !checks[1].OK {
+		t.Fatalf("checks %+v, want both ok", checks)
+	}
+	want := []string{"data-db-1 (2 file(s) or directories the mover could not read were never backed up)"}
+	if got := Unchecked(checks); !slices.Equal(got, want) {
+		t.Errorf("Unchecked = %q, want %q", got, want)
+	}
+}
+
 // A restore counts a claim as restored only when the mover read the object
 // of the digest the manifest records, and extracted what it records.
 func TestCheckMoved(t *testing.T) {

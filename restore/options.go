@@ -55,6 +55,12 @@ type Options struct {
 	Image      string // mover image; default deploy.DefaultMoverImage
 	PullPolicy corev1.PullPolicy
 	Resources  *corev1.ResourceRequirements // default deploy.DefaultMoverResources
+	// MoverSecurity is how the download movers run; default auto, the
+	// most capable mode the target namespace's Pod Security level admits
+	// (moverrun.ResolveSecurity). Unprivileged movers run as the backed-up
+	// StatefulSet's user with its fsGroup: owners they cannot set are
+	// counted in the result.
+	MoverSecurity deploy.Security
 
 	// Credentials, when set, go into a Secret this run creates in the
 	// target namespace and deletes after it. SecretName instead names an

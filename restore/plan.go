@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/kube"
@@ -68,7 +69,12 @@ type Plan struct {
 	Skipped   []Skipped `json:"skipped,omitempty"`
 	Conflicts []string  `json:"conflicts,omitempty"`
 	Notes     []string  `json:"notes,omitempty"`
+	// MoverSecurity is how the mover pods that download into claims run
+	// (see Options.MoverSecurity); binder pods always run unprivileged.
+	MoverSecurity deploy.Security `json:"moverSecurity,omitempty"`
 
+	// runAs is the identity of unprivileged movers: the StatefulSet's.
+	runAs    deploy.RunAs
 	manifest *catalog.Manifest
 	opts     Options
 	// nsNote is the note that the namespace will be created, which a
@@ -126,6 +132,9 @@ func NewPlan(ctx context.Context, deps Deps, m *catalog.Manifest, opts Options) 
 	if m == nil || deps.Kube == nil {
 		return nil, errors.New("restore: a manifest and a Kubernetes client are required")
 	}
+	if err := moverrun.CheckSecurity(opts.MoverSecurity); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUsage, err)
+	}
 	if m.SpecSealed() {
 		return nil, fmt.Errorf("restore backup %s: %w: the backup is encrypted, and only the write key was given: give a read key (--key-file with an AGE-SECRET-KEY-1 file, or --passphrase-file)", m.ID, seal.ErrNoReadKey)
 	}
@@ -176,11 +185,36 @@ func NewPlan(ctx context.Context, deps Deps, m *catalog.Manifest, opts Options) 
 	if err := p.checkRepo(); err != nil {
 		return nil, err
 	}
+	if err := p.resolveSecurity(ctx, deps); err != nil {
+		return nil, err
+	}
 	pl.statefulSet(ctx)
 	if err := p.Err(); err != nil {
 		return p, err
 	}
 	return p, nil
+}
+
+// resolveSecurity decides how the download movers run in the target
+// namespace, as the StatefulSet of the backup runs: a request the
+// namespace refuses is an error before anything is created.
+func (p *Plan) resolveSecurity(ctx context.Context, deps Deps) error {
+	p.runAs = deploy.RunAsOf(&p.manifest.Spec.Spec.Template.Spec)
+	if !slices.ContainsFunc(p.Claims, func(c Claim) bool { return c.Source == SourceStore }) {
+		// Binder pods only: they pass any level.
+		p.MoverSecurity = deploy.SecurityUnprivileged
+		return nil
+	}
+	ps, err := kube.NamespacePodSecurity(ctx, deps.Kube, p.Namespace)
+	if err != nil {
+		return err
+	}
+	needs := moverrun.SecurityNeeds{Devices: p.opts.RestoreDevices, SetID: p.opts.RestoreSetID}
+	p.MoverSecurity, err = moverrun.ResolveSecurity(p.opts.MoverSecurity, ps, p.runAs, needs)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	return nil
 }
 
 // checkRepo refuses a repository that the movers filling claims from the

@@ -41,12 +41,14 @@ const (
 
 // Result is what a restore did.
 type Result struct {
-	RunID            string          `json:"runID"`
-	BackupID         string          `json:"backupID"`
-	Namespace        string          `json:"namespace"`
-	StatefulSet      string          `json:"statefulSet"`
-	CreatedNamespace bool            `json:"createdNamespace"`
-	Ordinals         []OrdinalResult `json:"ordinals"`
+	RunID            string `json:"runID"`
+	BackupID         string `json:"backupID"`
+	Namespace        string `json:"namespace"`
+	StatefulSet      string `json:"statefulSet"`
+	CreatedNamespace bool   `json:"createdNamespace"`
+	// MoverSecurity is how the movers ran (Plan.MoverSecurity).
+	MoverSecurity deploy.Security `json:"moverSecurity,omitempty"`
+	Ordinals      []OrdinalResult `json:"ordinals"`
 	// StatefulSetCreated and StatefulSetReady report --create-statefulset.
 	StatefulSetCreated bool `json:"statefulSetCreated"`
 	StatefulSetReady   bool `json:"statefulSetReady"`
@@ -89,6 +91,11 @@ type ClaimResult struct {
 	SkippedDeviceNames []string `json:"skippedDeviceNames,omitempty"`
 	ClearedSetID       int64    `json:"clearedSetID,omitempty"`
 	ClearedSetIDNames  []string `json:"clearedSetIDNames,omitempty"`
+	// OwnersNotSet counts the entries an unprivileged mover could not give
+	// their owner or mode (an owner other than the application's user):
+	// they stay the mover's, which is the application's user.
+	OwnersNotSet      int64    `json:"ownersNotSet,omitempty"`
+	OwnersNotSetNames []string `json:"ownersNotSetNames,omitempty"`
 }
 
 // Restored returns the ordinals that were restored.
@@ -153,7 +160,7 @@ func Run(ctx context.Context, deps Deps, p *Plan) (*Result, error) {
 		CleanupTimeout: p.opts.CleanupTimeout, PollInterval: p.opts.PollInterval, Log: r.log, Progress: p.opts.Progress,
 	}
 	res := &Result{RunID: p.RunID, BackupID: p.BackupID, Namespace: p.Namespace, StatefulSet: p.StatefulSet,
-		Skipped: slices.Clone(p.Skipped), Notes: p.resultNotes()}
+		MoverSecurity: p.MoverSecurity, Skipped: slices.Clone(p.Skipped), Notes: p.resultNotes()}
 	defer func() { res.Notes = append(res.Notes, r.withheldNotes(res)...) }()
 
 	if p.CreateNamespace {
@@ -261,6 +268,10 @@ func (r *run) withheldNotes(res *Result) []string {
 			if c.ClearedSetID > 0 {
 				out = append(out, hint.Sprintf(r.opts.Spell, "%s: %d file(s) restored without their setuid/setgid bits or file capabilities (%s): %s keeps them",
 					c.PVC, c.ClearedSetID, names(c.ClearedSetID, c.ClearedSetIDNames), hint.Of(hint.RestoreSetID)))
+			}
+			if c.OwnersNotSet > 0 {
+				out = append(out, hint.Sprintf(r.opts.Spell, "%s: %d entries kept the %s mover's owner or mode, not the backup's (%s): restore where the namespace admits root movers (%s) to set them",
+					c.PVC, c.OwnersNotSet, r.plan.MoverSecurity, names(c.OwnersNotSet, c.OwnersNotSetNames), hint.Set(hint.MoverSecurity, "baseline")))
 			}
 		}
 	}
@@ -462,6 +473,9 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 		spec.Labels = r.runLabels(kube.RoleBinder)
 		spec.Args = binderArgs
 		spec.ReadOnly = true
+		// It only mounts its claim: nobody, with no capability, passes
+		// every Pod Security level.
+		spec.Security, spec.RunAs = deploy.SecurityUnprivileged, deploy.BinderRunAs()
 		if err := r.movers.RunSilent(ctx, c.Name, spec.Pod(), c.RawBytes); err != nil {
 			return nil, fmt.Errorf("provision %s from snapshot %s: %w", c.Name, c.Snapshot, err)
 		}
@@ -475,6 +489,7 @@ func (r *run) fillClaim(ctx context.Context, c Claim) (*mover.Result, error) {
 		RestoreDevices: r.opts.RestoreDevices, RestoreSetID: r.opts.RestoreSetID}.Args()
 	spec.Restore = true
 	spec.RestoreDevices, spec.RestoreSetID = r.opts.RestoreDevices, r.opts.RestoreSetID
+	spec.Security, spec.RunAs = p.MoverSecurity, p.runAs
 	spec.Secret = r.secret
 	spec.Key = r.key
 	out, err := r.movers.Run(ctx, c.Name, spec.Pod(), c.RawBytes)
@@ -536,6 +551,7 @@ func (r *run) outcome(jobs []*job) []OrdinalResult {
 			cr.Files, cr.RawBytes = j.result.Files, j.result.RawBytes
 			cr.SkippedDevices, cr.SkippedDeviceNames = j.result.SkippedDevices, j.result.SkippedDeviceNames
 			cr.ClearedSetID, cr.ClearedSetIDNames = j.result.ClearedSetID, j.result.ClearedSetIDNames
+			cr.OwnersNotSet, cr.OwnersNotSetNames = j.result.OwnersNotSet, j.result.OwnersNotSetNames
 		}
 		if cr.Status == StatusFailed {
 			o.Status = StatusFailed

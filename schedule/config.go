@@ -123,7 +123,7 @@ func ConfigSpelling(r hint.Ref) string {
 		return "kbak backup --include-retained, run by hand (the agent backs up the current replicas only)"
 	case r.Setting == hint.MoverImage:
 		return "the agent's image (kbak deploy agent --image)"
-	case r.Setting == hint.Parallel || r.Setting == hint.PullPolicy || r.Setting == hint.PodStartTimeout:
+	case r.Setting == hint.Parallel || r.Setting == hint.PullPolicy || r.Setting == hint.PodStartTimeout || r.Setting == hint.MoverSecurity:
 		// Settings of every run, from the agent's own flags.
 		if r.Value == "" {
 			return "kbak agent --" + string(r.Setting)

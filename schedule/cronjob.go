@@ -51,7 +51,9 @@ type CreateOptions struct {
 	Image      string // default deploy.DefaultMoverImage
 	PullPolicy corev1.PullPolicy
 
-	Method        string // auto, snapshot or files; empty is backup's default
+	Method string // auto, snapshot or files; empty is backup's default
+	// MoverSecurity is kbak backup --mover-security; empty is auto.
+	MoverSecurity string
 	SnapshotClass string
 	KeepSnapshots bool
 	Parallel      int
@@ -110,6 +112,9 @@ func (o CreateOptions) schedule() (deploy.Schedule, error) {
 	}
 	if o.SnapshotClass != "" {
 		args = append(args, "--snapshot-class", o.SnapshotClass)
+	}
+	if o.MoverSecurity != "" {
+		args = append(args, "--mover-security", o.MoverSecurity)
 	}
 	if o.KeepSnapshots {
 		args = append(args, "--keep-snapshots")
@@ -297,6 +302,7 @@ func (o CreateOptions) backupOptions() (backup.Options, error) {
 		Namespace: o.Namespace, StatefulSet: o.StatefulSet, Repo: o.Repo,
 		Method: backup.Method(o.Method), SnapshotClass: o.SnapshotClass, KeepSnapshots: o.KeepSnapshots,
 		Parallel: o.Parallel, Image: o.Image, PullPolicy: o.PullPolicy, SecretName: o.Secret,
+		MoverSecurity: deploy.Security(o.MoverSecurity),
 		HookContainer: o.HookContainer, LockDays: o.LockDays, LockMode: o.LockMode,
 	}
 	if err := b.SetHooks(o.PreHook, o.PostHook); err != nil {

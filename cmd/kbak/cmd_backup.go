@@ -25,6 +25,7 @@ func moverFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "mover-image", EnvVars: []string{"KBAK_MOVER_IMAGE"}, Value: deploy.DefaultMoverImage, Action: nonEmpty("mover-image", deploy.DefaultMoverImage), Usage: "image of the mover pods (the kbak image)", Category: "Movers"},
 		&cli.StringFlag{Name: "mover-pull-policy", Value: string(corev1.PullIfNotPresent), Usage: "imagePullPolicy of the mover pods: Always, IfNotPresent or Never", Category: "Movers"},
+		&cli.StringFlag{Name: "mover-security", Value: string(deploy.SecurityAuto), Usage: "how mover pods run: auto (what the namespace's Pod Security level admits), unprivileged (as the StatefulSet's user, passes restricted), baseline (root with baseline's capabilities) or privileged (root with DAC_READ_SEARCH)", Category: "Movers"},
 		&cli.StringFlag{Name: "secret", Usage: "existing Secret in the namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the movers (default: kbak creates one for the run from your credentials and deletes it after)", Category: "Movers"},
 		&cli.IntFlag{Name: "parallel", Value: moverrun.DefaultParallel, Action: atLeastOne("parallel"), Usage: "mover pods at once", Category: "Movers"},
 		&cli.DurationFlag{Name: "pod-start-timeout", Value: moverrun.DefaultPodStartTimeout, Action: positive("pod-start-timeout"), Usage: "how long a mover pod may take to start (scheduling, volume binding, image pull)", Category: "Movers"},
@@ -128,6 +129,7 @@ func backupAction(c *cli.Context) error {
 		HookContainer: c.String("hook-container"), HookTimeout: c.Duration("hook-timeout"),
 		Parallel: c.Int("parallel"), Compression: c.String("compression"), Format: c.Int("format"),
 		Image: c.String("mover-image"), PullPolicy: corev1.PullPolicy(c.String("mover-pull-policy")), SecretName: c.String("secret"),
+		MoverSecurity:   deploy.Security(c.String("mover-security")),
 		PodStartTimeout: c.Duration("pod-start-timeout"), DeadRunAge: c.Duration("dead-run-age"), SnapshotGoneTimeout: c.Duration("snapshot-gone-timeout"),
 		LockDays: lock.Days, LockMode: strings.ToLower(string(lock.Mode)),
 		KbakVersion: version, Spell: flagSpelling,

@@ -10,7 +10,9 @@ import (
 	"github.com/urfave/cli/v2"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/catalog"
+	"github.com/kbak/kbak/internal/moverrun"
 	"github.com/kbak/kbak/restore"
 )
 
@@ -85,6 +87,9 @@ func moverSetup(c *cli.Context) (image string, pull corev1.PullPolicy, err error
 	default:
 		return "", "", usagef("--mover-pull-policy %q: use Always, IfNotPresent or Never", pull)
 	}
+	if err := moverrun.CheckSecurity(deploy.Security(c.String("mover-security"))); err != nil {
+		return "", "", usageError{err}
+	}
 	return c.String("mover-image"), pull, nil
 }
 
@@ -107,7 +112,8 @@ func restoreOptions(c *cli.Context, repo string) (restore.Options, error) {
 		CreateStatefulSet: c.Bool("create-statefulset"), FromStore: c.Bool("from-store"),
 		RestoreDevices: c.Bool("restore-devices"), RestoreSetID: c.Bool("restore-setid"),
 		Repo: repo, Parallel: c.Int("parallel"), Image: image, PullPolicy: pull,
-		SecretName: c.String("secret"), PodStartTimeout: c.Duration("pod-start-timeout"), DeadRunAge: c.Duration("dead-run-age"),
+		MoverSecurity: deploy.Security(c.String("mover-security")),
+		SecretName:    c.String("secret"), PodStartTimeout: c.Duration("pod-start-timeout"), DeadRunAge: c.Duration("dead-run-age"),
 		Spell: flagSpelling,
 	}
 	if opts.SecretName == "" {

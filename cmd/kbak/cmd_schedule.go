@@ -57,6 +57,7 @@ backups are pruned where deletes are allowed (kbak prune).
 					&cli.StringFlag{Name: "image", Aliases: []string{"mover-image"}, EnvVars: []string{"KBAK_MOVER_IMAGE"}, Value: deploy.DefaultMoverImage, Action: nonEmpty("image", deploy.DefaultMoverImage), Usage: "kbak image of the CronJob and its movers"},
 					&cli.StringFlag{Name: "pull-policy", Aliases: []string{"mover-pull-policy"}, Value: string(corev1.PullIfNotPresent), Usage: "imagePullPolicy: Always, IfNotPresent or Never"},
 					&cli.StringFlag{Name: "method", Usage: "backup method: auto, snapshot or files (default auto)"},
+					&cli.StringFlag{Name: "mover-security", Usage: "how mover pods run: auto, unprivileged, baseline or privileged (default auto; see kbak backup --help)"},
 					&cli.StringFlag{Name: "snapshot-class", Usage: "VolumeSnapshotClass to use"},
 					&cli.BoolFlag{Name: "keep-snapshots", Usage: "leave each backup's VolumeSnapshots in the cluster"},
 					&cli.IntFlag{Name: "parallel", Action: atLeastOne("parallel"), Usage: "mover pods at once (default 2)"},
@@ -149,7 +150,7 @@ func scheduleCreate(c *cli.Context) error {
 		Cron: c.String("cron"), TimeZone: c.String("time-zone"), Policy: retentionPolicy(c), Suspend: c.Bool("suspend"),
 		Repo: repo, S3Endpoint: c.String("s3-endpoint"), S3Region: c.String("s3-region"), S3PathStyle: c.Bool("s3-path-style"),
 		Secret: c.String("secret"), KeySecret: c.String("key-secret"), Image: c.String("image"), PullPolicy: corev1.PullPolicy(c.String("pull-policy")),
-		Method: c.String("method"), SnapshotClass: c.String("snapshot-class"), KeepSnapshots: c.Bool("keep-snapshots"),
+		Method: c.String("method"), MoverSecurity: c.String("mover-security"), SnapshotClass: c.String("snapshot-class"), KeepSnapshots: c.Bool("keep-snapshots"),
 		Parallel: c.Int("parallel"), PreHook: c.String("pre-hook"), PostHook: c.String("post-hook"), HookContainer: c.String("hook-container"),
 		HookDeadman: c.String("hook-deadman"), HoldHook: c.String("hold-hook"), RunDeadline: c.Duration("run-deadline"),
 		LockDays: lock.Days, LockMode: strings.ToLower(string(lock.Mode)),
@@ -316,7 +317,7 @@ EXAMPLES:
 					}
 					return catalog.New(s, key), nil
 				},
-				Defaults: backup.Options{Image: image, PullPolicy: pull, Parallel: c.Int("parallel"), PodStartTimeout: c.Duration("pod-start-timeout"), DeadRunAge: c.Duration("dead-run-age"), KbakVersion: version},
+				Defaults: backup.Options{Image: image, PullPolicy: pull, MoverSecurity: deploy.Security(c.String("mover-security")), Parallel: c.Int("parallel"), PodStartTimeout: c.Duration("pod-start-timeout"), DeadRunAge: c.Duration("dead-run-age"), KbakVersion: version},
 			}
 			// Each schedule's runs with the agent's own settings, checked
 			// as kbak backup checks its flags, before the first run.

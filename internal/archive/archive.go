@@ -31,6 +31,11 @@ type WriteOptions struct {
 	// and Concurrency are then ignored. A recipe (see Content) is written
 	// plain because its caller chunks and compresses it.
 	Plain bool
+	// Unreadable, when set, receives the names of the first entries
+	// (at most MaxWithheldNames) Write could not read: it leaves them out
+	// and goes on, where without it the first stops it. For a walk
+	// without the right to read everything (a mover that is not root).
+	Unreadable *[]string
 	// Content, when set, makes Write a recipe writer: each regular file's
 	// data is handed to Content and the entry holds the reference it
 	// returns instead (see ContentFunc and the package documentation).
@@ -91,6 +96,12 @@ type ExtractOptions struct {
 	// Withheld, when set, receives the names of the first entries skipped
 	// or cleared for want of Devices or SetID.
 	Withheld *Withheld
+	// NotRoot is for an extracting user without CHOWN or FOWNER (a mover
+	// that runs as the application's user): an owner or mode it is not
+	// allowed to set (EPERM: an entry of another user, a root it does not
+	// own) is left as it is, counted in Stats.OwnersNotSet and named in
+	// Withheld.Owners, and a directory's mtime it may not set is left.
+	NotRoot bool
 }
 
 // Withheld names what an extraction without ExtractOptions.Devices or
@@ -99,6 +110,7 @@ type ExtractOptions struct {
 type Withheld struct {
 	Devices []string `json:"devices,omitempty"` // device nodes not created
 	SetID   []string `json:"setID,omitempty"`   // restored without setuid/setgid bits or file capabilities
+	Owners  []string `json:"owners,omitempty"`  // owner or mode not set (ExtractOptions.NotRoot)
 }
 
 // MaxWithheldNames bounds the names Withheld keeps of each kind.
@@ -136,6 +148,13 @@ type Stats struct {
 	// setuid or setgid bits or file capabilities (ExtractOptions.SetID
 	// unset).
 	SetIDCleared int64
+	// OwnersNotSet counts the entries whose owner or mode Extract was not
+	// allowed to set (ExtractOptions.NotRoot).
+	OwnersNotSet int64
+	// Unreadable counts the files and directories Write could not read
+	// (EACCES) and left out, or whose entries it left out (a directory);
+	// WriteOptions.Unreadable names the first.
+	Unreadable int64
 }
 
 // Entries is the number of archive entries, the figure Counters.Files shows.

@@ -104,6 +104,8 @@ type extractor struct {
 	// noDevices holds the names of the device nodes not created, so that
 	// hard links to them are skipped too.
 	noDevices map[string]bool
+	// lastNotOwned is the last entry counted by ownerNotSet.
+	lastNotOwned string
 
 	// The parent directory of the last entry stays open: entries arrive in
 	// walk order, so most share it. Directories are never removed or renamed
@@ -273,13 +275,13 @@ func (ex *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 	}
 	// Symlinks and special files: metadata by name, never following.
 	if !ex.opts.NoSameOwner {
-		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := ex.owned(rel, unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW)); err != nil {
 			return fmt.Errorf("chown %s: %w", rel, err)
 		}
 	}
 	if hdr.Typeflag != tar.TypeSymlink {
 		// Fchmodat follows symlinks; the name was made just now as a node.
-		if err := unix.Fchmodat(pfd, base, perm, 0); err != nil {
+		if err := ex.owned(rel, unix.Fchmodat(pfd, base, perm, 0)); err != nil {
 			return fmt.Errorf("chmod %s: %w", rel, err)
 		}
 	}
@@ -464,7 +466,7 @@ func (ex *extractor) file(pfd int, base, rel string, hdr *tar.Header, perm uint3
 		}
 	}
 	if !ex.opts.NoSameOwner {
-		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+		if err := ex.owned(rel, unix.Fchown(fd, hdr.Uid, hdr.Gid)); err != nil {
 			return fmt.Errorf("chown %s: %w", rel, err)
 		}
 	}
@@ -542,7 +544,8 @@ func (ex *extractor) fixDirs() error {
 		if err != nil {
 			return err
 		}
-		if err := unix.UtimesNanoAt(pfd, base, []unix.Timespec{d.mtime, d.mtime}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		err = unix.UtimesNanoAt(pfd, base, []unix.Timespec{d.mtime, d.mtime}, unix.AT_SYMLINK_NOFOLLOW)
+		if err != nil && !(ex.opts.NotRoot && errors.Is(err, unix.EPERM)) {
 			return fmt.Errorf("set mtime of %s: %w", d.rel, err)
 		}
 	}
@@ -557,6 +560,19 @@ func (ex *extractor) fixDirs() error {
 // user's group first and to its owner last, and a restore needs no
 // CAP_FSETID for setgid directories.
 func (ex *extractor) fixDir(fd int, d dirMeta) error {
+	if ex.opts.NotRoot {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fmt.Errorf("stat %s: %w", d.rel, err)
+		}
+		if int(st.Uid) != unix.Geteuid() {
+			// Not ours (the volume's root): only what it lacks counts.
+			if st.Mode&0o7777 != d.mode || int(st.Uid) != d.uid || int(st.Gid) != d.gid {
+				ex.ownerNotSet(d.rel)
+			}
+			return nil
+		}
+	}
 	if !ex.opts.NoSameOwner && d.mode&unix.S_ISGID != 0 {
 		if err := unix.Fchown(fd, -1, unix.Getegid()); err != nil {
 			return fmt.Errorf("chown %s: %w", d.rel, err)
@@ -571,9 +587,31 @@ func (ex *extractor) fixDir(fd int, d dirMeta) error {
 		return fmt.Errorf("chmod %s: %w", d.rel, err)
 	}
 	if !ex.opts.NoSameOwner {
-		if err := unix.Fchown(fd, d.uid, d.gid); err != nil {
+		if err := ex.owned(d.rel, unix.Fchown(fd, d.uid, d.gid)); err != nil {
 			return fmt.Errorf("chown %s: %w", d.rel, err)
 		}
 	}
 	return nil
+}
+
+// owned passes err on, but for an extraction by a user that is not root
+// that was not allowed to set rel's owner or mode: rel is counted and
+// named, once however many of its calls failed.
+func (ex *extractor) owned(rel string, err error) error {
+	if err == nil || !ex.opts.NotRoot || !errors.Is(err, unix.EPERM) {
+		return err
+	}
+	ex.ownerNotSet(rel)
+	return nil
+}
+
+func (ex *extractor) ownerNotSet(rel string) {
+	if ex.lastNotOwned == rel {
+		return
+	}
+	ex.lastNotOwned = rel
+	ex.stats.OwnersNotSet++
+	if w := ex.opts.Withheld; w != nil && len(w.Owners) < MaxWithheldNames {
+		w.Owners = append(w.Owners, rel)
+	}
 }

@@ -45,6 +45,7 @@ func Write(ctx context.Context, dir string, w io.Writer, opts WriteOptions) (Sta
 		tw:      tar.NewWriter(out),
 		prog:    opts.Progress,
 		content: opts.Content,
+		unread:  opts.Unreadable,
 		links:   make(map[fileID]*linkRecord),
 		buf:     make([]byte, copyBufSize),
 		xbuf:    make([]byte, 4096),
@@ -126,6 +127,7 @@ type walker struct {
 	tw      *tar.Writer
 	prog    *Counters
 	content ContentFunc
+	unread  *[]string // WriteOptions.Unreadable
 	stats   Stats
 	links   map[fileID]*linkRecord
 	buf     []byte
@@ -140,6 +142,9 @@ func (wr *walker) entry(full, name string) error {
 	if err := unix.Lstat(full, &st); err != nil {
 		if errors.Is(err, unix.ENOENT) && name != rootName {
 			wr.stats.Skipped++
+			return nil
+		}
+		if wr.unreadable(name, err) {
 			return nil
 		}
 		return fmt.Errorf("stat %s: %w", full, err)
@@ -207,6 +212,21 @@ func (wr *walker) entry(full, name string) error {
 	return wr.header(hdr)
 }
 
+// unreadable reports whether err is a permission the walk lacks to read
+// entry name, which it then leaves out: counted, and named among the first
+// (WriteOptions.Unreadable). A directory's entry is already written; its
+// contents are what is left out.
+func (wr *walker) unreadable(name string, err error) bool {
+	if wr.unread == nil || name == rootName || !errors.Is(err, unix.EACCES) {
+		return false
+	}
+	wr.stats.Unreadable++
+	if len(*wr.unread) < MaxWithheldNames {
+		*wr.unread = append(*wr.unread, name)
+	}
+	return true
+}
+
 func (wr *walker) header(hdr *tar.Header) error {
 	if err := wr.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("write tar header %s: %w", hdr.Name, err)
@@ -238,6 +258,9 @@ func (wr *walker) dir(full, name string, hdr *tar.Header) error {
 		if errors.Is(err, os.ErrNotExist) && name != rootName {
 			return nil
 		}
+		if wr.unreadable(name, err) {
+			return nil
+		}
 		return fmt.Errorf("open directory %s: %w", full, err)
 	}
 	names, err := f.Readdirnames(-1)
@@ -265,6 +288,9 @@ func (wr *walker) file(full, name string, hdr *tar.Header, st *unix.Stat_t) erro
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			wr.stats.Skipped++
+			return nil
+		}
+		if wr.unreadable(name, err) {
 			return nil
 		}
 		return fmt.Errorf("open %s: %w", full, err)

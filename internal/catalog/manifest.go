@@ -89,6 +89,10 @@ type Manifest struct {
 	// how far apart in time the volumes of a crash-consistent backup are.
 	SnapshotSpread metav1.Duration `json:"snapshotSpread"`
 	Hooks          []HookRun       `json:"hooks,omitempty"`
+	// MoverSecurity is how the movers ran (unprivileged, baseline or
+	// privileged); empty in backups made before kbak chose it, whose
+	// movers ran privileged.
+	MoverSecurity string `json:"moverSecurity,omitempty"`
 	// Spec is the StatefulSet as it was, stripped by StripStatefulSet.
 	Spec appsv1.StatefulSet `json:"statefulSetObject"`
 	// SealedSpec is Spec sealed to the read keys of an encrypted
@@ -145,14 +149,20 @@ type Volume struct {
 	// The deduplicating repository's figures (StoredBytes is then what the
 	// volume added to the repository): file data read (unchanged files are
 	// not), files reused from the parent backup, chunks and new chunks.
-	ReadBytes    int64        `json:"readBytes,omitempty"`
-	SkippedFiles int64        `json:"skippedFiles,omitempty"`
-	Chunks       int64        `json:"chunks,omitempty"`
-	NewChunks    int64        `json:"newChunks,omitempty"`
-	Parent       string       `json:"parent,omitempty"` // the backup whose unchanged files were trusted
-	Compression  string       `json:"compression,omitempty"`
-	Status       VolumeStatus `json:"status"`
-	Error        string       `json:"error,omitempty"`
+	ReadBytes    int64  `json:"readBytes,omitempty"`
+	SkippedFiles int64  `json:"skippedFiles,omitempty"`
+	Chunks       int64  `json:"chunks,omitempty"`
+	NewChunks    int64  `json:"newChunks,omitempty"`
+	Parent       string `json:"parent,omitempty"` // the backup whose unchanged files were trusted
+	Compression  string `json:"compression,omitempty"`
+	// Unreadable counts the files and directories an unprivileged mover
+	// could not read and left out, with the first names: the volume is
+	// Completed (what was read restores) but incomplete, Error says so,
+	// and the backup is PartiallyFailed.
+	Unreadable      int64        `json:"unreadable,omitempty"`
+	UnreadableNames []string     `json:"unreadableNames,omitempty"`
+	Status          VolumeStatus `json:"status"`
+	Error           string       `json:"error,omitempty"`
 }
 
 // Snapshot names the VolumeSnapshot a volume was read from.
@@ -227,6 +237,9 @@ func OverallStatus(volumes []Volume) Status {
 		switch v.Status {
 		case VolumeCompleted:
 			completed++
+			if v.Unreadable > 0 {
+				failed++ // in part
+			}
 		case VolumeFailed:
 			failed++
 		}

@@ -396,6 +396,10 @@ func TestOverallStatus(t *testing.T) {
 		{v(VolumeFailed, VolumeFailed), StatusFailed},
 		{v(VolumeSkipped), StatusFailed},
 		{nil, StatusFailed},
+		// A volume whose mover could not read every file is kept, and the
+		// backup is partial.
+		{[]Volume{{Status: VolumeCompleted, Unreadable: 1}}, StatusPartiallyFailed},
+		{[]Volume{{Status: VolumeCompleted}, {Status: VolumeCompleted, Unreadable: 3}}, StatusPartiallyFailed},
 	}
 	for _, tt := range tests {
 		if got := OverallStatus(tt.vols); got != tt.want {

@@ -11,8 +11,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/kube"
+	"github.com/kbak/kbak/internal/moverrun"
 )
 
 // Level grades a finding.
@@ -162,6 +164,7 @@ func Run(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, 
 	}
 
 	out = append(out, permissions(ctx, kc, opts.Namespace)...)
+	out = append(out, podSecurity(ctx, kc, opts))
 
 	if opts.StatefulSet != "" {
 		out = append(out, statefulSet(ctx, kc, opts, classesByDriver)...)
@@ -195,6 +198,57 @@ func permissions(ctx context.Context, kc kubernetes.Interface, ns string) []Chec
 			Advice: "bind a Role with these verbs (`kbak schedule create --dry-run=client -o yaml` prints one)"}}
 	}
 	return []Check{{Name: "permissions in " + ns, Level: LevelOK, Detail: fmt.Sprintf("all %d permissions kbak uses are granted", len(needs))}}
+}
+
+// podSecurity reports the namespace's Pod Security level and how movers
+// will run there: for a StatefulSet, as its backup resolves it.
+func podSecurity(ctx context.Context, kc kubernetes.Interface, opts Options) Check {
+	c := Check{Name: "pod security in " + opts.Namespace, Level: LevelOK}
+	ps, err := kube.NamespacePodSecurity(ctx, kc, opts.Namespace)
+	if err != nil {
+		c.Level, c.Detail = LevelWarn, err.Error()
+		return c
+	}
+	level := "enforces " + ps.Enforce
+	if ps.Enforce == kube.LevelPrivileged {
+		level = "enforces no level"
+	}
+	if ps.PrivilegedMovers {
+		level += ", opted in to privileged movers (" + kube.AnnotationPrivilegedMovers + ")"
+	}
+	if ps.Unknown {
+		c.Level, c.Advice = LevelWarn, "grant get on the namespace, so kbak sees its Pod Security level"
+		level = "level unknown (cannot read the namespace)"
+	}
+	var app deploy.RunAs
+	if opts.StatefulSet != "" {
+		sts, err := kc.AppsV1().StatefulSets(opts.Namespace).Get(ctx, opts.StatefulSet, metav1.GetOptions{})
+		if err != nil {
+			c.Detail = level
+			return c // the StatefulSet's own check says why
+		}
+		app = deploy.RunAsOf(&sts.Spec.Template.Spec)
+	} else if ps.Enforce == kube.LevelRestricted {
+		c.Detail = level + ": movers run unprivileged, as the StatefulSet's user (its pod template must set runAsUser)"
+		return c
+	}
+	mode, err := moverrun.ResolveSecurity(deploy.SecurityAuto, ps, app, moverrun.SecurityNeeds{})
+	if err != nil {
+		c.Level, c.Detail = LevelFail, level+": "+hint.Render(err, opts.Spell)
+		return c
+	}
+	c.Detail = fmt.Sprintf("%s: movers run %s", level, describeSecurity(mode, app))
+	return c
+}
+
+func describeSecurity(s deploy.Security, app deploy.RunAs) string {
+	switch s {
+	case deploy.SecurityUnprivileged:
+		return fmt.Sprintf("unprivileged, as uid %d", *app.User)
+	case deploy.SecurityBaseline:
+		return "as root with baseline's capabilities (baseline)"
+	}
+	return "privileged (root with DAC_READ_SEARCH)"
 }
 
 // statefulSet reports, per claim, whether and how it would be backed up.

@@ -7,7 +7,9 @@ import (
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	snapfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
+	appsv1 "k8s.io/api/apps/v1"
 	authv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -78,5 +80,44 @@ func TestRun(t *testing.T) {
 	}
 	if !Failed(checks) {
 		t.Error("Failed() is false with failing checks")
+	}
+}
+
+// The doctor says what a namespace's Pod Security level makes of movers:
+// the mode auto picks, and a StatefulSet whose user the restricted level
+// leaves no mover for.
+func TestPodSecurity(t *testing.T) {
+	uid := int64(1001)
+	sts := func(name string, user *int64) *appsv1.StatefulSet {
+		s := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "strict"}}
+		s.Spec.Template.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: user}
+		return s
+	}
+	kc := fake.NewClientset(
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "strict", Labels: map[string]string{kube.LabelPodSecurityEnforce: "restricted"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "base", Labels: map[string]string{kube.LabelPodSecurityEnforce: "baseline"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "open", Annotations: map[string]string{kube.AnnotationPrivilegedMovers: "true"}}},
+		sts("db", &uid), sts("rootdb", nil),
+	)
+	for _, tt := range []struct {
+		ns, sts  string
+		level    Level
+		contains []string
+	}{
+		{"strict", "", LevelOK, []string{"enforces restricted", "unprivileged"}},
+		{"strict", "db", LevelOK, []string{"unprivileged, as uid 1001"}},
+		{"strict", "rootdb", LevelFail, []string{"runAsUser"}},
+		{"base", "", LevelOK, []string{"enforces baseline", "baseline's capabilities"}},
+		{"open", "", LevelOK, []string{"enforces no level", "opted in", "privileged (root with DAC_READ_SEARCH)"}},
+	} {
+		c := podSecurity(context.Background(), kc, Options{Namespace: tt.ns, StatefulSet: tt.sts})
+		if c.Level != tt.level {
+			t.Errorf("%s %s: level %s, want %s: %+v", tt.ns, tt.sts, c.Level, tt.level, c)
+		}
+		for _, w := range tt.contains {
+			if !strings.Contains(c.Detail, w) {
+				t.Errorf("%s %s: %q does not say %q", tt.ns, tt.sts, c.Detail, w)
+			}
+		}
 	}
 }

@@ -47,13 +47,14 @@ const (
 	PostHook          Setting = "post-hook"
 	LockDays          Setting = "lock-days"
 	LockMode          Setting = "lock-mode"
+	MoverSecurity     Setting = "mover-security"
 )
 
 // Settings lists every Setting, for spellings to be checked against.
 var Settings = []Setting{Namespace, Method, SnapshotClass, IncludeRetained, SecretName, Repo, MoverImage, TimeZone,
 	KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, From, ToNamespace, ToName, Ordinals, StorageClassMap,
 	CreateStatefulSet, RestoreDevices, RestoreSetID, Kubeconfig, Context, Parallel, Compression, Format, PullPolicy,
-	PodStartTimeout, HookTimeout, HookDeadman, HoldHook, PreHook, PostHook, LockDays, LockMode}
+	PodStartTimeout, HookTimeout, HookDeadman, HoldHook, PreHook, PostHook, LockDays, LockMode, MoverSecurity}
 
 // Ref is a setting as advice names it, with the value to give it ("" for
 // a switch or where any value will do).

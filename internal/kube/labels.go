@@ -54,10 +54,14 @@ const (
 	// hour to become ready): SweepDeadRuns, StaleRuns.
 	AnnotationAlive = "kbak.io/alive"
 
-	// LabelName and LabelComponent tell the agent's objects from a
-	// schedule's.
+	// LabelName=NameValue and LabelComponent (the role) are the
+	// recommended labels of what a run or a schedule makes; only
+	// LabelManagedBy marks what cleanup may delete. The agent's objects
+	// carry its name and component "agent" instead: its Deployment
+	// selects its pod by them, and a selector cannot change.
 	LabelName      = "app.kubernetes.io/name"
 	LabelComponent = "app.kubernetes.io/component"
+	NameValue      = "kbak"
 	// AnnotationConfigHash is the sha256 of the agent's configuration, on
 	// its pod.
 	AnnotationConfigHash = "kbak.io/config-sha256"
@@ -90,11 +94,13 @@ func RestoreLabels(id, sts, role string) map[string]string {
 func runLabels(key, id, sts, role string) map[string]string {
 	l := map[string]string{
 		LabelManagedBy:   ManagedByValue,
+		LabelName:        NameValue,
 		key:              LabelValue(id),
 		LabelStatefulSet: LabelValue(sts),
 	}
 	if role != "" {
 		l[LabelRole] = role
+		l[LabelComponent] = role
 	}
 	return l
 }
@@ -102,7 +108,7 @@ func runLabels(key, id, sts, role string) map[string]string {
 // TemporaryLabels are the labels of a restore run's object that a restored
 // claim sheds once its data is in place, so that `kbak gc` never takes it
 // for a leftover; LabelRestoreID and LabelRestoredFrom stay.
-var TemporaryLabels = []string{LabelManagedBy, LabelStatefulSet, LabelRole}
+var TemporaryLabels = []string{LabelManagedBy, LabelName, LabelComponent, LabelStatefulSet, LabelRole}
 
 // RunSelector selects everything kbak created for backup run id. An empty
 // id selects everything kbak created at all.
@@ -133,7 +139,7 @@ func RunOf(l map[string]string) (id string, restore bool) {
 // ScheduleLabels are the labels of every namespaced object of schedule
 // name of StatefulSet sts.
 func ScheduleLabels(name, sts string) map[string]string {
-	return map[string]string{LabelManagedBy: ManagedByValue, LabelSchedule: name, LabelStatefulSet: sts}
+	return map[string]string{LabelManagedBy: ManagedByValue, LabelName: NameValue, LabelComponent: "schedule", LabelSchedule: name, LabelStatefulSet: sts}
 }
 
 // ScheduleSelector selects every object of schedule name; with ns set it

@@ -82,3 +82,25 @@ func TestRunLabelsAndSelectors(t *testing.T) {
 		t.Error("a restore run's objects carry a backup id")
 	}
 }
+
+// Everything a run makes carries the recommended labels with its role as
+// the component; a restored claim sheds them with the other temporary
+// labels, keeping only what says where it came from.
+func TestRecommendedLabels(t *testing.T) {
+	for _, l := range []map[string]string{Labels("db-1", "db", RoleMover), RestoreLabels("r-1", "db", RoleRestoreClaim), ScheduleLabels("nightly", "db")} {
+		if l[LabelName] != "kbak" || l[LabelManagedBy] != "kbak" || l[LabelComponent] == "" {
+			t.Errorf("labels %v lack app.kubernetes.io/name, managed-by or component", l)
+		}
+	}
+	l := RestoreLabels("r-1", "db", RoleRestoreClaim)
+	l[LabelRestoredFrom] = "db-1"
+	for _, k := range TemporaryLabels {
+		delete(l, k)
+	}
+	if len(l) != 2 || l[LabelRestoreID] != "r-1" || l[LabelRestoredFrom] != "db-1" {
+		t.Errorf("a released claim keeps %v, want only the restore id and origin", l)
+	}
+	if AgentPodLabels("kbak-agent")[LabelManagedBy] != "" {
+		t.Error("the agent's pod carries managed-by, which marks what cleanup deletes")
+	}
+}

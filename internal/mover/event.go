@@ -69,6 +69,15 @@ type Result struct {
 	SkippedDeviceNames []string `json:"skippedDeviceNames,omitempty"`
 	ClearedSetID       int64    `json:"clearedSetID,omitempty"`
 	ClearedSetIDNames  []string `json:"clearedSetIDNames,omitempty"`
+
+	// A mover that is not root may not read every file, nor set every
+	// owner: an upload leaves out what it could not read, a download
+	// leaves what it could not hand over to the mover's user. How many,
+	// and the first names, relative to the volume.
+	Unreadable        int64    `json:"unreadable,omitempty"`
+	UnreadableNames   []string `json:"unreadableNames,omitempty"`
+	OwnersNotSet      int64    `json:"ownersNotSet,omitempty"`
+	OwnersNotSetNames []string `json:"ownersNotSetNames,omitempty"`
 }
 
 // ParseEvent decodes one line of mover output. Lines that are not events

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -64,13 +65,20 @@ type DownloadOptions struct {
 
 // extractOptions are the archive's options for a download into Target.
 func (o DownloadOptions) extractOptions(progress *archive.Counters, withheld *archive.Withheld) archive.ExtractOptions {
-	return archive.ExtractOptions{Progress: progress, Devices: o.RestoreDevices, SetID: o.RestoreSetID, Withheld: withheld}
+	return archive.ExtractOptions{Progress: progress, Devices: o.RestoreDevices, SetID: o.RestoreSetID, Withheld: withheld,
+		NotRoot: os.Geteuid() != 0}
 }
 
 // setWithheld records in res what the extraction left out or changed.
 func (res *Result) setWithheld(stats archive.Stats, w *archive.Withheld) {
 	res.SkippedDevices, res.SkippedDeviceNames = stats.DevicesSkipped, w.Devices
 	res.ClearedSetID, res.ClearedSetIDNames = stats.SetIDCleared, w.SetID
+	res.OwnersNotSet, res.OwnersNotSetNames = stats.OwnersNotSet, w.Owners
+}
+
+// setUnreadable records in res what an upload could not read.
+func (res *Result) setUnreadable(stats archive.Stats, names []string) {
+	res.Unreadable, res.UnreadableNames = stats.Unreadable, names
 }
 
 // DefaultCompression is what kbak writes unless told otherwise: zstd's
@@ -119,11 +127,12 @@ func Upload(ctx context.Context, store Store, opts UploadOptions, ev *Emitter) (
 	defer cancel(nil)
 	pr, pw := io.Pipe()
 	var stats archive.Stats
+	var unreadable []string
 	archived := make(chan error, 1)
 	go func() {
 		var err error
 		stats, err = archive.Write(ctx, opts.Source, io.MultiWriter(pw, stored), archive.WriteOptions{
-			Level: level, Concurrency: opts.Concurrency, Progress: &counters,
+			Level: level, Concurrency: opts.Concurrency, Progress: &counters, Unreadable: &unreadable,
 		})
 		if err != nil {
 			err = fmt.Errorf("archive %s: %w", opts.Source, err)
@@ -146,6 +155,7 @@ func Upload(ctx context.Context, store Store, opts UploadOptions, ev *Emitter) (
 	}
 
 	res.RawBytes, res.Files = stats.RawBytes, stats.Files
+	res.setUnreadable(stats, unreadable)
 	res.StoredBytes, res.SHA256 = stored.n.Load(), hex.EncodeToString(stored.h.Sum(nil))
 	res.Finished = time.Now().UTC()
 	return res, writeResult(ctx, store, opts.ResultKey, res)

@@ -107,9 +107,10 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 		return err
 	})
 	var stats archive.Stats
+	var unreadable []string
 	g.Go(func() error {
 		var err error
-		stats, err = archive.Write(gctx, opts.Source, pw, archive.WriteOptions{Plain: true, Content: content, Progress: &counters})
+		stats, err = archive.Write(gctx, opts.Source, pw, archive.WriteOptions{Plain: true, Content: content, Progress: &counters, Unreadable: &unreadable})
 		if err != nil {
 			err = fmt.Errorf("archive %s: %w", opts.Source, err)
 		}
@@ -134,6 +135,7 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 	res.SHA256 = treeSum // the manifest records it; a restore checks the tree by it
 	ws := w.Stats()
 	res.RawBytes, res.Files, res.ReadBytes = stats.RawBytes, stats.Files, stats.ReadBytes
+	res.setUnreadable(stats, unreadable)
 	res.SkippedFiles, res.SkippedBytes = skippedFiles.Load(), skippedBytes.Load()
 	// What the upload added: new blobs, and the volume's own tree and file
 	// cache, which every backup writes anew.

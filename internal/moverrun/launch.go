@@ -12,8 +12,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/internal/kube"
 	"github.com/kbak/kbak/internal/mover"
 )
@@ -114,7 +116,7 @@ func (l *Launcher) run(ctx context.Context, what string, pod *corev1.Pod, bytes 
 	defer kube.DeletePod(ctx, kc, ns, name, l.PollInterval, l.CleanupTimeout, log)
 	got, err := kube.CreatePod(ctx, kc, pod)
 	if err != nil {
-		return nil, err
+		return nil, podSecurityAdvice(err)
 	}
 	if got.Status.Phase == corev1.PodFailed {
 		// Left failed by an earlier try of this run: try again afresh.
@@ -163,6 +165,16 @@ func (l *Launcher) run(ctx context.Context, what string, pod *corev1.Pod, bytes 
 		}
 	}
 	return moverOutcome(what, final, done, tail)
+}
+
+// podSecurityAdvice says what to do when Pod Security admission refuses a
+// mover the namespace's label did not predict (a cluster-wide default
+// level, a label changed during the run).
+func podSecurityAdvice(err error) error {
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "violates PodSecurity") {
+		return err
+	}
+	return hint.Errorf("%w: run movers as the application's user with %s, or label the namespace with the level it enforces (%s)", err, hint.Set(hint.MoverSecurity, "unprivileged"), kube.LabelPodSecurityEnforce)
 }
 
 // moverOutcome decides a transfer's result from the mover's last event and

@@ -76,24 +76,7 @@ func TestHookDeadman(t *testing.T) {
 	}
 
 	// kbak dies while the live files are copied, the application quiesced.
-	cmd, _, errb := kbakCmd(t, e, append([]string{"backup", "sts/db", "-n", ns, "--method", "files"}, hookArgs("2")...)...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }()
-	waitFor(t, "a mover pod of the backup", 2*time.Minute, func(c context.Context) (string, bool, error) {
-		list, err := e.Kube.CoreV1().Pods(ns).List(c, metav1.ListOptions{LabelSelector: kube.ManagedSelector()})
-		if err != nil {
-			return "", false, err
-		}
-		return fmt.Sprintf("%d kbak pods", len(list.Items)), len(list.Items) > 0, nil
-	})
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	killed := time.Now()
-	t.Logf("killed kbak; its stderr:\n%s", indent(errb.String()))
+	killed := killOnceMoving(t, e, ns, append([]string{"backup", "sts/db", "-n", ns, "--method", "files"}, hookArgs("2")...)...)
 	for _, pod := range pods {
 		marks := hookLog(t, e, ns, pod)
 		if markAt(marks, "pre2") < 0 || countMarks(marks, "post2") != 0 {
@@ -188,24 +171,7 @@ func TestHoldHookAcrossTheCut(t *testing.T) {
 	deleteKeptSnapshots(t, e, ns, m)
 
 	// kbak dies while the sessions hold (live files being copied).
-	cmd, _, errb := kbakCmd(t, e, "backup", "sts/db", "-n", ns, "--method", "files", "--hold-hook", hold("2"), "--hook-timeout", "10s", "--hook-deadman", "40s")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }()
-	waitFor(t, "a mover pod of the backup", 2*time.Minute, func(c context.Context) (string, bool, error) {
-		list, err := e.Kube.CoreV1().Pods(ns).List(c, metav1.ListOptions{LabelSelector: kube.ManagedSelector()})
-		if err != nil {
-			return "", false, err
-		}
-		return fmt.Sprintf("%d kbak pods", len(list.Items)), len(list.Items) > 0, nil
-	})
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	killed := time.Now()
-	t.Logf("killed kbak; its stderr:\n%s", indent(errb.String()))
+	killed := killOnceMoving(t, e, ns, "backup", "sts/db", "-n", ns, "--method", "files", "--hold-hook", hold("2"), "--hook-timeout", "10s", "--hook-deadman", "40s")
 	for _, pod := range pods {
 		if marks := hookLog(t, e, ns, pod); markAt(marks, "held2") < 0 {
 			t.Fatalf("pod %s when kbak was killed: marks %v, want held2", pod, marks)
@@ -230,4 +196,29 @@ func deleteKeptSnapshots(t *testing.T, e *env, ns string, m *catalog.Manifest) {
 			}
 		}
 	}
+}
+
+// killOnceMoving starts kbak with args, SIGKILLs it as soon as one of its
+// pods exists in ns (the application quiesced, its files being copied),
+// and returns when it was killed.
+func killOnceMoving(t *testing.T, e *env, ns string, args ...string) time.Time {
+	t.Helper()
+	cmd, _, errb := kbakCmd(t, e, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+	waitFor(t, "a mover pod of the backup", 2*time.Minute, func(c context.Context) (string, bool, error) {
+		list, err := e.Kube.CoreV1().Pods(ns).List(c, metav1.ListOptions{LabelSelector: kube.ManagedSelector()})
+		if err != nil {
+			return "", false, err
+		}
+		return fmt.Sprintf("%d kbak pods", len(list.Items)), len(list.Items) > 0, nil
+	})
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	t.Logf("killed kbak; its stderr:\n%s", indent(errb.String()))
+	return time.Now()
 }

@@ -22,3 +22,8 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) 
 func ExtractTar(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) (Stats, error) {
 	return Stats{}, errors.ErrUnsupported
 }
+
+// ExtractRecipe needs Linux file calls (openat2, *at syscalls); movers run on Linux.
+func ExtractRecipe(ctx context.Context, recipe io.Reader, dir string, opts ExtractOptions, data DataFunc) (Stats, error) {
+	return Stats{}, errors.ErrUnsupported
+}

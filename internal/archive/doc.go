@@ -36,8 +36,11 @@
 // gets a reader that touches the file only when read, so a file the caller
 // knows unchanged is not read at all. Rehydrate turns a recipe back into the
 // plain stream Write makes without Content, asking the caller for each file's
-// data, and ExtractTar or VerifyTar read that. Extract and Verify refuse a
-// recipe entry: its reference is not the file's data.
+// data, and ExtractTar or VerifyTar read that. ExtractRecipe extracts a
+// recipe straight away: the caller writes each file's data into the file,
+// and small files are created and written by a few writers at once.
+// Extract and Verify refuse a recipe entry: its reference is not the file's
+// data.
 //
 // # Memory
 //
@@ -46,7 +49,8 @@
 // Extract holds one small record per directory (path, owner, mode, mtime,
 // xattrs) until the end, because directory metadata is applied after their
 // contents. Neither keeps a list of files. Rehydrate holds one content
-// reference at a time, at most MaxRefSize bytes.
+// reference at a time, at most MaxRefSize bytes; ExtractRecipe one too, and
+// the data of at most 2*fileWriters+1 small files.
 //
 // # Extraction safety
 //

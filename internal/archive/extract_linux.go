@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
@@ -54,6 +56,25 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) 
 // r in the calling goroutine, without Extract's read-ahead: a caller whose
 // reader blocks (a network, a pipe from Rehydrate) buffers it itself.
 func ExtractTar(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) (Stats, error) {
+	return extract(ctx, r, dir, opts, nil)
+}
+
+// ExtractRecipe extracts a recipe (a plain stream made by Write with
+// Content) into dir as ExtractTar would extract what Rehydrate makes of it,
+// without rebuilding the tar stream: for each recipe entry data is called
+// with the content reference and the size of the data it stands for, and
+// writes exactly size bytes, the file's data regions back to back, to its
+// writer, which puts them straight into the file at their offsets (holes
+// stay holes). Writing fewer or more fails naming the file. ref is valid
+// only during the call; the writer does not keep the slices it is given.
+func ExtractRecipe(ctx context.Context, recipe io.Reader, dir string, opts ExtractOptions, data DataFunc) (Stats, error) {
+	if data == nil {
+		return Stats{}, errors.New("extract recipe: no data function")
+	}
+	return extract(ctx, recipe, dir, opts, data)
+}
+
+func extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions, data DataFunc) (Stats, error) {
 	rootFd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return Stats{}, fmt.Errorf("open target directory %s: %w", dir, err)
@@ -68,8 +89,43 @@ func ExtractTar(ctx context.Context, r io.Reader, dir string, opts ExtractOption
 	}
 	defer ex.dropParent()
 
-	err = eachEntry(ctx, r, func(hdr *tar.Header, data io.Reader) error {
-		if err := ex.entry(hdr, data); err != nil {
+	defer ex.stopWriters()
+
+	err = eachEntry(ctx, r, func(hdr *tar.Header, tr io.Reader) error {
+		small := false
+		fill := func(fd int, rel string, regions []region) error {
+			for _, r := range regions {
+				if err := ex.content(fd, rel, r, tr); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if data != nil {
+			out, ref, ok, err := recipeEntry(hdr, tr)
+			if err != nil {
+				return err
+			}
+			switch {
+			case ok && out.Size <= smallFileSize:
+				// The data is fetched now, in order; the file is
+				// written by one of the file writers.
+				b, err := collectData(ex.ctx, out.Name, ref, out.Size, data)
+				if err != nil {
+					return err
+				}
+				hdr, small = out, true
+				fill = func(fd int, rel string, regions []region) error {
+					return writeRegions(fd, rel, regions, b, ex.opts.Progress)
+				}
+			case ok:
+				hdr = out
+				fill = func(fd int, rel string, regions []region) error {
+					return ex.recipeContent(fd, rel, regions, ref, hdr.Size, data)
+				}
+			}
+		}
+		if err := ex.entry(hdr, fill, small); err != nil {
 			return err
 		}
 		if opts.Progress != nil {
@@ -77,6 +133,9 @@ func ExtractTar(ctx context.Context, r io.Reader, dir string, opts ExtractOption
 		}
 		return nil
 	})
+	if err == nil {
+		err = ex.wait()
+	}
 	if err != nil {
 		return ex.stats, err
 	}
@@ -104,7 +163,9 @@ type extractor struct {
 	// noDevices holds the names of the device nodes not created, so that
 	// hard links to them are skipped too.
 	noDevices map[string]bool
-	// lastNotOwned is the last entry counted by ownerNotSet.
+	// lastNotOwned is the last entry counted by ownerNotSet; ownMu guards
+	// it and what ownerNotSet counts, which the file writers reach too.
+	ownMu        sync.Mutex
 	lastNotOwned string
 
 	// The parent directory of the last entry stays open: entries arrive in
@@ -112,9 +173,106 @@ type extractor struct {
 	// during Extract, so the descriptor stays beneath the root.
 	parentRel string
 	parent    int
+
+	// The file writers (ExtractRecipe): small files, all in the parent
+	// directory, are created and written fileWriters at a time. writing
+	// holds their names until wait.
+	jobs     chan func() error
+	inflight sync.WaitGroup
+	writers  sync.WaitGroup
+	writing  map[string]bool
+	errMu    sync.Mutex
+	writeErr error
 }
 
+// Files of up to smallFileSize bytes of data are written by fileWriters
+// goroutines: creating a file costs more than writing its data, and
+// several at once keep both the disk and the CPUs busy. At most
+// 2*fileWriters+1 such files are in memory and fileWriters open.
+const (
+	smallFileSize = 256 << 10
+	fileWriters   = 4
+)
+
+// write has a file writer run job, which creates the file base in the
+// parent directory.
+func (ex *extractor) write(base string, job func() error) error {
+	if err := ex.failed(); err != nil {
+		return err
+	}
+	if ex.writing[base] {
+		if err := ex.wait(); err != nil {
+			return err
+		}
+	}
+	if ex.jobs == nil {
+		ex.jobs = make(chan func() error, fileWriters)
+		ex.writing = make(map[string]bool)
+		for range fileWriters {
+			ex.writers.Add(1)
+			go func() {
+				defer ex.writers.Done()
+				for job := range ex.jobs {
+					if ex.ctx.Err() == nil && ex.failed() == nil {
+						if err := job(); err != nil {
+							ex.fail(err)
+						}
+					}
+					ex.inflight.Done()
+				}
+			}()
+		}
+	}
+	ex.writing[base] = true
+	ex.inflight.Add(1)
+	select {
+	case ex.jobs <- job:
+		return nil
+	case <-ex.ctx.Done():
+		ex.inflight.Done()
+		return ex.ctx.Err()
+	}
+}
+
+// wait returns when every file handed to the writers is written, with
+// the first error of any.
+func (ex *extractor) wait() error {
+	if ex.jobs == nil {
+		return nil
+	}
+	ex.inflight.Wait()
+	clear(ex.writing)
+	if err := ex.failed(); err != nil {
+		return err
+	}
+	return ex.ctx.Err()
+}
+
+func (ex *extractor) stopWriters() {
+	if ex.jobs != nil {
+		close(ex.jobs)
+		ex.writers.Wait()
+	}
+}
+
+func (ex *extractor) fail(err error) {
+	ex.errMu.Lock()
+	defer ex.errMu.Unlock()
+	if ex.writeErr == nil {
+		ex.writeErr = err
+	}
+}
+
+func (ex *extractor) failed() error {
+	ex.errMu.Lock()
+	defer ex.errMu.Unlock()
+	return ex.writeErr
+}
+
+// dropParent closes the parent directory kept open, once the file
+// writers are done with it.
 func (ex *extractor) dropParent() {
+	ex.wait() // an error stays for the next wait to return
 	if ex.parent >= 0 {
 		unix.Close(ex.parent)
 		ex.parent = -1
@@ -207,7 +365,10 @@ func headerXattrs(hdr *tar.Header) map[string]string {
 	return m
 }
 
-func (ex *extractor) entry(hdr *tar.Header, tr io.Reader) error {
+// entry extracts one entry; fill writes a regular file's data regions
+// into its descriptor. A small file (its data already in memory) is
+// created and written by a file writer while the next entries are read.
+func (ex *extractor) entry(hdr *tar.Header, fill func(fd int, rel string, regions []region) error, small bool) error {
 	rel, err := cleanName(hdr.Name)
 	if err != nil {
 		return err
@@ -229,6 +390,13 @@ func (ex *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 	if err != nil {
 		return err
 	}
+	// Anything but a file waits for the file writers: a hard link's target
+	// must exist, and no two entries of one name are made at once.
+	if !small && (hdr.Typeflag != tar.TypeReg || ex.writing[base]) {
+		if err := ex.wait(); err != nil {
+			return err
+		}
+	}
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		err = ex.mkdir(pfd, base, rel)
@@ -239,9 +407,13 @@ func (ex *extractor) entry(hdr *tar.Header, tr io.Reader) error {
 		return err
 	case tar.TypeReg:
 		perm, xattrs = ex.withholdSetID(rel, perm, xattrs)
-		err = ex.file(pfd, base, rel, hdr, perm, xattrs, tr)
 		ex.stats.Files++
-		return err
+		if small {
+			ex.stats.RawBytes += hdr.Size
+			ex.stats.ReadBytes += hdr.Size
+			return ex.write(base, func() error { return ex.file(pfd, base, rel, hdr, perm, xattrs, fill) })
+		}
+		return ex.file(pfd, base, rel, hdr, perm, xattrs, fill)
 	case tar.TypeSymlink:
 		err = ex.create(pfd, base, rel, func() error { return unix.Symlinkat(hdr.Linkname, pfd, base) })
 		ex.stats.Symlinks++
@@ -430,7 +602,7 @@ func (ex *extractor) hardlink(pfd int, base, rel, linkname string) error {
 	return nil
 }
 
-func (ex *extractor) file(pfd int, base, rel string, hdr *tar.Header, perm uint32, xattrs map[string]string, tr io.Reader) error {
+func (ex *extractor) file(pfd int, base, rel string, hdr *tar.Header, perm uint32, xattrs map[string]string, fill func(fd int, rel string, regions []region) error) error {
 	size := hdr.Size
 	regions := []region{{0, hdr.Size}}
 	if m, ok := hdr.PAXRecords[paxSparseMap]; ok {
@@ -455,10 +627,8 @@ func (ex *extractor) file(pfd int, base, rel string, hdr *tar.Header, perm uint3
 			unix.Close(fd)
 		}
 	}()
-	for _, r := range regions {
-		if err := ex.content(fd, rel, r, tr); err != nil {
-			return err
-		}
+	if err := fill(fd, rel, regions); err != nil {
+		return err
 	}
 	if size != hdr.Size || len(regions) != 1 {
 		if err := unix.Ftruncate(fd, size); err != nil {
@@ -503,15 +673,8 @@ func (ex *extractor) content(fd int, rel string, r region, tr io.Reader) error {
 		if err != nil {
 			return streamErr(err)
 		}
-		for w := 0; w < n; {
-			m, err := unix.Pwrite(fd, chunk[w:n], off+int64(w))
-			if err != nil {
-				if errors.Is(err, unix.EINTR) {
-					continue
-				}
-				return fmt.Errorf("write %s: %w", rel, err)
-			}
-			w += m
+		if err := pwriteAll(fd, chunk[:n], off); err != nil {
+			return fmt.Errorf("write %s: %w", rel, err)
 		}
 		off += int64(n)
 		ex.stats.RawBytes += int64(n)
@@ -519,6 +682,141 @@ func (ex *extractor) content(fd int, rel string, r region, tr io.Reader) error {
 		if ex.opts.Progress != nil {
 			ex.opts.Progress.RawBytes.Add(int64(n))
 		}
+	}
+	return nil
+}
+
+// recipeContent has data write a recipe entry's size bytes into the
+// regions of fd, checking that it writes exactly that many.
+func (ex *extractor) recipeContent(fd int, rel string, regions []region, ref []byte, size int64, data DataFunc) error {
+	rw := &regionWriter{ex: ex, fd: fd, rel: rel, regions: slices.Clone(regions)}
+	err := data(ex.ctx, ref, size, rw)
+	if rw.err != nil && !rw.over { // the file write failed, not the data
+		return rw.err
+	}
+	return dataErr(rel, size, rw.written, rw.over, err)
+}
+
+// collectData has data write a recipe entry's size bytes into memory,
+// checking that it writes exactly that many.
+func collectData(ctx context.Context, name string, ref []byte, size int64, data DataFunc) ([]byte, error) {
+	c := &collector{b: make([]byte, 0, size)}
+	err := data(ctx, ref, size, c)
+	rel, cerr := cleanName(name)
+	if cerr != nil {
+		return nil, cerr
+	}
+	if err := dataErr(rel, size, int64(len(c.b)), c.over, err); err != nil {
+		return nil, err
+	}
+	return c.b, nil
+}
+
+// dataErr says what is wrong with the data written for the recipe entry
+// rel: more or fewer than size bytes, or err.
+func dataErr(rel string, size, written int64, over bool, err error) error {
+	switch {
+	case over:
+		return fmt.Errorf("restore %s: its data is longer than the %d bytes the recipe records: the recipe or the stored data is corrupt", rel, size)
+	case err != nil:
+		return fmt.Errorf("restore %s: %w", rel, err)
+	case written < size:
+		return fmt.Errorf("restore %s: got %d bytes of data, the recipe records %d: the recipe or the stored data is corrupt", rel, written, size)
+	}
+	return nil
+}
+
+// collector keeps what is written, up to its capacity.
+type collector struct {
+	b    []byte
+	over bool
+}
+
+func (c *collector) Write(p []byte) (int, error) {
+	if c.over {
+		return 0, errTooLong
+	}
+	n := min(len(p), cap(c.b)-len(c.b))
+	c.b = append(c.b, p[:n]...)
+	if n < len(p) {
+		c.over = true
+		return n, errTooLong
+	}
+	return n, nil
+}
+
+// writeRegions writes data, a file's regions back to back, at their
+// offsets.
+func writeRegions(fd int, rel string, regions []region, data []byte, progress *Counters) error {
+	n := int64(len(data))
+	for _, r := range regions {
+		if err := pwriteAll(fd, data[:r.len], r.off); err != nil {
+			return fmt.Errorf("write %s: %w", rel, err)
+		}
+		data = data[r.len:]
+	}
+	if progress != nil {
+		progress.RawBytes.Add(n)
+	}
+	return nil
+}
+
+// regionWriter writes a file's data regions, given back to back, at their
+// offsets: one pwrite per region a Write covers.
+type regionWriter struct {
+	ex      *extractor
+	fd      int
+	rel     string
+	regions []region // what is left to write
+	written int64
+	over    bool
+	err     error
+}
+
+func (w *regionWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n := 0
+	for len(p) > 0 {
+		for len(w.regions) > 0 && w.regions[0].len == 0 {
+			w.regions = w.regions[1:]
+		}
+		if len(w.regions) == 0 {
+			w.over = true
+			return n, errTooLong
+		}
+		r := &w.regions[0]
+		q := p[:min(int64(len(p)), r.len)]
+		if err := pwriteAll(w.fd, q, r.off); err != nil {
+			w.err = fmt.Errorf("write %s: %w", w.rel, err)
+			return n, w.err
+		}
+		r.off += int64(len(q))
+		r.len -= int64(len(q))
+		n += len(q)
+		p = p[len(q):]
+		w.written += int64(len(q))
+		w.ex.stats.RawBytes += int64(len(q))
+		w.ex.stats.ReadBytes += int64(len(q))
+		if w.ex.opts.Progress != nil {
+			w.ex.opts.Progress.RawBytes.Add(int64(len(q)))
+		}
+	}
+	return n, nil
+}
+
+// pwriteAll writes all of b at off.
+func pwriteAll(fd int, b []byte, off int64) error {
+	for w := 0; w < len(b); {
+		m, err := unix.Pwrite(fd, b[w:], off+int64(w))
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return err
+		}
+		w += m
 	}
 	return nil
 }
@@ -606,6 +904,8 @@ func (ex *extractor) owned(rel string, err error) error {
 }
 
 func (ex *extractor) ownerNotSet(rel string) {
+	ex.ownMu.Lock()
+	defer ex.ownMu.Unlock()
 	if ex.lastNotOwned == rel {
 		return
 	}

@@ -129,6 +129,23 @@ func TestRecipeRoundTrip(t *testing.T) {
 			compareTrees(t, before, after)
 			checkHoles(t, tc.sparse, before, after)
 
+			// ExtractRecipe makes the same tree straight from the recipe.
+			direct := t.TempDir()
+			var rc Counters
+			rs, err := ExtractRecipe(ctx, bytes.NewReader(recipe.Bytes()), direct, ExtractOptions{Devices: true, SetID: true, Progress: &rc}, store.Data)
+			if err != nil {
+				t.Fatalf("ExtractRecipe: %v", err)
+			}
+			afterDirect := snapshot(t, direct)
+			compareTrees(t, before, afterDirect)
+			checkHoles(t, tc.sparse, before, afterDirect)
+			if rs != es {
+				t.Errorf("ExtractRecipe stats %+v, ExtractTar's %+v", rs, es)
+			}
+			if rc.RawBytes.Load() != es.RawBytes || rc.Files.Load() != es.Entries() {
+				t.Errorf("ExtractRecipe counters %d bytes %d entries, stats %+v", rc.RawBytes.Load(), rc.Files.Load(), es)
+			}
+
 			if tc.sparse != nil {
 				tc.want.RawBytes = ws.RawBytes
 			}
@@ -490,6 +507,15 @@ func TestRehydrateErrors(t *testing.T) {
 			// What was written is never a whole archive.
 			if _, err := VerifyTar(context.Background(), &out, nil); err == nil {
 				t.Error("the output of a failed Rehydrate verifies")
+			}
+			// ExtractRecipe refuses what Rehydrate refuses, for the same
+			// reason (only Rehydrate has an output of its own to fail).
+			if tc.out == nil {
+				_, err := ExtractRecipe(context.Background(), bytes.NewReader(tc.recipe), t.TempDir(), ExtractOptions{}, data)
+				msg := strings.TrimPrefix(tc.msg, "rehydrate ")
+				if err == nil || tc.is != nil && !errors.Is(err, tc.is) || !strings.Contains(err.Error(), msg) {
+					t.Errorf("ExtractRecipe: %v, want an error like Rehydrate's", err)
+				}
 			}
 			if tc.recipeFault {
 				err := WalkRecipe(context.Background(), bytes.NewReader(tc.recipe), func([]byte) error { return nil })

@@ -24,12 +24,12 @@ import (
 // zero padding after it). On an error the output has no tar end marker, so
 // whatever reads it fails too instead of taking a shorter tree for a whole
 // one. w is not closed.
-func Rehydrate(ctx context.Context, recipe io.Reader, w io.Writer, data func(ctx context.Context, ref []byte, size int64, w io.Writer) error) error {
+func Rehydrate(ctx context.Context, recipe io.Reader, w io.Writer, data DataFunc) error {
 	bw := bufio.NewWriterSize(w, plainBufSize)
 	tw := tar.NewWriter(bw)
 	buf := make([]byte, copyBufSize)
 	err := eachEntry(ctx, recipe, func(hdr *tar.Header, r io.Reader) error {
-		size, ok, err := contentSize(hdr)
+		out, ref, ok, err := recipeEntry(hdr, r)
 		if err != nil {
 			return err
 		}
@@ -39,15 +39,8 @@ func Rehydrate(ctx context.Context, recipe io.Reader, w io.Writer, data func(ctx
 			}
 			return copyData(ctx, tw, r, buf, hdr.Name)
 		}
-		ref, err := readRef(hdr, r)
-		if err != nil {
-			return err
-		}
-		out := *hdr
-		out.Size = size
-		out.PAXRecords = maps.Clone(hdr.PAXRecords)
-		delete(out.PAXRecords, paxContentSize)
-		if err := tw.WriteHeader(&out); err != nil {
+		size := out.Size
+		if err := tw.WriteHeader(out); err != nil {
 			return fmt.Errorf("rehydrate %s: write header: %w", hdr.Name, err)
 		}
 		lw := &limitWriter{w: tw, left: size}
@@ -74,6 +67,28 @@ func Rehydrate(ctx context.Context, recipe io.Reader, w io.Writer, data func(ctx
 		return fmt.Errorf("rehydrate: write archive: %w", err)
 	}
 	return nil
+}
+
+// DataFunc writes the size bytes of data that the content reference ref
+// stands for to w (see Rehydrate and ExtractRecipe).
+type DataFunc func(ctx context.Context, ref []byte, size int64, w io.Writer) error
+
+// recipeEntry returns, for a recipe entry, the header of the file it
+// stands for (Size the size of its data) and its content reference; ok is
+// false for an ordinary entry.
+func recipeEntry(hdr *tar.Header, r io.Reader) (out *tar.Header, ref []byte, ok bool, err error) {
+	size, ok, err := contentSize(hdr)
+	if err != nil || !ok {
+		return nil, nil, ok, err
+	}
+	if ref, err = readRef(hdr, r); err != nil {
+		return nil, nil, false, err
+	}
+	o := *hdr
+	o.Size = size
+	o.PAXRecords = maps.Clone(hdr.PAXRecords)
+	delete(o.PAXRecords, paxContentSize)
+	return &o, ref, true, nil
 }
 
 // WalkRecipe calls f with the content reference of every recipe entry, in

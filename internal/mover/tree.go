@@ -173,9 +173,10 @@ func unchanged(parent *repo.FileCache, e repo.FileEntry, match string, w *repo.W
 
 // downloadTree restores a volume of the deduplicating repository. The file
 // cache tells the reader which chunks come next, so it fetches them ahead;
-// the recipe and the chunks rebuild the archive stream for
-// archive.ExtractTar. Every chunk is checked against its id
-// before its bytes reach the extractor.
+// archive.ExtractRecipe writes the chunks straight into the files the
+// recipe names (a verify without a target rebuilds the archive stream for
+// archive.VerifyTar). Every chunk is checked against its id before its
+// bytes reach the extractor.
 func downloadTree(ctx context.Context, store Store, opts DownloadOptions, ev *Emitter) (Result, error) {
 	res := Result{Key: opts.Key, Format: repo.FormatVersion, Compression: DefaultCompression, Started: time.Now().UTC()}
 	r, err := repo.Open(ctx, store, opts.RepoKey)
@@ -226,13 +227,21 @@ func downloadTree(ctx context.Context, store Store, opts DownloadOptions, ev *Em
 		ref  repo.Ref
 		data []byte
 	}
-	chunks := make(chan chunk, 4)
+	// Fetch uses a chunk's memory again once its function returns: it
+	// waits until the extractor has written the chunk.
+	chunks := make(chan chunk)
+	written := make(chan struct{})
 	g.Go(func() error {
 		defer close(chunks)
 		return rd.Fetch(gctx, refs, func(ref repo.Ref, b []byte) error {
 			fetched.Add(int64(len(b)))
 			select {
 			case chunks <- chunk{ref, b}:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			select {
+			case <-written:
 				return nil
 			case <-gctx.Done():
 				return gctx.Err()
@@ -258,7 +267,12 @@ func downloadTree(ctx context.Context, store Store, opts DownloadOptions, ev *Em
 			if c.ref.ID != want.ID {
 				return fmt.Errorf("%w: recipe walks disagree at chunk %s", repo.ErrCorrupt, want.ID.Short())
 			}
-			if _, err := w.Write(c.data); err != nil {
+			_, err := w.Write(c.data)
+			select {
+			case written <- struct{}{}:
+			case <-ctx.Done():
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -267,22 +281,22 @@ func downloadTree(ctx context.Context, store Store, opts DownloadOptions, ev *Em
 	var stats archive.Stats
 	var withheld archive.Withheld
 	g.Go(func() error {
-		pr, pw := io.Pipe()
-		go func() {
-			rs := recipeStream(gctx, g, rd, recipe)
-			err := archive.Rehydrate(gctx, rs, pw, data)
-			// A rehydration that stopped early (a chunk failed) reads no
-			// more of the recipe: let its writer go.
-			rs.CloseWithError(cmp.Or(err, io.ErrClosedPipe))
-			pw.CloseWithError(err)
-		}()
-		defer pr.Close()
+		rs := recipeStream(gctx, g, rd, recipe)
 		var err error
-		if opts.Target == "" {
-			stats, err = archive.VerifyTar(gctx, pr, &counters)
+		if opts.Target != "" {
+			// The chunks go straight from the fetch into the files.
+			stats, err = archive.ExtractRecipe(gctx, rs, opts.Target, opts.extractOptions(&counters, &withheld), data)
 		} else {
-			stats, err = archive.ExtractTar(gctx, pr, opts.Target, opts.extractOptions(&counters, &withheld))
+			pr, pw := io.Pipe()
+			go func() {
+				pw.CloseWithError(archive.Rehydrate(gctx, rs, pw, data))
+			}()
+			stats, err = archive.VerifyTar(gctx, pr, &counters)
+			pr.CloseWithError(cmp.Or(err, io.ErrClosedPipe))
 		}
+		// A restore that stopped early (a chunk failed) reads no more of
+		// the recipe: let its writer go.
+		rs.CloseWithError(cmp.Or(err, io.ErrClosedPipe))
 		return err
 	})
 	if err := g.Wait(); err != nil {

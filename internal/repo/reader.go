@@ -123,13 +123,18 @@ func (rd *Reader) lookup(id ID) (location, bool) {
 var ErrMissingChunk = errors.New("chunk missing from the repository")
 
 // Fetch reads the chunks of refs in order and passes each to fn, which must
-// not keep the slice. It fetches ahead: batches of neighbouring blobs are
-// read with one ranged GET per pack span, several batches at once.
+// not keep the slice: its memory is used again once fn returns. It fetches
+// ahead: batches of neighbouring blobs are read with one ranged GET per pack
+// span, several batches at once.
 func (rd *Reader) Fetch(ctx context.Context, refs <-chan Ref, fn func(Ref, []byte) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	order := make(chan *batch, fetchAhead)
 	work := make(chan *batch, fetchAhead)
+	// The decoded chunks of a batch go to one buffer, used again for a
+	// later batch once fn has seen them: fresh memory is zeroed, which cost
+	// as much CPU time as decompressing it.
+	arenas := make(chan []byte, fetchAhead+fetchWorkers)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(order)
@@ -176,9 +181,14 @@ func (rd *Reader) Fetch(ctx context.Context, refs <-chan Ref, fn func(Ref, []byt
 				return err
 			}
 			defer dec.Close()
+			var scratch fetchScratch
 			for b := range work {
 				if b.err == nil {
-					b.err = rd.fetchBatch(gctx, dec, b)
+					select {
+					case b.arena = <-arenas:
+					default:
+					}
+					b.err = rd.fetchBatch(gctx, dec, b, &scratch)
 				}
 				close(b.done)
 			}
@@ -190,6 +200,7 @@ func (rd *Reader) Fetch(ctx context.Context, refs <-chan Ref, fn func(Ref, []byt
 		select {
 		case <-b.done:
 		case <-ctx.Done():
+			continue // a worker may still hold b
 		}
 		if consumeErr == nil && ctx.Err() == nil {
 			if b.err != nil {
@@ -202,6 +213,13 @@ func (rd *Reader) Fetch(ctx context.Context, refs <-chan Ref, fn func(Ref, []byt
 				cancel(consumeErr)
 			}
 		}
+		if b.arena != nil && b.err == nil && ctx.Err() == nil {
+			select {
+			case arenas <- b.arena[:0]:
+			default:
+			}
+		}
+		b.data, b.arena = nil, nil
 	}
 	if err := g.Wait(); err != nil && consumeErr == nil {
 		consumeErr = err
@@ -225,6 +243,9 @@ const (
 	// spanGap is the most unwanted bytes read to join two blobs of a pack
 	// into one GET.
 	spanGap = 256 << 10
+	// arenaRound rounds the size of a batch's buffer up, so that one
+	// fits the next batches too.
+	arenaRound = 1 << 20
 )
 
 type batch struct {
@@ -232,13 +253,27 @@ type batch struct {
 	locs  []location
 	bytes int64 // blobs and chunks
 	data  [][]byte
+	arena []byte // holds data
 	err   error
 	done  chan struct{}
 }
 
+// fetchScratch is a fetch worker's memory for what it reads and decrypts,
+// kept from one batch to the next.
+type fetchScratch struct {
+	span, plain []byte
+}
+
 // fetchBatch reads every blob of b, grouping neighbours in a pack into one
-// ranged GET.
-func (rd *Reader) fetchBatch(ctx context.Context, dec decoder, b *batch) error {
+// ranged GET, and decodes them into b.arena.
+func (rd *Reader) fetchBatch(ctx context.Context, dec decoder, b *batch, s *fetchScratch) error {
+	var raw int
+	for _, l := range b.locs {
+		raw += int(l.rawLen)
+	}
+	if cap(b.arena) < raw {
+		b.arena = make([]byte, 0, (raw+arenaRound-1)/arenaRound*arenaRound)
+	}
 	b.data = make([][]byte, len(b.refs))
 	idx := make([]int, len(b.refs))
 	for i := range idx {
@@ -260,21 +295,26 @@ func (rd *Reader) fetchBatch(ctx context.Context, dec decoder, b *batch) error {
 			end = max(end, int64(l.off)+int64(l.length))
 			stop++
 		}
-		span, err := rd.readSpan(ctx, rd.packs[first.pack], int64(first.off), end-int64(first.off))
+		span, err := rd.readSpan(ctx, rd.packs[first.pack], int64(first.off), end-int64(first.off), s.span)
 		if err != nil {
 			return err
 		}
+		s.span = span
 		for _, i := range idx[start:stop] {
 			l := b.locs[i]
 			rel := int64(l.off) - int64(first.off)
-			blob, err := rd.r.openBlob(ctx, nil, span[rel:rel+int64(l.length)], b.refs[i].ID)
+			blob, err := rd.r.openBlob(ctx, s.plain[:0], span[rel:rel+int64(l.length)], b.refs[i].ID)
+			if rd.r.keys != nil && cap(blob) > cap(s.plain) {
+				s.plain = blob
+			}
 			if errors.Is(err, seal.ErrNoReadKey) {
 				return err
 			}
 			if err != nil {
 				return fmt.Errorf("%w: chunk %s in pack %s: %v", ErrCorrupt, b.refs[i].ID.Short(), rd.packs[l.pack], err)
 			}
-			data, err := decodeBlob(dec, nil, blob, l.rawLen)
+			n := len(b.arena)
+			data, err := decodeBlob(dec, b.arena[n:n:n+int(l.rawLen)], blob, l.rawLen)
 			if err != nil {
 				return fmt.Errorf("%w: chunk %s in pack %s: %v", ErrCorrupt, b.refs[i].ID.Short(), rd.packs[l.pack], err)
 			}
@@ -282,6 +322,7 @@ func (rd *Reader) fetchBatch(ctx context.Context, dec decoder, b *batch) error {
 				return fmt.Errorf("%w: chunk %s in pack %s does not match its id: the pack is damaged", ErrCorrupt, b.refs[i].ID.Short(), rd.packs[l.pack])
 			}
 			b.data[i] = data
+			b.arena = b.arena[:n+len(data)]
 		}
 		start = stop
 	}
@@ -291,7 +332,9 @@ func (rd *Reader) fetchBatch(ctx context.Context, dec decoder, b *batch) error {
 // decoder is what fetchBatch needs of a zstd decoder.
 type decoder = blobDecoder
 
-func (rd *Reader) readSpan(ctx context.Context, pack PackID, off, n int64) ([]byte, error) {
+// readSpan reads n bytes of pack at off into buf, or a larger buffer
+// when buf is too small.
+func (rd *Reader) readSpan(ctx context.Context, pack PackID, off, n int64, buf []byte) ([]byte, error) {
 	rc, err := rd.r.store.GetRange(ctx, Keys.Pack(pack), off, n)
 	if errors.Is(err, uploader.ErrNotFound) {
 		return nil, fmt.Errorf("%w: pack %s is missing: the repository lacks data this backup needs: run `kbak verify`", ErrCorrupt, pack)
@@ -300,7 +343,10 @@ func (rd *Reader) readSpan(ctx context.Context, pack PackID, off, n int64) ([]by
 		return nil, fmt.Errorf("read pack %s: %w", pack, err)
 	}
 	defer rc.Close()
-	buf := make([]byte, n)
+	if int64(cap(buf)) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
 	if _, err := io.ReadFull(rc, buf); err != nil {
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -92,7 +91,7 @@ func TestMoversUnderRestricted(t *testing.T) {
 
 	r := runKbak(t, e, "doctor", "sts/db", "-n", ns, "-o", "json")
 	var checks []doctor.Check
-	if err := json.Unmarshal([]byte(r.stdout), &checks); err != nil {
+	if err := decodeList(r, "DoctorCheckList", &checks); err != nil {
 		t.Fatalf("decode doctor output: %v\n%s", err, r)
 	}
 	if c := findCheck(checks, "pod security in "+ns); c.Level != doctor.LevelOK || !strings.Contains(c.Detail, "enforces restricted: movers run unprivileged, as uid 1001") {

@@ -72,7 +72,7 @@ func TestBackupReportsSnapshotsStillDeleting(t *testing.T) {
 	for time.Since(vs.CreationTimestamp.Time) < 3*time.Second {
 		time.Sleep(time.Second)
 	}
-	g := runKbak(t, e, "gc", "--grace", "2s", "-o", "json")
+	g := runKbak(t, e, "gc", "-n", ns, "--grace", "2s", "-o", "json")
 	if g.code != 0 {
 		t.Fatalf("gc: %s", g)
 	}
@@ -97,7 +97,7 @@ func TestBackupReportsSnapshotsStillDeleting(t *testing.T) {
 	case found.State != kube.SnapshotDeleting || found.RunID != m.ID || !slices.Contains(found.Finalizers, boundProtection) || found.Since.IsZero():
 		t.Errorf("gc lists %+v, want it deleting, of run %s, held by %s", *found, m.ID, boundProtection)
 	}
-	table := runKbak(t, e, "gc", "--grace", "2s")
+	table := runKbak(t, e, "gc", "-n", ns, "--grace", "2s")
 	if table.code != 0 || !strings.Contains(table.stdout, "volumesnapshot/"+snap) || !strings.Contains(table.stdout, "still deleting") {
 		t.Errorf("gc table does not show %s as still deleting: %s", snap, table)
 	}
@@ -247,7 +247,7 @@ func TestSparseFileSnapshotRoundTrip(t *testing.T) {
 	noLeftovers(t, e, ns, true)
 
 	// Deleting the backup takes its kept snapshot with it.
-	if d := runKbak(t, e, "delete", m.ID); d.code != 0 {
+	if d := runKbak(t, e, "delete", m.ID, "--yes"); d.code != 0 {
 		t.Fatalf("delete %s: %s", m.ID, d)
 	}
 	noLeftovers(t, e, ns, false)

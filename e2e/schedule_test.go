@@ -177,11 +177,17 @@ func TestScheduleCronJobBackup(t *testing.T) {
 	}
 	// The run recorded itself on the StatefulSet, with the schedule's
 	// confined ServiceAccount.
-	evs, err := e.Kube.CoreV1().Events(ns).List(ctx(t), metav1.ListOptions{
-		FieldSelector: "involvedObject.kind=StatefulSet,involvedObject.name=db,reason=" + backup.ReasonCompleted})
-	if err != nil || !slices.ContainsFunc(evs.Items, func(ev corev1.Event) bool { return strings.Contains(ev.Message, got.ID) }) {
-		t.Errorf("no %s Event naming %s on the StatefulSet: %v %v", backup.ReasonCompleted, got.ID, evs, err)
-	}
+	// The run records it as it ends, after its clean-up, which may wait
+	// for the snapshot to be gone: later than the manifest.
+	waitFor(t, "the run's "+backup.ReasonCompleted+" Event on the StatefulSet", 4*time.Minute, func(c context.Context) (string, bool, error) {
+		evs, err := e.Kube.CoreV1().Events(ns).List(c, metav1.ListOptions{
+			FieldSelector: "involvedObject.kind=StatefulSet,involvedObject.name=db,reason=" + backup.ReasonCompleted})
+		if err != nil {
+			return "", false, err
+		}
+		return fmt.Sprintf("%d events", len(evs.Items)),
+			slices.ContainsFunc(evs.Items, func(ev corev1.Event) bool { return strings.Contains(ev.Message, got.ID) }), nil
+	})
 
 	// schedule list shows it with its next runs and the backup.
 	r := runKbak(t, e, "schedule", "list", "-n", ns, "-o", "json")

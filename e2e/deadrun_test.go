@@ -23,6 +23,7 @@ import (
 // not marked them alive for --dead-run-age, before it makes its own; at its
 // end no kbak Secret is left in the namespace.
 func TestKilledBackupSecretsGoAtTheNextBackup(t *testing.T) {
+	t.Parallel() // waits more than it works: beside the other waiters
 	e := newEnv(t)
 	ns := createNamespace(t, e, "bk-sigkill")
 	applyStatefulSet(t, e, ns, "db", 1, e.SnapClass, withClaims(newClaim("data").Size("2Gi")))

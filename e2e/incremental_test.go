@@ -22,6 +22,7 @@ import (
 // backup restores byte for byte; with the first deleted (and its data
 // swept), the second still restores into the cluster.
 func TestIncrementalBackups(t *testing.T) {
+	t.Parallel() // waits more than it works: beside the other waiters
 	e := newEnv(t)
 	for _, tc := range []struct{ name, class string }{{"snapshot", e.SnapClass}, {"files", e.NoSnapClass}} {
 		t.Run(tc.name, func(t *testing.T) {

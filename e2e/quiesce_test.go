@@ -39,6 +39,7 @@ func countMarks(marks []string, name string) int {
 // at its deadline. A kbak that lives cancels the deadman: the post-hook runs
 // once, by kbak, as the manifest records.
 func TestHookDeadman(t *testing.T) {
+	t.Parallel() // waits more than it works: beside the other waiters
 	e := newEnv(t)
 	ns := createNamespace(t, e, "bk-deadman")
 	applyStatefulSet(t, e, ns, "db", 2, e.SnapClass)
@@ -100,6 +101,7 @@ func TestHookDeadman(t *testing.T) {
 // A pre-hook that passes --hook-timeout is killed in the pod, with its
 // children, before the post-hook runs: it takes no effect later.
 func TestHookTimeoutStopsHook(t *testing.T) {
+	t.Parallel() // waits more than it works: beside the other waiters
 	e := newEnv(t)
 	ns := createNamespace(t, e, "bk-hooktimeout")
 	applyStatefulSet(t, e, ns, "db", 2, e.SnapClass)
@@ -128,6 +130,7 @@ func TestHookTimeoutStopsHook(t *testing.T) {
 // all after the last cut by closing their stdin. A SIGKILLed kbak does not
 // leave the session holding.
 func TestHoldHookAcrossTheCut(t *testing.T) {
+	t.Parallel() // waits more than it works: beside the other waiters
 	e := newEnv(t)
 	ns := createNamespace(t, e, "bk-hold")
 	applyStatefulSet(t, e, ns, "db", 2, e.SnapClass)

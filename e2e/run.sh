@@ -27,9 +27,10 @@ echo "e2e: test bed up in $(( $(date +%s) - start ))s"
 . "$dir/env.sh"
 
 trap 'teardown; exit 130' INT TERM
-# -parallel 4: the tests that wait for a CronJob's minute (t.Parallel) wait
+# -parallel 8: the tests that mostly wait (a CronJob's minute, a deadman,
+# a slow snapshot deletion; t.Parallel, each in its own namespaces) wait
 # together, after the others.
-gotest() { go test -tags e2e -count=1 -p 1 -parallel 4 -timeout 50m -v "$@"; }
+gotest() { go test -tags e2e -count=1 -p 1 -parallel 8 -timeout 50m -v "$@"; }
 # ./backup holds the library-level end-to-end tests of a backup run.
 gotest ${E2E_RUN:+-run "$E2E_RUN"} -skip '^TestDR' ./e2e/ ./backup/
 rc=$?

@@ -362,6 +362,7 @@ func TestScheduleRetention(t *testing.T) {
 // TestScheduleAgent: `kbak agent` on the host runs an @every schedule and
 // /metrics reports the backup.
 func TestScheduleAgent(t *testing.T) {
+	t.Parallel() // waits more than it works: beside the other waiters
 	e := newEnv(t)
 	ns := createNamespace(t, e, "sch-agent")
 	applyStatefulSet(t, e, ns, "db", 1, e.SnapClass)
@@ -624,6 +625,7 @@ func TestScheduleDeleteLeavesNothing(t *testing.T) {
 // TestScheduleAgentDeployed: the manifests of `kbak deploy agent` run the
 // agent in the cluster with its own ServiceAccount, and it backs up.
 func TestScheduleAgentDeployed(t *testing.T) {
+	t.Parallel() // waits more than it works: beside the other waiters
 	e := newEnv(t)
 	ns := createNamespace(t, e, "sch-agent-app")
 	agentNS := createNamespace(t, e, "sch-agent-run")

@@ -32,6 +32,7 @@ const boundProtection = "snapshot.storage.kubernetes.io/volumesnapshot-bound-pro
 // tell it from a leftover: gc lists it apart, not as a run to remove. With
 // the default bound the backup outlasts a shorter delay and leaves nothing.
 func TestBackupReportsSnapshotsStillDeleting(t *testing.T) {
+	t.Parallel() // waits more than it works: beside the other waiters
 	e := newEnv(t)
 	ns := createNamespace(t, e, "snap-gone")
 	sts := applyStatefulSet(t, e, ns, "db", 1, e.SnapClass)

@@ -8,17 +8,17 @@
 #      key), restic, kopia;
 #   2. second backup of the unchanged data set (kbak with --parent);
 #   3. the 1 % change (e2e/bench/benchtool change), then another backup;
-#   4. restore of the latest backup into a fresh, empty directory;
+#   4. restore of the latest backup into a fresh, empty file system;
 #   5. backup and restore of a data set of many small files.
 # It prints one table of medians with kbak's advantage over restic and
 # kopia, and writes the same to bench-results.json.
 #
 # Every measured command starts with restic's and kopia's caches empty, as
 # it would in a new mover pod; kbak keeps no cache. Dirty pages are written
-# back before each measurement. Restores go to directories that did not
-# exist before; they are deleted only after all restores of the phase, then
-# the disk is given a moment (ext4 creates files slowly right after large
-# deletions).
+# back before each measurement. Each restore goes to a new ext4 file system
+# on a loop device, as a restore into a new claim does (see fresh_fs: on a
+# file system that just lost many files, ext4 creates files slowly for
+# minutes, and that measured the kernel, not the contenders).
 #
 #   BENCH_SIZE (1GiB)  BENCH_RUNS (3)  BENCH_SMALL_FILES (200000)
 #   BENCH_QUICK=1      128MiB, 1 run, 20000 small files: to try the script
@@ -79,6 +79,7 @@ setup() {
 }
 
 cleanup() {
+  release_fs
   stop_server
   rm -rf "$work" "$restores" "$dir/cache" "$dir/kopia" "$dir"/s3-*
 }
@@ -209,12 +210,40 @@ backup() {
   [ "$who" != kopia ] || added=$grown
 }
 
+# fresh_fs TARGET: a new, empty ext4 file system mounted at TARGET, as a
+# restore into a new claim gets. Restoring into a directory of a file system
+# that just lost many files measures the kernel instead: for minutes after a
+# deletion, ext4's inode allocator scans past every recently freed inode of
+# a block group (recently_deleted in a profile), and the contender whose
+# directories land in those groups pays for it. Without loop devices it
+# falls back to a plain directory.
+fresh_fs() {
+  local target=$1 img=$1.img
+  mkdir -p "$target"
+  truncate -s 6G "$img"
+  if mkfs.ext4 -q -F -N 600000 "$img" && mount -o loop "$img" "$target"; then
+    mounts+=("$target")
+  else
+    log "no loop-mounted file system for $target: restoring into a directory"
+    rm -f "$img"
+  fi
+}
+
+# release_fs: unmount and remove the restores' file systems.
+release_fs() {
+  local m
+  for m in "${mounts[@]}"; do umount "$m" && rm -f "$m.img"; done
+  mounts=()
+}
+mounts=()
+
 # restore CONTENDER NAME TARGET: one measured restore of the contender's last
-# backup of NAME into the new directory TARGET.
+# backup of NAME into TARGET, a fresh file system.
 restore() {
   local who=$1 what=${last[$1:$2]} target=$3
   clear_caches
-  mkdir -p "$target"
+  fresh_fs "$target"
+  sync
   case $who in
     kbak) measure "$kbak" mover download --repo "$(kbak_repo kbak)" --key-file "$dir/keys/read.key" --key "$what" --target "$target" --progress-interval 0 ;;
     kbak-plain | kbak-f1) measure "$kbak" mover download --repo "$(kbak_repo "$who")" --key "$what" --target "$target" --progress-interval 0 ;;
@@ -293,6 +322,7 @@ restores_of_latest() {
     verify "$target" "$want"
     record restore.mbps "$who" "$(mbps "${want#* }" "$secs")"
     record restore.rss "$who" "$rss_mib"
+    release_fs
   done
   rm -rf "$restores"; settle
 }
@@ -311,6 +341,7 @@ small_files() {
     verify "$target" "$want"
     record small.restore.secs "$who" "$secs"
     record small.restore.rss "$who" "$rss_mib"
+    release_fs
   done
   rm -rf "$restores"
 }

@@ -27,9 +27,9 @@ const (
 
 // Progress is a running count of one transfer.
 type Progress struct {
-	RawBytes    int64 `json:"rawBytes"`             // file content read (upload) or written (download)
-	StoredBytes int64 `json:"storedBytes"`          // compressed bytes sent to or read from the store
-	Files       int64 `json:"files"`                // entries archived or extracted so far
+	RawBytes    int64 `json:"rawBytes"`    // file content read (upload) or written (download)
+	StoredBytes int64 `json:"storedBytes"` // compressed bytes sent to or read from the store
+	Files       int64 `json:"files"`       // entries archived or extracted so far
 	// TotalBytes is an upload's size hint, the claim's capacity: an upper
 	// bound, not an estimate (CLIs before EstimateBytes drew their ETA
 	// from it). 0 when unknown.

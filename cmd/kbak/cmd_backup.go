@@ -174,8 +174,8 @@ func backupAction(c *cli.Context) error {
 		}
 		opts.Credentials = creds
 	}
-	progress := newProgressPrinter(stderr(c), isTerminal(stderr(c)))
-	opts.Progress = progress.event
+	pp := progress(c)
+	opts.Progress, opts.Queued = pp.event, pp.queue
 	key, err := repoKey(c, store)
 	if err != nil {
 		return err
@@ -194,7 +194,7 @@ func backupAction(c *cli.Context) error {
 	m, runErr := backup.Run(c.Context, backup.Deps{
 		Kube: cl.kube, Snap: cl.snapshots, RestConfig: cl.config, Catalog: cat, Log: logger(c),
 	}, opts)
-	progress.done()
+	pp.done()
 	if m != nil && (runErr == nil || errors.Is(runErr, backup.ErrPartiallyFailed) || errors.Is(runErr, backup.ErrFailed)) {
 		if structured(format) {
 			if err := printStructured(c, format, catalog.ManifestKind, m); err != nil {

@@ -300,7 +300,7 @@ EXAMPLES:
 				return err
 			}
 			r := schedule.BackupRunner{
-				Deps: backup.Deps{Kube: cl.kube, Snap: cl.snapshots, RestConfig: cl.config, Log: logger(c)},
+				Deps: backup.Deps{Kube: cl.kube, Snap: cl.snapshots, RestConfig: cl.config, Log: serviceLogger(c)},
 				OpenCatalog: func(ctx context.Context, repo string, lock uploader.Retention) (schedule.RunnerCatalog, error) {
 					opts, err := storeOptions(c)
 					if err != nil {
@@ -326,7 +326,7 @@ EXAMPLES:
 					return usageError{fmt.Errorf("schedule %s: %w", s.Name, err)}
 				}
 			}
-			a, err := schedule.NewAgent(cfg, r.Run, logger(c), time.Now)
+			a, err := schedule.NewAgent(cfg, r.Run, serviceLogger(c), time.Now)
 			if err != nil {
 				return usageError{err}
 			}

@@ -8,6 +8,11 @@ include e2e/versions.env
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS    := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# The image is tagged with the version, the name a kbak of that version
+# gives its movers by default (deploy.MoverImage): a tag keeps letters,
+# digits, _ . and -, the rest become -. VERSION=dev makes kbak.local/kbak:dev.
+IMAGE_TAG  := $(shell printf '%s' '$(VERSION)' | tr -c 'A-Za-z0-9_.-' '-' | cut -c1-128)
+IMAGE      ?= kbak.local/kbak:$(or $(IMAGE_TAG),dev)
 KBAK_CACHE ?= $(HOME)/.cache/kbak
 E2E_DIR    ?= /var/tmp/kbak-e2e
 export KBAK_CACHE
@@ -16,11 +21,11 @@ export KBAK_CACHE
 build: ## Build bin/kbak for this machine
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/kbak ./cmd/kbak
 
-image: ## Write the kbak image tarball dist/kbak-image.tar (static binary, no Docker)
+image: ## Write the kbak image tarball dist/kbak-image.tar, named kbak.local/kbak:VERSION (static binary, no Docker)
 	@mkdir -p dist
 	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags '$(LDFLAGS)' -o dist/kbak ./cmd/kbak
-	cd e2e/testbed && go run ./mkimage --out ../../dist/kbak-image.tar --ref kbak.local/kbak:dev --file ../../dist/kbak:/kbak:0755 --entrypoint /kbak
-	@echo "wrote dist/kbak-image.tar (kbak.local/kbak:dev); load it with: ctr -n k8s.io images import dist/kbak-image.tar"
+	cd e2e/testbed && go run ./mkimage --out ../../dist/kbak-image.tar --ref $(IMAGE) --file ../../dist/kbak:/kbak:0755 --entrypoint /kbak
+	@echo "wrote dist/kbak-image.tar ($(IMAGE)); load it with: ctr -n k8s.io images import dist/kbak-image.tar"
 
 ##@ Test
 check: lint test e2e ## Everything CI runs: lint, unit tests, end-to-end tests

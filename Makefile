@@ -31,8 +31,11 @@ image: ## Write the kbak image tarball dist/kbak-image.tar, named kbak.local/kba
 check: lint test e2e ## Everything CI runs: lint, unit tests, end-to-end tests
 	@echo "check: all passed"
 
-test: s3-servers ## Unit and store conformance tests (starts real S3 servers)
+test: s3-servers test-tools ## Unit and store conformance tests (starts real S3 servers)
 	go test -count=1 ./...
+
+test-tools: ## Install the Debian packages unit tests use: tmux, the terminal of the progress display's test
+	@command -v tmux >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tmux; }
 
 s3-servers:
 	@KBAK_VERSITYGW=$$(e2e/s3-build.sh versitygw) && KBAK_MINIO=$$(e2e/s3-build.sh minio) && echo "S3 test servers: $$KBAK_VERSITYGW $$KBAK_MINIO"
@@ -75,4 +78,4 @@ clean: ## Remove build outputs (the version cache in $(KBAK_CACHE) stays)
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z0-9_-]+:.*?##/ { printf "  %-10s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
-.PHONY: build image check test s3-servers e2e e2e-build e2e-up e2e-smoke e2e-down bench million demo lint clean help
+.PHONY: build image check test test-tools s3-servers e2e e2e-build e2e-up e2e-smoke e2e-down bench million demo lint clean help

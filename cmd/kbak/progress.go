@@ -414,7 +414,7 @@ func (pp *progressPrinter) totals(now time.Time) totals {
 func (pp *progressPrinter) overall(now time.Time) string {
 	t := pp.totals(now)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-32s %d/%d volumes done", "overall", t.done, t.volumes)
+	fmt.Fprintf(&b, "overall: %d/%d volumes done", t.done, t.volumes)
 	for _, c := range []struct {
 		n    int
 		what string

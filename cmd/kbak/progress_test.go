@@ -3,14 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/urfave/cli/v2"
 
 	"github.com/kbak/kbak/internal/mover"
 )
@@ -120,7 +117,7 @@ func TestProgressBlockAndLogLines(t *testing.T) {
 	now := fakeClock(pp)
 	pp.queue("data-db-0", 100<<20)
 	pp.queue("data-db-1", 100<<20)
-	if got := out.String(); !strings.HasSuffix(got, "data-db-0                        queued (about 100.0 MiB)\ndata-db-1                        queued (about 100.0 MiB)\noverall                          0/2 volumes done, 2 queued  0 B / 200.0 MiB  0 B/s\n") {
+	if got := out.String(); !strings.HasSuffix(got, "data-db-0                        queued (about 100.0 MiB)\ndata-db-1                        queued (about 100.0 MiB)\noverall: 0/2 volumes done, 2 queued  0 B / 200.0 MiB  0 B/s\n") {
 		t.Errorf("first block:\n%q", got)
 	}
 	if pp.drawn != 3 {
@@ -227,17 +224,11 @@ func TestLogLevel(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.comment, func(t *testing.T) {
-			app := newApp(&bytes.Buffer{}, newProgressPrinter(&bytes.Buffer{}, tt.tty))
-			set := flag.NewFlagSet("kbak", flag.ContinueOnError)
-			for _, f := range []cli.Flag{verboseFlag(), logFormatFlag()} {
-				if err := f.Apply(set); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := set.Parse(tt.args); err != nil {
+			c, err := cliContext(newApp(&bytes.Buffer{}, newProgressPrinter(&bytes.Buffer{}, tt.tty)), tt.args...)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if got := logLevel(cli.NewContext(app, set, nil), tt.quiet); got != tt.want {
+			if got := logLevel(c, tt.quiet); got != tt.want {
 				t.Errorf("level %v, want %v", got, tt.want)
 			}
 		})

@@ -197,8 +197,7 @@ func TestCheckBackupProgress(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st, m := checkFixture(t, tt.format)
 			queued := map[string]int64{}
-			var last map[string]mover.Event
-			last = map[string]mover.Event{}
+			last := map[string]mover.Event{}
 			progress := 0
 			opts := CheckOptions{ReadData: tt.readData,
 				Queued: func(pvc string, bytes int64) {

@@ -140,8 +140,6 @@ func paneLines(pane string) []string {
 	return out
 }
 
-var warnLine = regexp.MustCompile(`^time=\S+ level=WARN msg="warning (\d): [^"]*"( pvc=data-db-\d)?$`)
-
 // On a real terminal the live block and the log lines never overwrite
 // each other: every warning is whole, above the block, every volume shows
 // once, the overall line counts them, and information is not shown.

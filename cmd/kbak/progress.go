@@ -32,6 +32,7 @@ type progressPrinter struct {
 	vols     map[string]*volumeProgress
 	order    []string
 	first    time.Time // when the first mover of the display started
+	last     time.Time // when the last mover to end did
 	drawn    int       // lines of the block on the screen
 	lastDraw time.Time
 }
@@ -150,6 +151,7 @@ func (pp *progressPrinter) event(pvc string, ev mover.Event) {
 		v.state, final = "failed: "+ev.Error, true
 	}
 	if final {
+		pp.last = now
 		v.elapsed = now.Sub(v.started)
 		// The mover's own clock covers the whole transfer, also the part
 		// before its first progress line reached us.
@@ -217,7 +219,7 @@ func (pp *progressPrinter) done() {
 	case len(pp.order) > 1:
 		fmt.Fprintln(pp.w, pp.overall(now))
 	}
-	pp.vols, pp.order, pp.first, pp.drawn = map[string]*volumeProgress{}, nil, time.Time{}, 0
+	pp.vols, pp.order, pp.first, pp.last, pp.drawn = map[string]*volumeProgress{}, nil, time.Time{}, time.Time{}, 0
 }
 
 func (pp *progressPrinter) redraw(now time.Time) {
@@ -400,7 +402,11 @@ func (pp *progressPrinter) totals(now time.Time) totals {
 	if !known {
 		t.expected = 0
 	}
-	if s := now.Sub(pp.first).Seconds(); !pp.first.IsZero() && s > 0 {
+	end := now
+	if t.running+t.queued == 0 && pp.last.After(pp.first) {
+		end = pp.last // the movers' time, not what the run did after
+	}
+	if s := end.Sub(pp.first).Seconds(); !pp.first.IsZero() && s > 0 {
 		t.rate = float64(t.bytes) / s
 	}
 	if t.expected > t.bytes && t.rate > 0 && t.running+t.queued > 0 {

@@ -106,6 +106,15 @@ func TestProgressOverall(t *testing.T) {
 	if got := pp.overall(*now); !strings.Contains(got, "1/3 volumes done, 1 queued, 1 failed  140.0 MiB / 340.0 MiB") {
 		t.Errorf("one done, one failed: %q", got)
 	}
+	// The rate of a display whose movers all ended is theirs, not
+	// stretched by what the run does after (a StatefulSet to get ready).
+	pp.event("data-db-2", progressEvent(0, 0, 0, 0))
+	*now = now.Add(4 * time.Second)
+	pp.event("data-db-2", mover.Event{Type: mover.EventResult, Result: &mover.Result{RawBytes: 200 << 20}})
+	*now = now.Add(time.Minute)
+	if got := pp.overall(*now); !strings.Contains(got, "2/3 volumes done, 1 failed  340.0 MiB  24.3 MiB/s") {
+		t.Errorf("all ended: %q, want 340 MiB in 14 s", got)
+	}
 }
 
 // On a terminal the block is redrawn in place, and a log line written

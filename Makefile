@@ -8,6 +8,11 @@ include e2e/versions.env
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS    := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# The image is tagged with the version, the name a kbak of that version
+# gives its movers by default (deploy.MoverImage): a tag keeps letters,
+# digits, _ . and -, the rest become -. VERSION=dev makes kbak.local/kbak:dev.
+IMAGE_TAG  := $(shell printf '%s' '$(VERSION)' | tr -c 'A-Za-z0-9_.-' '-' | cut -c1-128)
+IMAGE      ?= kbak.local/kbak:$(or $(IMAGE_TAG),dev)
 KBAK_CACHE ?= $(HOME)/.cache/kbak
 E2E_DIR    ?= /var/tmp/kbak-e2e
 export KBAK_CACHE
@@ -16,18 +21,21 @@ export KBAK_CACHE
 build: ## Build bin/kbak for this machine
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/kbak ./cmd/kbak
 
-image: ## Write the kbak image tarball dist/kbak-image.tar (static binary, no Docker)
+image: ## Write the kbak image tarball dist/kbak-image.tar, named kbak.local/kbak:VERSION (static binary, no Docker)
 	@mkdir -p dist
 	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags '$(LDFLAGS)' -o dist/kbak ./cmd/kbak
-	cd e2e/testbed && go run ./mkimage --out ../../dist/kbak-image.tar --ref kbak.local/kbak:dev --file ../../dist/kbak:/kbak:0755 --entrypoint /kbak
-	@echo "wrote dist/kbak-image.tar (kbak.local/kbak:dev); load it with: ctr -n k8s.io images import dist/kbak-image.tar"
+	cd e2e/testbed && go run ./mkimage --out ../../dist/kbak-image.tar --ref $(IMAGE) --file ../../dist/kbak:/kbak:0755 --entrypoint /kbak
+	@echo "wrote dist/kbak-image.tar ($(IMAGE)); load it with: ctr -n k8s.io images import dist/kbak-image.tar"
 
 ##@ Test
 check: lint test e2e ## Everything CI runs: lint, unit tests, end-to-end tests
 	@echo "check: all passed"
 
-test: s3-servers ## Unit and store conformance tests (starts real S3 servers)
+test: s3-servers test-tools ## Unit and store conformance tests (starts real S3 servers)
 	go test -count=1 ./...
+
+test-tools: ## Install the Debian packages unit tests use: tmux, the terminal of the progress display's test
+	@command -v tmux >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tmux; }
 
 s3-servers:
 	@KBAK_VERSITYGW=$$(e2e/s3-build.sh versitygw) && KBAK_MINIO=$$(e2e/s3-build.sh minio) && echo "S3 test servers: $$KBAK_VERSITYGW $$KBAK_MINIO"
@@ -70,4 +78,4 @@ clean: ## Remove build outputs (the version cache in $(KBAK_CACHE) stays)
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z0-9_-]+:.*?##/ { printf "  %-10s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
-.PHONY: build image check test s3-servers e2e e2e-build e2e-up e2e-smoke e2e-down bench million demo lint clean help
+.PHONY: build image check test test-tools s3-servers e2e e2e-build e2e-up e2e-smoke e2e-down bench million demo lint clean help

@@ -120,6 +120,11 @@ type Options struct {
 	// Progress receives every event of every mover, tagged with the source
 	// PVC name. Calls are serialized.
 	Progress func(pvc string, ev mover.Event)
+	// Queued is told of every volume the run will move, before the first
+	// mover starts, with the raw bytes it expects the volume to hold: the
+	// volume's in the latest backup it builds on, 0 when unknown. Calls
+	// come before any of Progress's.
+	Queued func(pvc string, bytes int64)
 	// Spell names settings in the advice the run writes into the manifest
 	// and its log, in the caller's terms (a flag, a configuration key);
 	// default hint.Plain. Returned errors are rendered by the caller

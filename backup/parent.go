@@ -11,8 +11,9 @@ import (
 
 // parent is the volume an upload may take unchanged files from.
 type parent struct {
-	id  string // backup id
-	key string // the volume's tree
+	id    string // backup id
+	key   string // the volume's tree
+	bytes int64  // its raw bytes: what this backup expects to read
 }
 
 // findParents returns, per PVC, the volume of the latest Completed backup of
@@ -36,7 +37,7 @@ func (r *run) findParents(ctx context.Context) map[string]parent {
 	out := map[string]parent{}
 	for _, v := range m.Volumes {
 		if v.Status == catalog.VolumeCompleted {
-			out[v.PVC] = parent{id: m.ID, key: v.Key}
+			out[v.PVC] = parent{id: m.ID, key: v.Key, bytes: v.RawBytes}
 		}
 	}
 	return out

@@ -394,6 +394,13 @@ func (r *run) execute(ctx context.Context, vols []*volume) time.Duration {
 			files = append(files, v)
 		}
 	}
+	if r.opts.Queued != nil {
+		for _, v := range vols {
+			if v.skipped == "" && v.err == nil {
+				r.opts.Queued(v.claim.Name, r.parents[v.claim.Name].bytes)
+			}
+		}
+	}
 	pool := moverrun.NewPool(r.opts.Parallel)
 	spread := r.cut(ctx, snaps)
 	// The live files are copied first, so that no copy of a quiesced

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -187,6 +188,8 @@ func TestRunMoverCannotStart(t *testing.T) {
 	o := opts()
 	o.Method = MethodFiles
 	o.PodStartTimeout = time.Hour // must fail fast, not time out
+	queued := map[string]int64{}
+	o.Queued = func(pvc string, bytes int64) { queued[pvc] = bytes }
 
 	m, err := Run(context.Background(), f.deps(), o)
 	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "ErrImageNeverPull") {
@@ -205,6 +208,11 @@ func TestRunMoverCannotStart(t *testing.T) {
 		if !strings.HasPrefix(got[pvc], prefix) {
 			t.Errorf("%s: %q, want %q…", pvc, got[pvc], prefix)
 		}
+	}
+	// Only the volume a mover was to move is announced; no earlier
+	// backup tells its size.
+	if !maps.Equal(queued, map[string]int64{"data-db-0": 0}) {
+		t.Errorf("queued %v, want data-db-0 alone", queued)
 	}
 	if !slices.Equal(nodes, []string{"node-0"}) {
 		t.Errorf("mover pods on nodes %q, want next to the app pod on node-0", nodes)

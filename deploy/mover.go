@@ -9,9 +9,35 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// DefaultMoverImage is the kbak image the mover pods run unless told
-// otherwise.
-const DefaultMoverImage = "kbak.local/kbak:dev"
+// MoverImageName is the name of the kbak image, which mover pods, CronJobs
+// and the agent run; its tag is kbak's version (MoverImage). kbak publishes
+// the image to no registry: kbak.local names no registry that exists, so
+// nothing is ever pulled by that name from anyone's namespace. `make
+// image` writes it, to be loaded on the nodes or pushed to a registry of
+// the operator's, whose name --mover-image then gives.
+const MoverImageName = "kbak.local/kbak"
+
+// DefaultMoverImage is the image of a development build (version "dev")
+// and of manifests rendered without a version (the kustomize base).
+const DefaultMoverImage = MoverImageName + ":dev"
+
+// MoverImage is the kbak image of a build of version, as `make image` tags
+// it: a CLI runs movers of its own version unless told otherwise. A tag
+// holds letters, digits, '_', '.' and '-' only, at most 128: any other
+// character becomes '-' (the Makefile does the same). No version, or
+// "dev", is DefaultMoverImage.
+func MoverImage(version string) string {
+	if version == "" || version == "dev" {
+		return DefaultMoverImage
+	}
+	tag := []byte(version)
+	for i, c := range tag {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			tag[i] = '-'
+		}
+	}
+	return MoverImageName + ":" + string(tag[:min(len(tag), 128)])
+}
 
 // Where a mover pod finds its volume and its store's CA bundle.
 const (

@@ -1,7 +1,9 @@
 package deploy
 
 import (
+	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,5 +161,26 @@ func TestMoverPodActiveDeadline(t *testing.T) {
 				t.Errorf("activeDeadlineSeconds %v, want %d", got, tt.want)
 			}
 		})
+	}
+}
+
+// A build's default mover image is the one `make image` of that version
+// writes: the Makefile and MoverImage derive the tag alike.
+func TestMoverImageMatchesMakefile(t *testing.T) {
+	for _, version := range []string{"v1.4.0", "v1.4.0-3-gabc1234-dirty", "v2.0.0+build.7/x", "dev", ""} {
+		want := MoverImage(version)
+		out, err := exec.Command("make", "-s", "-n", "-C", "..", "image", "VERSION="+version).CombinedOutput()
+		if err != nil {
+			t.Fatalf("make -n image: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), " --ref "+want+" ") {
+			t.Errorf("version %q: make image writes\n%s\nwant --ref %s", version, out, want)
+		}
+	}
+	if got := MoverImage("v1.4.0"); got != "kbak.local/kbak:v1.4.0" {
+		t.Errorf("MoverImage(v1.4.0) = %s", got)
+	}
+	if got := MoverImage(strings.Repeat("a", 200)); len(got) != len(MoverImageName)+1+128 {
+		t.Errorf("a tag is at most 128 characters: %s", got)
 	}
 }

@@ -48,7 +48,8 @@ func kbakBinary(t *testing.T) string {
 			kbakErr = fmt.Errorf("build kbak: %v\n%s", err, out)
 			return
 		}
-		img := exec.Command("make", "-s", "image")
+		// The bed's name for it (KBAK_E2E_KBAK_IMAGE): a dev build's.
+		img := exec.Command("make", "-s", "image", "VERSION=dev")
 		img.Dir = root
 		if out, err := img.CombinedOutput(); err != nil {
 			kbakErr = fmt.Errorf("make image: %v\n%s", err, out)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/mover"
@@ -42,6 +43,20 @@ func Unchecked(checks []VolumeCheck) []string {
 	return out
 }
 
+// CheckOptions say how much CheckBackup reads, and whom it tells.
+type CheckOptions struct {
+	ReadData bool    // read every volume's stream through
+	Subset   float64 // also read this fraction of each volume's chunks
+	// Queued is told of every volume read through, before the first is,
+	// with the raw bytes the manifest records; Progress receives the
+	// events of its reading, as of a mover's, one call at a time.
+	Queued   func(pvc string, bytes int64)
+	Progress func(pvc string, ev mover.Event)
+}
+
+// progressInterval is how often a volume read through reports progress.
+const progressInterval = time.Second
+
 // CheckBackup reads every backed-up volume of m back from store, writing
 // nothing, and compares it with the manifest; it is what `kbak verify` does
 // before a test restore. For the deduplicating format it checks the tree
@@ -56,9 +71,10 @@ func Unchecked(checks []VolumeCheck) []string {
 // PartiallyFailed backup's) are listed with NotChecked set; they are no
 // failure of the check.
 //
-// subset, between 0 and 1, also reads that fraction of each volume's chunks
-// (chosen at random) and checks them against their ids.
-func CheckBackup(ctx context.Context, store uploader.Store, key seal.Key, m *catalog.Manifest, readData bool, subset float64) ([]VolumeCheck, error) {
+// opts.Subset, between 0 and 1, also reads that fraction of each volume's
+// chunks (chosen at random) and checks them against their ids.
+func CheckBackup(ctx context.Context, store uploader.Store, key seal.Key, m *catalog.Manifest, opts CheckOptions) ([]VolumeCheck, error) {
+	readData, subset := opts.ReadData, opts.Subset
 	var checker *repo.Checker
 	var r *repo.Repo
 	if m.Format == catalog.FormatRepo {
@@ -73,6 +89,13 @@ func CheckBackup(ctx context.Context, store uploader.Store, key seal.Key, m *cat
 		if !readData {
 			if checker, err = r.NewChecker(ctx); err != nil {
 				return nil, err
+			}
+		}
+	}
+	if checker == nil && opts.Queued != nil {
+		for _, v := range m.Volumes {
+			if v.Status == catalog.VolumeCompleted && (m.Format == catalog.FormatRepo || v.SHA256 != "") {
+				opts.Queued(v.PVC, v.RawBytes)
 			}
 		}
 	}
@@ -118,7 +141,16 @@ func CheckBackup(ctx context.Context, store uploader.Store, key seal.Key, m *cat
 				}
 			}
 		} else {
-			res, err := mover.Download(ctx, store, mover.DownloadOptions{Key: v.Key, SHA256: v.SHA256, RepoKey: key}, nil)
+			var ev *mover.Emitter
+			if opts.Progress != nil {
+				ev = mover.NewEventEmitter(func(e mover.Event) { opts.Progress(v.PVC, e) }, progressInterval)
+			}
+			res, err := mover.Download(ctx, store, mover.DownloadOptions{Key: v.Key, SHA256: v.SHA256, RepoKey: key}, ev)
+			if err != nil {
+				ev.Emit(mover.Event{Type: mover.EventError, Error: catalog.OneLine(err.Error())})
+			} else {
+				ev.Emit(mover.Event{Type: mover.EventResult, Result: &res})
+			}
 			switch {
 			case err != nil:
 				ck.Error = err.Error()

@@ -80,13 +80,13 @@ func TestCheckBackupDigests(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			st, m := checkFixture(t, tt.format)
-			checks, err := CheckBackup(t.Context(), st, seal.Key{}, m, tt.readData, 0)
+			checks, err := CheckBackup(t.Context(), st, seal.Key{}, m, CheckOptions{ReadData: tt.readData})
 			if err != nil || len(checks) != 2 || !checks[0].OK || !checks[1].OK {
 				t.Fatalf("the whole backup: %+v, %v; want both volumes ok", checks, err)
 			}
 			// The swapped object holds as many files; only the digest tells.
 			copyObject(t, st, m.Volumes[1].Key, m.Volumes[0].Key)
-			checks, err = CheckBackup(t.Context(), st, seal.Key{}, m, tt.readData, 0)
+			checks, err = CheckBackup(t.Context(), st, seal.Key{}, m, CheckOptions{ReadData: tt.readData})
 			if !errors.Is(err, ErrCheckFailed) || len(checks) != 2 || checks[0].OK || !checks[1].OK {
 				t.Fatalf("a swapped object: %+v, %v; want the first volume failed", checks, err)
 			}
@@ -98,7 +98,7 @@ func TestCheckBackupDigests(t *testing.T) {
 	t.Run("format 1 without a digest", func(t *testing.T) {
 		st, m := checkFixture(t, catalog.FormatArchive)
 		m.Volumes[0].SHA256 = ""
-		checks, err := CheckBackup(t.Context(), st, seal.Key{}, m, false, 0)
+		checks, err := CheckBackup(t.Context(), st, seal.Key{}, m, CheckOptions{})
 		if !errors.Is(err, ErrCheckFailed) || checks[0].OK || !strings.Contains(checks[0].Error, "no sha256") {
 			t.Errorf("an archive without a recorded digest: %+v, %v; want it failed, not passed unchecked", checks, err)
 		}
@@ -111,7 +111,7 @@ func TestCheckBackupPartial(t *testing.T) {
 	st, m := checkFixture(t, catalog.FormatRepo)
 	m.Volumes[1] = vol("data", 1).failed("mover failed: disk on fire").v
 	m.Status = catalog.StatusPartiallyFailed
-	checks, err := CheckBackup(t.Context(), st, seal.Key{}, m, false, 0)
+	checks, err := CheckBackup(t.Context(), st, seal.Key{}, m, CheckOptions{})
 	if err != nil {
 		t.Fatalf("CheckBackup: %v", err)
 	}
@@ -130,7 +130,7 @@ func TestCheckBackupUnreadable(t *testing.T) {
 	st, m := checkFixture(t, catalog.FormatRepo)
 	m.Volumes[1].Unreadable, m.Volumes[1].UnreadableNames = 2, []string{"a", "b"}
 	m.Status = catalog.StatusPartiallyFailed
-	checks, err := CheckBackup(t.Context(), st, seal.Key{}, m, false, 0)
+	checks, err := CheckBackup(t.Context(), st, seal.Key{}, m, CheckOptions{})
 	if err != nil {
 		t.Fatalf("CheckBackup: %v", err)
 	}
@@ -177,5 +177,62 @@ func TestNeedDigest(t *testing.T) {
 	c.Key = strings.TrimSuffix(c.Key, ".tar.zst") + ".tree"
 	if err := needDigest(c); err != nil {
 		t.Errorf("a tree without a recorded digest (written before trees had one): %v", err)
+	}
+}
+
+// A volume read through is announced with the manifest's bytes, then
+// reports progress and ends with a result, or an error, as a mover does;
+// a check of the index alone reads nothing through and says nothing.
+func TestCheckBackupProgress(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		format   int
+		readData bool
+		events   bool
+	}{
+		{"format 1", catalog.FormatArchive, false, true},
+		{"format 2", catalog.FormatRepo, false, false},
+		{"format 2 --read-data", catalog.FormatRepo, true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st, m := checkFixture(t, tt.format)
+			queued := map[string]int64{}
+			last := map[string]mover.Event{}
+			progress := 0
+			opts := CheckOptions{ReadData: tt.readData,
+				Queued: func(pvc string, bytes int64) {
+					if len(last) > 0 {
+						t.Errorf("%s queued after the first event", pvc)
+					}
+					queued[pvc] = bytes
+				},
+				Progress: func(pvc string, ev mover.Event) {
+					if ev.Type == mover.EventProgress {
+						progress++
+					}
+					last[pvc] = ev
+				}}
+			// The second volume's object is damaged: it ends in an error.
+			copyObject(t, st, m.Volumes[0].Key, m.Volumes[1].Key)
+			if _, err := CheckBackup(t.Context(), st, seal.Key{}, m, opts); !errors.Is(err, ErrCheckFailed) {
+				t.Fatalf("check: %v, want the second volume failed", err)
+			}
+			if !tt.events {
+				if len(queued)+len(last) > 0 {
+					t.Errorf("queued %v, events %v: want none", queued, last)
+				}
+				return
+			}
+			v0, v1 := m.Volumes[0], m.Volumes[1]
+			if len(queued) != 2 || queued[v0.PVC] != v0.RawBytes || queued[v1.PVC] != v1.RawBytes {
+				t.Errorf("queued %v, want both volumes with the manifest's bytes", queued)
+			}
+			if e := last[v0.PVC]; progress == 0 || e.Type != mover.EventResult || e.Result.RawBytes != v0.RawBytes {
+				t.Errorf("%s: %d progress events, last %+v; want progress, then the result", v0.PVC, progress, e)
+			}
+			if e := last[v1.PVC]; e.Type != mover.EventError || !strings.Contains(e.Error, "sha256") {
+				t.Errorf("%s: last event %+v, want the digest's error", v1.PVC, e)
+			}
+		})
 	}
 }

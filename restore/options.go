@@ -77,6 +77,10 @@ type Options struct {
 	// Progress receives every event of every mover, tagged with the target
 	// PVC name. Calls are serialized.
 	Progress func(pvc string, ev mover.Event)
+	// Queued is told of every claim a mover will fill, before the first
+	// starts, with the raw bytes the manifest records for it. Calls come
+	// before any of Progress's.
+	Queued func(pvc string, bytes int64)
 	// Spell names settings in the plan's conflicts and notes and in the
 	// result's next step, in the caller's terms; default hint.Plain.
 	// Returned errors are rendered by the caller (hint.Render).

@@ -414,6 +414,13 @@ func (r *run) setupSecret(ctx context.Context) error {
 // fill creates and fills every planned claim, Parallel at a time.
 func (r *run) fill(ctx context.Context) []*job {
 	jobs := make([]*job, len(r.plan.Claims))
+	if r.opts.Queued != nil {
+		for _, c := range r.plan.Claims {
+			if c.Source == SourceStore {
+				r.opts.Queued(c.Name, c.RawBytes)
+			}
+		}
+	}
 	pool := moverrun.NewPool(r.opts.Parallel)
 	for i, c := range r.plan.Claims {
 		j := &job{claim: c}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -133,6 +134,8 @@ func TestRun(t *testing.T) {
 			kc := fake.NewClientset(namespace("shop"), storageClass("fast", driver, false))
 			sc := snapfake.NewSimpleClientset(keptSnapshot("shop", 0, true), keptSnapshot("shop", 1, true))
 			deps := Deps{Kube: kc, Snap: sc}
+			queued := map[string]int64{}
+			tt.opts.Queued = func(pvc string, bytes int64) { queued[pvc] = bytes }
 			p, err := NewPlan(context.Background(), deps, tt.m, fastOptions(tt.opts))
 			if err != nil {
 				t.Fatal(err)
@@ -172,6 +175,17 @@ func TestRun(t *testing.T) {
 				}
 				return true
 			})
+			// Every claim a mover fills is announced, with the manifest's
+			// bytes; one provisioned from its snapshot is not.
+			wantQueued := map[string]int64{}
+			for _, c := range p.Claims {
+				if c.Source == SourceStore {
+					wantQueued[c.Name] = c.RawBytes
+				}
+			}
+			if !maps.Equal(queued, wantQueued) {
+				t.Errorf("queued %v, want %v", queued, wantQueued)
+			}
 			if got := res.Restored(); !slices.Equal(got, tt.wantRestored) {
 				t.Errorf("restored ordinals %v, want %v (%+v)", got, tt.wantRestored, res.Ordinals)
 			}

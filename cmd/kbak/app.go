@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -33,6 +34,12 @@ func init() {
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
+	// Every line kbak writes to stderr goes through the printer, so that
+	// none overwrites the progress block, nor the block a line.
+	errw, ok := stderr.(*progressPrinter)
+	if !ok {
+		errw = newProgressPrinter(stderr, isTerminal(stderr))
+	}
 	app := &cli.App{
 		Name:    "kbak",
 		Usage:   "back up and restore the volumes of Kubernetes StatefulSets",
@@ -51,12 +58,12 @@ EXAMPLES:
 
 ` + exitCodesHelp,
 		Writer:    stdout,
-		ErrWriter: stderr,
+		ErrWriter: errw,
 		// kbak's own help command: urfave/cli's shares state between
 		// apps, which tests run many of.
 		HideHelpCommand:      true,
 		EnableBashCompletion: true,
-		Flags:                []cli.Flag{verboseFlag(), cli.HelpFlag},
+		Flags:                []cli.Flag{verboseFlag(), logFormatFlag(), cli.HelpFlag},
 		// The error goes through main's one table of exit codes; urfave/cli
 		// must not exit behind our back.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -88,9 +95,9 @@ EXAMPLES:
 			helpCommand(),
 		},
 	}
-	app.Metadata = map[string]any{"stdout": stdout, "stderr": stderr}
+	app.Metadata = map[string]any{"stdout": stdout, "stderr": errw}
 	setUsageErrors(app.Commands)
-	addVerbose(app.Commands)
+	addLogFlags(app.Commands)
 	return app
 }
 
@@ -122,22 +129,26 @@ func onUsageError(c *cli.Context, err error, _ bool) error {
 	return usageError{fmt.Errorf("%w (see `%s --help`)", err, c.Command.HelpName)}
 }
 
-// addVerbose gives -v to every command that lacks it, so that -v means
-// --verbose wherever it is written.
-func addVerbose(cmds []*cli.Command) {
+// addLogFlags gives -v and --log-format to every command that lacks them,
+// so that they mean the same wherever they are written.
+func addLogFlags(cmds []*cli.Command) {
 	for _, c := range cmds {
 		if len(c.Subcommands) > 0 {
-			addVerbose(c.Subcommands)
+			addLogFlags(c.Subcommands)
 			continue
 		}
-		has := false
+		hasVerbose, hasFormat := false, false
 		for _, f := range c.Flags {
 			for _, n := range f.Names() {
-				has = has || n == "verbose"
+				hasVerbose = hasVerbose || n == "verbose"
+				hasFormat = hasFormat || n == "log-format"
 			}
 		}
-		if !has {
+		if !hasVerbose {
 			c.Flags = append(c.Flags, verboseFlag())
+		}
+		if !hasFormat {
+			c.Flags = append(c.Flags, logFormatFlag())
 		}
 	}
 }
@@ -150,15 +161,70 @@ func setUsageErrors(cmds []*cli.Command) {
 }
 
 func stdout(c *cli.Context) io.Writer { return c.App.Metadata["stdout"].(io.Writer) }
-func stderr(c *cli.Context) io.Writer { return c.App.Metadata["stderr"].(io.Writer) }
+func stderr(c *cli.Context) io.Writer { return printer(c) }
 
-// logger writes human-readable logs to stderr; stdout carries only results.
-func logger(c *cli.Context) *slog.Logger {
-	level := slog.LevelInfo
-	if c.Bool("verbose") {
-		level = slog.LevelDebug
+// printer owns stderr: the progress display and every line above it.
+func printer(c *cli.Context) *progressPrinter { return c.App.Metadata["stderr"].(*progressPrinter) }
+
+// progress is the display of a run's movers on stderr: a block redrawn in
+// place on a terminal, periodic lines elsewhere, log records with
+// --log-format json. The command calls its done when the movers are.
+func progress(c *cli.Context) *progressPrinter {
+	pp := printer(c)
+	if logFormat(c) == logJSON {
+		pp.mu.Lock()
+		// Straight to stderr: the printer writes its records holding its lock.
+		pp.log = slog.New(slog.NewJSONHandler(pp.w, &slog.HandlerOptions{Level: logLevel(c, false)}))
+		pp.mu.Unlock()
 	}
-	return slog.New(slog.NewTextHandler(stderr(c), &slog.HandlerOptions{Level: level}))
+	return pp
+}
+
+// logger writes logs to stderr, through the printer; stdout carries only
+// results. On a terminal it logs warnings and errors only, the progress
+// display saying the rest, unless -v.
+func logger(c *cli.Context) *slog.Logger { return newLogger(c, true) }
+
+// serviceLogger is the logger of a command whose log is its output (the
+// agent): information too, on a terminal as elsewhere.
+func serviceLogger(c *cli.Context) *slog.Logger { return newLogger(c, false) }
+
+func newLogger(c *cli.Context, quietOnTerminal bool) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: logLevel(c, quietOnTerminal)}
+	if logFormat(c) == logJSON {
+		return slog.New(slog.NewJSONHandler(stderr(c), opts))
+	}
+	return slog.New(slog.NewTextHandler(stderr(c), opts))
+}
+
+func logLevel(c *cli.Context, quietOnTerminal bool) slog.Level {
+	switch {
+	case flagOf(c, "verbose", (*cli.Context).Bool):
+		return slog.LevelDebug
+	case quietOnTerminal && printer(c).tty && logFormat(c) == logText:
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
+}
+
+// Values of --log-format.
+const (
+	logText = "text"
+	logJSON = "json"
+)
+
+func logFormat(c *cli.Context) string { return flagOf(c, "log-format", (*cli.Context).String) }
+
+// flagOf is the value of a flag every command has, also where it was
+// given before the command's name (kbak -v backup …), which the
+// command's own default would otherwise hide.
+func flagOf[T any](c *cli.Context, name string, get func(*cli.Context, string) T) T {
+	for _, cc := range c.Lineage() {
+		if slices.Contains(cc.LocalFlagNames(), name) {
+			return get(cc, name)
+		}
+	}
+	return get(c, name)
 }
 
 // oneArg returns the single positional argument a command takes.

@@ -23,7 +23,7 @@ import (
 
 func moverFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "mover-image", EnvVars: []string{"KBAK_MOVER_IMAGE"}, Value: deploy.DefaultMoverImage, Action: nonEmpty("mover-image", deploy.DefaultMoverImage), Usage: "image of the mover pods (the kbak image)", Category: "Movers"},
+		&cli.StringFlag{Name: "mover-image", EnvVars: []string{"KBAK_MOVER_IMAGE"}, Value: deploy.MoverImage(version), Action: nonEmpty("mover-image", deploy.MoverImage(version)), Usage: "image of the mover pods (the kbak image)", Category: "Movers"},
 		&cli.StringFlag{Name: "mover-pull-policy", Value: string(corev1.PullIfNotPresent), Usage: "imagePullPolicy of the mover pods: Always, IfNotPresent or Never", Category: "Movers"},
 		&cli.StringFlag{Name: "mover-security", Value: string(deploy.SecurityAuto), Usage: "how mover pods run: auto (what the namespace's Pod Security level admits), unprivileged (as the StatefulSet's user, passes restricted), baseline (root with baseline's capabilities) or privileged (root with DAC_READ_SEARCH)", Category: "Movers"},
 		&cli.StringFlag{Name: "secret", Usage: "existing Secret in the namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the movers (default: kbak creates one for the run from your credentials and deletes it after)", Category: "Movers"},
@@ -174,8 +174,8 @@ func backupAction(c *cli.Context) error {
 		}
 		opts.Credentials = creds
 	}
-	progress := newProgressPrinter(stderr(c), isTerminal(stderr(c)))
-	opts.Progress = progress.event
+	pp := progress(c)
+	opts.Progress, opts.Queued = pp.event, pp.queue
 	key, err := repoKey(c, store)
 	if err != nil {
 		return err
@@ -194,7 +194,7 @@ func backupAction(c *cli.Context) error {
 	m, runErr := backup.Run(c.Context, backup.Deps{
 		Kube: cl.kube, Snap: cl.snapshots, RestConfig: cl.config, Catalog: cat, Log: logger(c),
 	}, opts)
-	progress.done()
+	pp.done()
 	if m != nil && (runErr == nil || errors.Is(runErr, backup.ErrPartiallyFailed) || errors.Is(runErr, backup.ErrFailed)) {
 		if structured(format) {
 			if err := printStructured(c, format, catalog.ManifestKind, m); err != nil {

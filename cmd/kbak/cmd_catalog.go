@@ -678,7 +678,11 @@ func verifyAction(c *cli.Context) error {
 	if subset < 0 || subset > 1 {
 		return usagef("--read-data-subset %g: give a fraction between 0 and 1, e.g. 0.1 for a tenth of the chunks", subset)
 	}
-	checks, checkErr := restore.CheckBackup(c.Context, store, key, m, c.Bool("read-data"), subset)
+	pp := progress(c)
+	checks, checkErr := restore.CheckBackup(c.Context, store, key, m, restore.CheckOptions{
+		ReadData: c.Bool("read-data"), Subset: subset, Queued: pp.queue, Progress: pp.event,
+	})
+	pp.done()
 	if checks == nil && checkErr != nil {
 		return checkErr
 	}
@@ -746,10 +750,10 @@ func restoreTest(c *cli.Context, m *catalog.Manifest) (*restore.VerifyResult, er
 	if err != nil {
 		return nil, err
 	}
-	progress := newProgressPrinter(stderr(c), isTerminal(stderr(c)))
-	opts.Progress = progress.event
+	pp := progress(c)
+	opts.Progress, opts.Queued = pp.event, pp.queue
 	res, err := restore.VerifyRestore(c.Context, restore.Deps{Kube: cl.kube, Snap: cl.snapshots, Log: logger(c)}, m, opts)
-	progress.done()
+	pp.done()
 	return res, err
 }
 

@@ -156,8 +156,8 @@ func restoreAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	progress := newProgressPrinter(stderr(c), isTerminal(stderr(c)))
-	opts.Progress = progress.event
+	pp := progress(c)
+	opts.Progress, opts.Queued = pp.event, pp.queue
 	deps := restore.Deps{Kube: cl.kube, Snap: cl.snapshots, Log: logger(c)}
 
 	plan, err := restore.NewPlan(c.Context, deps, m, opts)
@@ -176,7 +176,7 @@ func restoreAction(c *cli.Context) error {
 		return nil
 	}
 	res, runErr := restore.Run(c.Context, deps, plan)
-	progress.done()
+	pp.done()
 	if res != nil {
 		if structured(format) {
 			if err := printStructured(c, format, "RestoreResult", res); err != nil {

@@ -54,7 +54,7 @@ backups are pruned where deletes are allowed (kbak prune).
 					&cli.StringFlag{Name: "cron", Usage: "cron spec: five fields or @hourly, @daily, @weekly, @monthly"},
 					&cli.StringFlag{Name: "time-zone", Usage: "IANA time zone of the cron spec (default: the controller's, UTC on most clusters)"},
 					&cli.StringFlag{Name: "secret", Usage: "Secret in the namespace holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"},
-					&cli.StringFlag{Name: "image", Aliases: []string{"mover-image"}, EnvVars: []string{"KBAK_MOVER_IMAGE"}, Value: deploy.DefaultMoverImage, Action: nonEmpty("image", deploy.DefaultMoverImage), Usage: "kbak image of the CronJob and its movers"},
+					&cli.StringFlag{Name: "image", Aliases: []string{"mover-image"}, EnvVars: []string{"KBAK_MOVER_IMAGE"}, Value: deploy.MoverImage(version), Action: nonEmpty("image", deploy.MoverImage(version)), Usage: "kbak image of the CronJob and its movers"},
 					&cli.StringFlag{Name: "pull-policy", Aliases: []string{"mover-pull-policy"}, Value: string(corev1.PullIfNotPresent), Usage: "imagePullPolicy: Always, IfNotPresent or Never"},
 					&cli.StringFlag{Name: "method", Usage: "backup method: auto, snapshot or files (default auto)"},
 					&cli.StringFlag{Name: "mover-security", Usage: "how mover pods run: auto, unprivileged, baseline or privileged (default auto; see kbak backup --help)"},
@@ -300,7 +300,7 @@ EXAMPLES:
 				return err
 			}
 			r := schedule.BackupRunner{
-				Deps: backup.Deps{Kube: cl.kube, Snap: cl.snapshots, RestConfig: cl.config, Log: logger(c)},
+				Deps: backup.Deps{Kube: cl.kube, Snap: cl.snapshots, RestConfig: cl.config, Log: serviceLogger(c)},
 				OpenCatalog: func(ctx context.Context, repo string, lock uploader.Retention) (schedule.RunnerCatalog, error) {
 					opts, err := storeOptions(c)
 					if err != nil {
@@ -326,7 +326,7 @@ EXAMPLES:
 					return usageError{fmt.Errorf("schedule %s: %w", s.Name, err)}
 				}
 			}
-			a, err := schedule.NewAgent(cfg, r.Run, logger(c), time.Now)
+			a, err := schedule.NewAgent(cfg, r.Run, serviceLogger(c), time.Now)
 			if err != nil {
 				return usageError{err}
 			}
@@ -360,7 +360,7 @@ EXAMPLES:
 				&cli.PathFlag{Name: "config", Usage: "agent configuration file (its schedules' namespaces get the backup permissions)"},
 				&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Value: deploy.DefaultAgentNamespace, Usage: "namespace of the agent"},
 				&cli.StringFlag{Name: "name", Value: deploy.DefaultAgentName, Usage: "name of the agent's Deployment and RBAC"},
-				&cli.StringFlag{Name: "image", Aliases: []string{"mover-image"}, EnvVars: []string{"KBAK_MOVER_IMAGE"}, Value: deploy.DefaultMoverImage, Action: nonEmpty("image", deploy.DefaultMoverImage), Usage: "kbak image of the agent and its movers"},
+				&cli.StringFlag{Name: "image", Aliases: []string{"mover-image"}, EnvVars: []string{"KBAK_MOVER_IMAGE"}, Value: deploy.MoverImage(version), Action: nonEmpty("image", deploy.MoverImage(version)), Usage: "kbak image of the agent and its movers"},
 				&cli.StringFlag{Name: "pull-policy", Value: string(corev1.PullIfNotPresent), Usage: "imagePullPolicy"},
 				&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "yaml", Usage: "yaml or json: a v1 List"},
 				&cli.StringFlag{Name: "dry-run", Usage: "client (the only kind: deploy agent applies nothing, it prints)"},

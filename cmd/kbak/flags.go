@@ -127,7 +127,18 @@ func nonEmpty(name, example string) func(*cli.Context, string) error {
 }
 
 func verboseFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log debug details to stderr"}
+	return &cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log information and debug details to stderr (a terminal shows warnings and the progress only)"}
+}
+
+func logFormatFlag() cli.Flag {
+	return &cli.StringFlag{Name: "log-format", Value: logText, EnvVars: []string{"KBAK_LOG_FORMAT"},
+		Usage: "text, or json: log records (progress included) as JSON lines on stderr, for machines; no live progress block",
+		Action: func(_ *cli.Context, v string) error {
+			if v != logText && v != logJSON {
+				return usagef("--log-format %q: use text or json", v)
+			}
+			return nil
+		}}
 }
 
 func flags(groups ...[]cli.Flag) []cli.Flag {

@@ -23,6 +23,11 @@ var exitNow = os.Exit
 
 // run is main without the exit, so tests can drive the whole CLI.
 func run(args []string, stdout, stderr io.Writer) int {
+	// Every line to stderr, the interrupt's and the error's too, goes
+	// through the progress printer, which keeps them off its block.
+	if _, ok := stderr.(*progressPrinter); !ok {
+		stderr = newProgressPrinter(stderr, isTerminal(stderr))
+	}
 	// SIGINT and SIGTERM cancel the context; every command cleans up what it
 	// made on a context of its own and returns, and the exit code says 130.
 	// A second signal abandons the cleanup.

@@ -238,3 +238,32 @@ func TestMoverImageEverywhere(t *testing.T) {
 		})
 	}
 }
+
+// Without --mover-image, a build runs the image of its own version; a dev
+// build the :dev one.
+func TestDefaultMoverImageIsTheVersions(t *testing.T) {
+	t.Setenv("KBAK_REPO", "")
+	t.Setenv("KBAK_MOVER_IMAGE", "")
+	os.Unsetenv("KBAK_MOVER_IMAGE")
+	schedule := []string{"schedule", "create", "nightly", "sts/db", "-n", "shop", "--repo", scheduleRepo, "--cron", "@daily", "--secret", "kbak-store", "--keep-daily", "7", "--dry-run"}
+	defer func(v string) { version = v }(version)
+	for _, tt := range []struct{ version, image string }{
+		{"v1.4.0", "kbak.local/kbak:v1.4.0"},
+		{"dev", "kbak.local/kbak:dev"},
+	} {
+		version = tt.version
+		for _, args := range [][]string{schedule, {"deploy", "agent"}} {
+			code, out, errs := kbak(t, args...)
+			if code != exitOK {
+				t.Fatalf("kbak %v: exit %d: %s", args, code, errs)
+			}
+			if !strings.Contains(out, "image: "+tt.image+"\n") || !strings.Contains(out, "value: "+tt.image+"\n") {
+				t.Errorf("version %s, kbak %v: want image %s everywhere:\n%s", tt.version, args, tt.image, out)
+			}
+		}
+		_, out, _ := kbak(t, "backup", "--help")
+		if !strings.Contains(out, `(default: "`+tt.image+`")`) {
+			t.Errorf("version %s: backup --help does not give %s as the default:\n%s", tt.version, tt.image, out)
+		}
+	}
+}

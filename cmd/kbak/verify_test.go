@@ -66,7 +66,13 @@ func TestVerifyPartialAndUndigested(t *testing.T) {
 	if !strings.Contains(out, "data-db-0") || !strings.Contains(out, "ok") || !strings.Contains(out, "not checked: failed (mover failed: disk on fire)") {
 		t.Errorf("table does not show the checked and the unchecked volume:\n%s", out)
 	}
-	oneErrorLine(t, stderr, "PartiallyFailed", "1 volumes checked", "could not check data-db-1")
+	// The volume read through reports its progress on stderr, then the
+	// one error line.
+	progressLine, errLine, _ := strings.Cut(stderr, "\n")
+	if !strings.HasPrefix(progressLine, "data-db-0 ") || !strings.Contains(progressLine, "done   4 B, 1 files") {
+		t.Errorf("first line of stderr %q: want the volume's progress", progressLine)
+	}
+	oneErrorLine(t, errLine, "PartiallyFailed", "1 volumes checked", "could not check data-db-1")
 
 	code, out, _ = kbak(t, "verify", m.ID, "-o", "json")
 	var verification struct{ Volumes []restore.VolumeCheck }

@@ -218,7 +218,9 @@ for tar in "$PAUSE_IMAGE_TAR" "$BUSYBOX_IMAGE_TAR" "$KUBECTL_IMAGE_TAR"; do
   ctr_ images import "$tar" >/dev/null
 done
 if grep -q '^image:' "$repo/Makefile" 2>/dev/null; then
-  if make -C "$repo" image >"$D/logs/make-image.log" 2>&1; then :; else
+  # A dev build, named kbak.local/kbak:dev as KBAK_E2E_KBAK_IMAGE below
+  # and as a dev build of the CLI names its movers' image.
+  if make -C "$repo" image VERSION=dev >"$D/logs/make-image.log" 2>&1; then :; else
     log "make image failed (see $D/logs/make-image.log): the bed runs without kbak.local/kbak:dev"
   fi
 fi

@@ -12,6 +12,7 @@ import (
 type Emitter struct {
 	mu       sync.Mutex
 	w        io.Writer
+	fn       func(Event) // instead of w, for a transfer run in-process
 	interval time.Duration
 	now      func() time.Time
 }
@@ -19,6 +20,12 @@ type Emitter struct {
 // NewEmitter writes events to w, progress at most once per interval.
 func NewEmitter(w io.Writer, interval time.Duration) *Emitter {
 	return &Emitter{w: w, interval: interval, now: time.Now}
+}
+
+// NewEventEmitter hands events to fn, one call at a time, progress at most
+// once per interval: for a transfer the caller runs in its own process.
+func NewEventEmitter(fn func(Event), interval time.Duration) *Emitter {
+	return &Emitter{fn: fn, interval: interval, now: time.Now}
 }
 
 // Emit writes one event; write errors are ignored because progress must
@@ -29,6 +36,12 @@ func (e *Emitter) Emit(ev Event) {
 	}
 	if ev.Time.IsZero() {
 		ev.Time = e.now().UTC()
+	}
+	if e.fn != nil {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.fn(ev)
+		return
 	}
 	b, err := json.Marshal(ev)
 	if err != nil {

@@ -27,10 +27,17 @@ const (
 
 // Progress is a running count of one transfer.
 type Progress struct {
-	RawBytes    int64 `json:"rawBytes"`             // file content read (upload) or written (download)
-	StoredBytes int64 `json:"storedBytes"`          // compressed bytes sent to or read from the store
-	Files       int64 `json:"files"`                // entries archived or extracted so far
-	TotalBytes  int64 `json:"totalBytes,omitempty"` // expected raw bytes, 0 when unknown
+	RawBytes    int64 `json:"rawBytes"`    // file content read (upload) or written (download)
+	StoredBytes int64 `json:"storedBytes"` // compressed bytes sent to or read from the store
+	Files       int64 `json:"files"`       // entries archived or extracted so far
+	// TotalBytes is an upload's size hint, the claim's capacity: an upper
+	// bound, not an estimate (CLIs before EstimateBytes drew their ETA
+	// from it). 0 when unknown.
+	TotalBytes int64 `json:"totalBytes,omitempty"`
+	// EstimateBytes is the raw bytes the transfer is expected to move: for
+	// an upload, the source file system's used bytes when it began
+	// (SourceEstimate). 0 when unknown.
+	EstimateBytes int64 `json:"estimateBytes,omitempty"`
 }
 
 // Result is the outcome of one transfer. For an upload it is also stored as

@@ -117,9 +117,10 @@ func Upload(ctx context.Context, store Store, opts UploadOptions, ev *Emitter) (
 
 	var counters archive.Counters
 	stored := &countingWriter{h: sha256.New()}
+	estimate := SourceEstimate(opts.Source, opts.SizeHint)
 	stop := ev.every(func() Progress {
 		return Progress{RawBytes: counters.RawBytes.Load(), Files: counters.Files.Load(),
-			StoredBytes: stored.n.Load(), TotalBytes: max(opts.SizeHint, 0)}
+			StoredBytes: stored.n.Load(), TotalBytes: max(opts.SizeHint, 0), EstimateBytes: estimate}
 	})
 	defer stop()
 

@@ -71,9 +71,10 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 
 	var counters archive.Counters
 	var skippedFiles, skippedBytes atomic.Int64
+	estimate := SourceEstimate(opts.Source, opts.SizeHint)
 	stop := ev.every(func() Progress {
 		return Progress{RawBytes: counters.RawBytes.Load(), Files: counters.Files.Load(),
-			StoredBytes: w.Stats().StoredBytes, TotalBytes: max(opts.SizeHint, 0)}
+			StoredBytes: w.Stats().StoredBytes, TotalBytes: max(opts.SizeHint, 0), EstimateBytes: estimate}
 	})
 	defer stop()
 

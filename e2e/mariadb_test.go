@@ -119,7 +119,7 @@ func TestMariaDBHeldLockAcrossTheCut(t *testing.T) {
 			CREATE TABLE kbak.w (id INT AUTO_INCREMENT PRIMARY KEY, started DATETIME(6), done DATETIME(6)) ENGINE=InnoDB;
 			INSERT INTO kbak.t (v) VALUES ('%[1]s-a'), ('%[1]s-b'), ('%[1]s-c');`, pod))
 		seeded[pod] = mustSQL(t, e, ns, pod, "SELECT GROUP_CONCAT(v ORDER BY id) FROM kbak.t")
-		mustExec(t, e, ns, pod, "app", "sh", "-c", "nohup sh -c '"+strings.ReplaceAll(writerScript, "'", `'\''`)+"' >/dev/null 2>&1 &")
+		mustExec(t, e, ns, pod, "app", "sh", "-c", "setsid sh -c '"+strings.ReplaceAll(writerScript, "'", `'\''`)+"' </dev/null >/dev/null 2>&1 &")
 	}
 	for _, pod := range pods {
 		waitFor(t, "the writer's first rows in "+pod, time.Minute, func(c context.Context) (string, bool, error) {

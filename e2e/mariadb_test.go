@@ -68,30 +68,64 @@ const writerScript = `while [ ! -e /tmp/stop-writer ]; do
 done
 touch /tmp/writer-stopped`
 
-// writerRow is one row kbak.w: its id and how long its INSERT waited.
+// writerRow is one row of kbak.w: its id, how long its INSERT waited and
+// when it got its locks.
 type writerRow struct {
 	id     int
 	waited time.Duration
+	done   time.Time
 }
 
-func writerRows(t *testing.T, e *env, ns, pod string) []writerRow {
+// writerRows returns the rows of kbak.w after id from.
+func writerRows(t *testing.T, e *env, ns, pod string, from int) []writerRow {
 	t.Helper()
-	out := mustSQL(t, e, ns, pod, "SELECT id, TIMESTAMPDIFF(MICROSECOND, started, done) FROM kbak.w ORDER BY id")
+	out := mustSQL(t, e, ns, pod, fmt.Sprintf(
+		"SELECT id, TIMESTAMPDIFF(MICROSECOND, started, done), FLOOR(UNIX_TIMESTAMP(done) * 1000) FROM kbak.w WHERE id > %d ORDER BY id", from))
 	var rows []writerRow
 	for line := range strings.Lines(out) {
 		f := strings.Fields(line)
-		if len(f) != 2 {
+		if len(f) != 3 {
 			t.Fatalf("pod %s: kbak.w row %q", pod, line)
 		}
 		id, err1 := strconv.Atoi(f[0])
 		us, err2 := strconv.ParseInt(f[1], 10, 64)
-		if err1 != nil || err2 != nil {
+		ms, err3 := strconv.ParseInt(f[2], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
 			t.Fatalf("pod %s: kbak.w row %q", pod, line)
 		}
-		rows = append(rows, writerRow{id: id, waited: time.Duration(us) * time.Microsecond})
+		rows = append(rows, writerRow{id: id, waited: time.Duration(us) * time.Microsecond, done: time.UnixMilli(ms)})
 	}
 	return rows
 }
+
+// longestWait returns the row whose INSERT waited longest, and the waits
+// of more than 100ms.
+func longestWait(rows []writerRow) (writerRow, []string) {
+	var longest writerRow
+	var waits []string
+	for _, r := range rows {
+		if r.waited >= 100*time.Millisecond {
+			waits = append(waits, fmt.Sprintf("row %d waited %s", r.id, r.waited))
+		}
+		if r.waited > longest.waited {
+			longest = r
+		}
+	}
+	return longest, waits
+}
+
+// lastID returns the id of kbak.w's last row.
+func lastID(c context.Context, e *env, ns, pod string) (int, error) {
+	out, err := mariadbSQL(c, e, ns, pod, "SELECT COALESCE(MAX(id), 0) FROM kbak.w")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(out)
+}
+
+// heldLock is how long an INSERT must wait to have waited for a hold:
+// those of a server not held wait a few milliseconds, under load 100.
+const heldLock = 300 * time.Millisecond
 
 // A real MariaDB (Debian's 10.11 packages) held by the README's
 // --hold-hook recipe across the snapshot cut of a 2-replica StatefulSet:
@@ -145,35 +179,24 @@ func TestMariaDBHeldLockAcrossTheCut(t *testing.T) {
 		}
 	}
 
-	// The lock is gone with the backup: the writer goes on.
+	// The lock is gone with the backup: the INSERT it blocked commits and
+	// the writer goes on.
 	blocked := map[string]writerRow{}
 	for _, pod := range pods {
-		after := writerRows(t, e, ns, pod)
-		last := after[len(after)-1].id
-		waitFor(t, "the writer going on in "+pod+" after the backup", time.Minute, func(c context.Context) (string, bool, error) {
-			out, err := mariadbSQL(c, e, ns, pod, "SELECT MAX(id) FROM kbak.w")
-			n, _ := strconv.Atoi(out)
-			return out, err == nil && n >= last+3, err
-		})
-		mustExec(t, e, ns, pod, "app", "sh", "-c", "touch /tmp/stop-writer; for i in $(seq 100); do [ -e /tmp/writer-stopped ] && exit 0; sleep 0.1; done; exit 1")
-		if out := mustExec(t, e, ns, pod, "app", "sh", "-c", "cat /tmp/writer.err 2>/dev/null || true"); strings.TrimSpace(out) != "" {
-			t.Errorf("pod %s: the writer's errors:\n%s", pod, indent(out))
+		last, err := lastID(ctx(t), e, ns, pod)
+		if err != nil {
+			t.Fatal(err)
 		}
-		// The INSERT the hold blocked: the one that waited longest, for
+		waitFor(t, "the writer going on in "+pod+" after the backup", time.Minute, func(c context.Context) (string, bool, error) {
+			n, err := lastID(c, e, ns, pod)
+			return fmt.Sprintf("last row %d", n), err == nil && n >= last+3, err
+		})
+		// The INSERT the hold blocked is the one that waited longest, for
 		// the whole hold (FLUSH TABLES WITH READ LOCK waits for the INSERT
 		// running when it comes; the writer's next one waits for the lock).
-		rows := writerRows(t, e, ns, pod)
-		var waits []string
-		var longest writerRow
-		for _, r := range rows {
-			if r.waited >= 100*time.Millisecond {
-				waits = append(waits, fmt.Sprintf("row %d waited %s", r.id, r.waited))
-			}
-			if r.waited > longest.waited {
-				longest = r
-			}
-		}
-		if longest.waited < 300*time.Millisecond {
+		rows := writerRows(t, e, ns, pod, 0)
+		longest, waits := longestWait(rows)
+		if longest.waited < heldLock {
 			t.Fatalf("pod %s: none of the writer's %d INSERTs waited for a lock (longest: row %d, %s): the hold hook did not hold one across the backup",
 				pod, len(rows), longest.id, longest.waited)
 		}
@@ -205,4 +228,44 @@ func TestMariaDBHeldLockAcrossTheCut(t *testing.T) {
 		}
 	}
 	noLeftovers(t, e, ns, false)
+
+	// kbak dies while the sessions hold the lock (live files being
+	// copied): the lock goes with it, at the latest at the deadman's 40s.
+	from := map[string]int{}
+	for _, pod := range pods {
+		n, err := lastID(ctx(t), e, ns, pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		from[pod] = n
+	}
+	// Killed a second into the copy (which takes a few): the lock was
+	// held for that second when kbak died.
+	killed, stderr := killMoving(t, e, ns, time.Second, "backup", "sts/db", "-n", ns, "--method", "files",
+		"--hold-hook", mariadbHoldHook, "--hook-timeout", "10s", "--hook-deadman", "40s")
+	if strings.Contains(stderr, "ended hold hook") {
+		t.Fatalf("kbak ended the hold hooks before it was killed: the copy was quicker than a second")
+	}
+	for _, pod := range pods {
+		var held writerRow
+		waitFor(t, "the lock's end in "+pod+" after kbak was killed", 90*time.Second, func(c context.Context) (string, bool, error) {
+			n, err := lastID(c, e, ns, pod)
+			if err != nil {
+				return "", false, err
+			}
+			held, _ = longestWait(writerRows(t, e, ns, pod, from[pod]))
+			return fmt.Sprintf("last row %d, longest wait: row %d, %s", n, held.id, held.waited), held.waited >= heldLock && n > held.id, nil
+		})
+		if held.done.Before(killed.Add(-50*time.Millisecond)) || held.done.After(killed.Add(45*time.Second)) {
+			t.Errorf("pod %s: the INSERT the hold blocked (row %d, waited %s) got its lock at %s, kbak was killed at %s: want the lock held until kbak died and gone within the deadman's 40s",
+				pod, held.id, held.waited, held.done.Format(time.RFC3339Nano), killed.Format(time.RFC3339Nano))
+		}
+		t.Logf("pod %s: the lock went %s after kbak was killed (row %d waited %s)", pod, held.done.Sub(killed).Round(10*time.Millisecond), held.id, held.waited)
+	}
+	for _, pod := range pods {
+		mustExec(t, e, ns, pod, "app", "sh", "-c", "touch /tmp/stop-writer; for i in $(seq 100); do [ -e /tmp/writer-stopped ] && exit 0; sleep 0.1; done; exit 1")
+		if out := mustExec(t, e, ns, pod, "app", "sh", "-c", "cat /tmp/writer.err 2>/dev/null || true"); strings.TrimSpace(out) != "" {
+			t.Errorf("pod %s: the writer's errors:\n%s", pod, indent(out))
+		}
+	}
 }

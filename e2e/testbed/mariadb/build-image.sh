@@ -10,15 +10,17 @@ mkimage=$1 out=$2
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-chmod 0755 "$work" # apt-get download writes as _apt
+chmod 0755 "$work"
 mkdir -p "$work/debs" "$work/root"
+chown _apt "$work/debs" 2>/dev/null || true # apt-get download writes as _apt
 
 # The packages and what they depend on, recursively; alternatives to
 # libsystemd0 and the configuration packages (my.cnf is ours) left out.
-pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+mapfile -t pkgs < <(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
   --no-breaks --no-replaces --no-enhances mariadb-server-core mariadb-client-core |
   grep '^[a-z0-9]' | sort -u | grep -vx 'libelogind0\|mariadb-common\|mysql-common')
-(cd "$work/debs" && apt-get download $pkgs) >/dev/null
+[ ${#pkgs[@]} -gt 0 ] || { echo "build-image.sh: apt knows no mariadb-server-core" >&2; exit 1; }
+(cd "$work/debs" && apt-get download "${pkgs[@]}") >/dev/null
 for d in "$work"/debs/*.deb; do
   dpkg -x "$d" "$work/root"
 done

@@ -46,6 +46,7 @@ type env struct {
 	UtilImage     string // busybox, for app and helper pods
 	KbakImage     string // kbak itself, for mover pods
 	KubectlImage  string // kubectl alone (no shell), an in-cluster API client
+	MariaDBImage  string // Debian's MariaDB server and client; empty when the bed could not build it
 	Repo          string // KBAK_REPO: s3://bucket?endpoint=...
 	S3Endpoint    string // reachable from the host and from pods
 	Bucket        string
@@ -109,6 +110,7 @@ func loadEnv() (*env, error) {
 		UtilImage:     get("KBAK_E2E_UTIL_IMAGE", "kbak.local/busybox:dev"),
 		KbakImage:     get("KBAK_E2E_KBAK_IMAGE", "kbak.local/kbak:dev"),
 		KubectlImage:  get("KBAK_E2E_KUBECTL_IMAGE", "kbak.local/kubectl:dev"),
+		MariaDBImage:  os.Getenv("KBAK_E2E_MARIADB_IMAGE"),
 		Repo:          os.Getenv("KBAK_REPO"),
 		S3Endpoint:    os.Getenv("KBAK_E2E_S3_ENDPOINT"),
 		Bucket:        os.Getenv("KBAK_E2E_BUCKET"),

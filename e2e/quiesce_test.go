@@ -206,6 +206,15 @@ func deleteKeptSnapshots(t *testing.T, e *env, ns string, m *catalog.Manifest) {
 // and returns when it was killed.
 func killOnceMoving(t *testing.T, e *env, ns string, args ...string) time.Time {
 	t.Helper()
+	killed, _ := killMoving(t, e, ns, 0, args...)
+	return killed
+}
+
+// killMoving starts kbak with args, SIGKILLs it after one of its pods has
+// existed in ns for after, and returns the instant right before the kill
+// and kbak's stderr.
+func killMoving(t *testing.T, e *env, ns string, after time.Duration, args ...string) (time.Time, string) {
+	t.Helper()
 	cmd, _, errb := kbakCmd(t, e, args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -218,10 +227,12 @@ func killOnceMoving(t *testing.T, e *env, ns string, args ...string) time.Time {
 		}
 		return fmt.Sprintf("%d kbak pods", len(list.Items)), len(list.Items) > 0, nil
 	})
+	time.Sleep(after)
+	killed := time.Now()
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
 	t.Logf("killed kbak; its stderr:\n%s", indent(errb.String()))
-	return time.Now()
+	return killed, errb.String()
 }

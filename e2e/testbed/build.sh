@@ -165,6 +165,40 @@ if [ ! -f "$kubectl_tar" ]; then
   mv "$kubectl_tar.tmp" "$kubectl_tar"
 fi
 
+# MariaDB as an image, for tests of a real database held across the cut:
+# Debian's mariadb-server-core and mariadb-client-core with the libraries
+# they need, unpacked (not installed) into a root file system, busybox for
+# a shell, and the entrypoint and configuration in mariadb/. Keyed by the
+# package version: a new Debian release rebuilds it, nothing else does.
+mariadb_tar=
+mariadb_version() { apt-cache policy mariadb-server-core 2>/dev/null | awk '$1 == "Candidate:" { print $2 }'; }
+mdb_version=$(mariadb_version)
+if [ -z "$mdb_version" ] || [ "$mdb_version" = "(none)" ]; then
+  apt-get update >&2 || true
+  mdb_version=$(mariadb_version)
+fi
+if [ -n "$mdb_version" ] && [ "$mdb_version" != "(none)" ]; then
+  mdb_hash=$(tree_hash "$here/mariadb")
+  mariadb_tar=$img/mariadb-$(echo "$mdb_version" | tr ':~+' '___')-$bb_version-$tools_hash-$mdb_hash.tar
+  if [ ! -f "$mariadb_tar" ]; then
+    log "building the MariaDB image from Debian's packages $mdb_version (first time only)"
+    if ! "$here/mariadb/build-image.sh" "$mkimage" "$mariadb_tar.tmp" >&2; then
+      rm -f "$mariadb_tar.tmp"
+      apt-get update >&2 || true
+      "$here/mariadb/build-image.sh" "$mkimage" "$mariadb_tar.tmp" >&2 || rm -f "$mariadb_tar.tmp"
+    fi
+    if [ -f "$mariadb_tar.tmp" ]; then
+      mv "$mariadb_tar.tmp" "$mariadb_tar"
+      find "$img" -maxdepth 1 -name 'mariadb-*.tar' ! -name "$(basename "$mariadb_tar")" -delete
+    else
+      log "the MariaDB image does not build; the test bed runs without it"
+      mariadb_tar=
+    fi
+  fi
+else
+  log "no mariadb-server-core package known to apt; the test bed runs without the MariaDB image"
+fi
+
 for c in "${kube_cmds[@]}"; do
   echo "$(echo "$c" | tr a-z- A-Z_)=$bin/$c-$KUBERNETES_VERSION"
 done
@@ -178,3 +212,4 @@ echo "MKIMAGE=$mkimage"
 echo "PAUSE_IMAGE_TAR=$pause_tar"
 echo "BUSYBOX_IMAGE_TAR=$busybox_tar"
 echo "KUBECTL_IMAGE_TAR=$kubectl_tar"
+echo "MARIADB_IMAGE_TAR=$mariadb_tar"

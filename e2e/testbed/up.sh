@@ -217,6 +217,11 @@ wait_for containerd 30 ctr_ version
 for tar in "$PAUSE_IMAGE_TAR" "$BUSYBOX_IMAGE_TAR" "$KUBECTL_IMAGE_TAR"; do
   ctr_ images import "$tar" >/dev/null
 done
+mariadb_image=
+if [ -n "${MARIADB_IMAGE_TAR:-}" ]; then
+  ctr_ images import "$MARIADB_IMAGE_TAR" >/dev/null
+  mariadb_image=kbak.local/mariadb:dev
+fi
 if grep -q '^image:' "$repo/Makefile" 2>/dev/null; then
   # A dev build, named kbak.local/kbak:dev as KBAK_E2E_KBAK_IMAGE below
   # and as a dev build of the CLI names its movers' image.
@@ -356,6 +361,7 @@ export KBAK_E2E_CSI_FAULTS=$D/csi-faults
 export KBAK_E2E_UTIL_IMAGE=kbak.local/busybox:dev
 export KBAK_E2E_KBAK_IMAGE=kbak.local/kbak:dev
 export KBAK_E2E_KUBECTL_IMAGE=kbak.local/kubectl:dev
+export KBAK_E2E_MARIADB_IMAGE=$mariadb_image
 export KBAK_E2E_SNAP_CLASS=kbak-snap
 export KBAK_E2E_NOSNAP_CLASS=kbak-nosnap
 export KBAK_E2E_SNAPSHOT_CLASS=kbak-snap

@@ -3,7 +3,7 @@
 // registry and no image builder: every image it runs is made this way.
 //
 //	mkimage --out FILE.tar --ref NAME:TAG --file SRC:DST[:MODE] ...
-//	        [--dir DST[:MODE] ...] [--symlink TARGET:LINK ...]
+//	        [--tree SRC:DST ...] [--dir DST[:MODE] ...] [--symlink TARGET:LINK ...]
 //	        [--entrypoint /path] [--cmd ARG ...] [--env K=V ...]
 package main
 
@@ -14,8 +14,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,11 +48,12 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("mkimage", flag.ContinueOnError)
-	var files, dirs, links, cmd, env list
+	var files, trees, dirs, links, cmd, env list
 	out := fs.String("out", "", "image tarball to write")
 	ref := fs.String("ref", "", "image reference, NAME:TAG")
 	entry := fs.String("entrypoint", "", "entrypoint path")
 	fs.Var(&files, "file", "SRC:DST[:MODE] file to add (MODE octal, default the source's)")
+	fs.Var(&trees, "tree", "SRC:DST directory tree to add under DST (files, directories and links as they are)")
 	fs.Var(&dirs, "dir", "DST[:MODE] directory to add (default 0755)")
 	fs.Var(&links, "symlink", "TARGET:LINK symbolic link to add")
 	fs.Var(&cmd, "cmd", "command argument (repeat for each)")
@@ -65,7 +68,7 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("parse reference %q: %w", *ref, err)
 	}
-	layerTar, err := buildLayer(files, dirs, links)
+	layerTar, err := buildLayer(files, trees, dirs, links)
 	if err != nil {
 		return err
 	}
@@ -115,10 +118,11 @@ type entry struct {
 	data []byte
 }
 
-// buildLayer returns an uncompressed tar of the requested files, directories
-// and links, with every missing parent directory added and entries sorted so
-// parents come first.
-func buildLayer(files, dirs, links []string) ([]byte, error) {
+// buildLayer returns an uncompressed tar of the requested trees, files,
+// directories and links (in that order, a later one replacing an earlier
+// one at the same path), with every missing parent directory added and
+// entries sorted so parents come first.
+func buildLayer(files, trees, dirs, links []string) ([]byte, error) {
 	entries := map[string]entry{}
 	addParents := func(p string) {
 		for d := path.Dir(p); d != "/" && d != "."; d = path.Dir(d) {
@@ -126,6 +130,16 @@ func buildLayer(files, dirs, links []string) ([]byte, error) {
 				entries[d] = entry{hdr: dirHeader(d, 0o755)}
 			}
 		}
+	}
+	for _, tr := range trees {
+		src, dst, ok := strings.Cut(tr, ":")
+		if !ok || src == "" || dst == "" {
+			return nil, fmt.Errorf("--tree %q: want SRC:DST", tr)
+		}
+		if err := addTree(entries, src, path.Clean("/"+dst)); err != nil {
+			return nil, err
+		}
+		addParents(path.Clean("/" + dst + "/x"))
 	}
 	for _, f := range files {
 		parts := strings.Split(f, ":")
@@ -205,4 +219,59 @@ func dirHeader(p string, mode int64) *tar.Header {
 		Typeflag: tar.TypeDir, Name: strings.TrimPrefix(p, "/") + "/", Mode: mode,
 		ModTime: epoch, Format: tar.FormatPAX,
 	}
+}
+
+// addTree adds everything under the directory src at dst: regular files
+// (a hard link as a copy), directories and symbolic links, with their
+// permission bits; other kinds are refused.
+func addTree(entries map[string]entry, src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		name := path.Join(dst, filepath.ToSlash(rel))
+		if name == "/" {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		mode := int64(info.Mode().Perm())
+		for bit, m := range map[fs.FileMode]int64{fs.ModeSetuid: 0o4000, fs.ModeSetgid: 0o2000, fs.ModeSticky: 0o1000} {
+			if info.Mode()&bit != 0 {
+				mode |= m
+			}
+		}
+		rel = strings.TrimPrefix(name, "/")
+		switch {
+		case d.IsDir():
+			entries[name] = entry{hdr: dirHeader(name, mode)}
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			entries[name] = entry{hdr: &tar.Header{
+				Typeflag: tar.TypeSymlink, Name: rel, Linkname: target,
+				Mode: 0o777, ModTime: epoch, Format: tar.FormatPAX,
+			}}
+		case d.Type().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			entries[name] = entry{hdr: &tar.Header{
+				Typeflag: tar.TypeReg, Name: rel, Mode: mode,
+				Size: int64(len(data)), ModTime: epoch, Format: tar.FormatPAX,
+			}, data: data}
+		default:
+			return fmt.Errorf("--tree %s: %s is neither a file, a directory nor a link", src, p)
+		}
+		return nil
+	})
 }

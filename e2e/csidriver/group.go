@@ -79,10 +79,13 @@ func (g *groupControllerServer) CreateVolumeGroupSnapshot(ctx context.Context, r
 		return nil, status.Error(codes.InvalidArgument, "a source volume is listed twice")
 	}
 	ns := req.GetParameters()[paramGroupSnapshotNamespace]
-	if msg, ok, err := c.faults.groupSnapshotError(ns); err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
-	} else if ok {
-		return nil, status.Error(codes.Internal, msg)
+	// A storage whose snapshots fail fails its group snapshots too.
+	for _, fault := range []func(string) (string, bool, error){c.faults.groupSnapshotError, c.faults.snapshotError} {
+		if msg, ok, err := fault(ns); err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		} else if ok {
+			return nil, status.Error(codes.Internal, msg)
+		}
 	}
 	for _, src := range srcs {
 		if !validID(src) {
@@ -103,6 +106,11 @@ func (g *groupControllerServer) CreateVolumeGroupSnapshot(ctx context.Context, r
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
+	single, err := c.faults.snapshotDelay(ns)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	delay = max(delay, single)
 	// Every volume is locked, in sorted order as everywhere else, before
 	// the first copy starts and until the last one is in place.
 	for _, src := range srcs {

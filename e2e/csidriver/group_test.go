@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,9 +126,19 @@ func TestGroupSnapshotFaults(t *testing.T) {
 	if left, _ := c.st.snapshots(); len(left) != 0 {
 		t.Fatalf("a failed group left snapshots: %v", left)
 	}
-	// Single snapshots in that namespace are not affected.
+	// Single snapshots in that namespace are not affected; a single
+	// snapshot fault fails groups too.
 	if _, err := createSnapshot(c, "single", v.VolumeId, "bad"); err != nil {
 		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(faultDir, "snapshot-error"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(faultDir, "snapshot-error", "all"), []byte("no snapshots today"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := createGroup(g, "gs-all", "all", v.VolumeId); err == nil || !strings.Contains(err.Error(), "no snapshots today") {
+		t.Fatalf("single snapshot fault on a group: %v", err)
 	}
 	if err := os.WriteFile(filepath.Join(faultDir, "group-snapshot-slow", "slow"), []byte("30"), 0o644); err != nil {
 		t.Fatal(err)

@@ -55,15 +55,15 @@ type run struct {
 type volume struct {
 	claim  kube.Claim
 	method catalog.Method
-	class  string    // VolumeSnapshotClass, snapshot method only
-	name   string    // deterministic name of its snapshot, temp claim and pod
+	class  string // VolumeSnapshotClass, snapshot method only
+	name   string // deterministic name of its snapshot, temp claim and pod
 	// groupClass is the VolumeGroupSnapshotClass the volume is cut with,
 	// in the group of its driver; empty: cut on its own.
 	groupClass string
 	// snap is the name of its VolumeSnapshot: name, or of a group's member
 	// the name the snapshot controller gave it.
 	snap string
-	cut    time.Time // the storage's cut time (creationTime)
+	cut  time.Time // the storage's cut time (creationTime)
 	// requested is when the create call for its snapshot returned.
 	requested time.Time
 	// quiesced is true when the hooks held the application still while the

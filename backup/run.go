@@ -782,11 +782,12 @@ func (r *run) entry(v *volume) catalog.Volume {
 		e.Consistency = catalog.ConsistencyQuiesced
 	case v.method == catalog.MethodFiles:
 		e.Consistency = catalog.ConsistencyLive
-	case v.method == catalog.MethodSnapshot && v.snapshot != nil && v.snapshot.Group != "":
-		// One cut across the claims, hooks or not.
-		e.Consistency = catalog.ConsistencyGroup
 	case v.method == catalog.MethodSnapshot && v.quiesced:
+		// A group cut while hooks held the application is recorded
+		// quiesced; its snapshot still names the group.
 		e.Consistency = catalog.ConsistencyQuiesced
+	case v.method == catalog.MethodSnapshot && v.snapshot != nil && v.snapshot.Group != "":
+		e.Consistency = catalog.ConsistencyGroup
 	case v.method == catalog.MethodSnapshot:
 		e.Consistency = catalog.ConsistencyCrash
 	}

@@ -58,7 +58,7 @@ type Consistency string
 
 // Consistency levels, strongest first.
 const (
-	ConsistencyGroup    Consistency = "group"    // one VolumeGroupSnapshot across the claims
+	ConsistencyGroup    Consistency = "group"    // one VolumeGroupSnapshot across the claims (quiesced when hooks held the application; Snapshot.Group names the group)
 	ConsistencyQuiesced Consistency = "quiesced" // snapshots cut while hooks held the application still
 	ConsistencyCrash    Consistency = "crash"    // a point-in-time snapshot, as after a power cut
 	ConsistencyLive     Consistency = "live"     // files copied while the application wrote

@@ -155,10 +155,18 @@ func GroupSnapshotCut(vgs *groupv1beta2.VolumeGroupSnapshot) bool {
 	return vgs.Status != nil && (vgs.Status.CreationTime != nil || (vgs.Status.ReadyToUse != nil && *vgs.Status.ReadyToUse))
 }
 
-// WaitGroupSnapshot polls ns/name until it is cut, reports an error
-// (returned at once), or timeout passes.
+// GroupErrorGrace is how long a group snapshot's status error must last
+// before WaitGroupSnapshot gives up: the snapshot controller also records
+// passing errors there (a conflicting update of the group's content) and
+// clears them on its next try.
+const GroupErrorGrace = 10 * time.Second
+
+// WaitGroupSnapshot polls ns/name until it is cut, reports the same error
+// for GroupErrorGrace (returned then), or timeout passes.
 func WaitGroupSnapshot(ctx context.Context, sc snapclient.Interface, ns, name string, interval, timeout time.Duration) (*groupv1beta2.VolumeGroupSnapshot, error) {
 	var last *groupv1beta2.VolumeGroupSnapshot
+	var lastErr error
+	var erring time.Time // since when the status has reported an error
 	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
 		vgs, err := sc.GroupsnapshotV1beta2().VolumeGroupSnapshots(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -169,12 +177,24 @@ func WaitGroupSnapshot(ctx context.Context, sc snapclient.Interface, ns, name st
 			return false, nil
 		}
 		last = vgs
-		if err := GroupSnapshotError(vgs); err != nil {
-			return false, err
+		if GroupSnapshotCut(vgs) {
+			return true, nil
 		}
-		return GroupSnapshotCut(vgs), nil
+		lastErr = GroupSnapshotError(vgs)
+		switch {
+		case lastErr == nil:
+			erring = time.Time{}
+		case erring.IsZero():
+			erring = time.Now()
+		case time.Since(erring) >= min(GroupErrorGrace, timeout):
+			return false, lastErr
+		}
+		return false, nil
 	})
 	if err != nil && wait.Interrupted(err) && ctx.Err() == nil {
+		if lastErr != nil {
+			return last, lastErr
+		}
 		return last, fmt.Errorf("wait for VolumeGroupSnapshot %s/%s: not cut after %s", ns, name, timeout)
 	}
 	return last, err

@@ -8,10 +8,13 @@ import (
 	"time"
 
 	groupv1beta2 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1beta2"
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	snapfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 // What a backup killed during its group cut leaves: a VolumeGroupSnapshot
@@ -91,5 +94,35 @@ func TestFindGroupSnapshotClass(t *testing.T) {
 		case err != nil || c.Name != tt.want:
 			t.Errorf("%s/%s: %v, %v; want %s", tt.driver, tt.name, c, err, tt.want)
 		}
+	}
+}
+
+// A passing error in the group snapshot's status (the controller's
+// conflicting update) is waited out; one that stays fails the wait.
+func TestWaitGroupSnapshotOutlastsPassingErrors(t *testing.T) {
+	ctx := context.Background()
+	msg := "the object has been modified"
+	vgs := NewVolumeGroupSnapshot("shop", "g", "c", nil)
+	vgs.Status = &groupv1beta2.VolumeGroupSnapshotStatus{Error: &snapv1.VolumeSnapshotError{Message: &msg}}
+	sc := snapfake.NewSimpleClientset(vgs)
+	polls := 0
+	sc.PrependReactor("get", "volumegroupsnapshots", func(k8stesting.Action) (bool, runtime.Object, error) {
+		polls++
+		got := vgs.DeepCopy()
+		if polls >= 3 {
+			now := metav1.Now()
+			got.Status = &groupv1beta2.VolumeGroupSnapshotStatus{CreationTime: &now}
+		}
+		return true, got, nil
+	})
+	if _, err := WaitGroupSnapshot(ctx, sc, "shop", "g", time.Millisecond, time.Minute); err != nil {
+		t.Fatalf("a passing error failed the wait: %v", err)
+	}
+
+	stuck := snapfake.NewSimpleClientset(vgs)
+	start := time.Now()
+	_, err := WaitGroupSnapshot(ctx, stuck, "shop", "g", time.Millisecond, 50*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), msg) || time.Since(start) > 5*time.Second {
+		t.Fatalf("a lasting error: %v after %s, want it within the timeout", err, time.Since(start))
 	}
 }

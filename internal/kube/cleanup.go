@@ -218,13 +218,44 @@ func runSnapshots(ctx context.Context, sc snapclient.Interface, o CleanupOptions
 // RunSnapshotRefs records the VolumeSnapshots of the run o selects that
 // DeleteRun deletes, with their contents, so that WaitSnapshotsGone can
 // follow them after they are gone from the list.
+//
+// The members of the run's VolumeGroupSnapshots are among them: deleting
+// a group deletes them.
 func RunSnapshotRefs(ctx context.Context, sc snapclient.Interface, o CleanupOptions) ([]SnapshotRef, error) {
 	snaps, err := runSnapshots(ctx, sc, o)
 	refs := make([]SnapshotRef, 0, len(snaps))
 	for i := range snaps {
 		refs = append(refs, RefOf(&snaps[i]))
 	}
-	return refs, err
+	if err != nil || sc == nil {
+		return refs, err
+	}
+	sel := RunSelector(o.BackupID)
+	if o.RestoreID != "" {
+		sel = RestoreSelector(o.RestoreID)
+	}
+	groups, err := sc.GroupsnapshotV1beta2().VolumeGroupSnapshots(o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if apierrors.IsNotFound(err) {
+		return refs, nil
+	}
+	if err != nil {
+		return refs, fmt.Errorf("list VolumeGroupSnapshots %s: %w", sel, err)
+	}
+	for i := range groups.Items {
+		members, err := GroupMembers(ctx, sc, &groups.Items[i])
+		if err != nil {
+			return refs, err
+		}
+		names := make([]string, 0, len(members))
+		for n := range members {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			refs = append(refs, RefOf(members[n]))
+		}
+	}
+	return refs, nil
 }
 
 // deleteSecrets deletes the Secrets in ns that sel selects.

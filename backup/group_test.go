@@ -54,6 +54,9 @@ func TestRunGroupSnapshotError(t *testing.T) {
 	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "group on fire") {
 		t.Fatalf("err = %v, want ErrFailed with the group snapshot's message", err)
 	}
+	if strings.Count(err.Error(), "group on fire") != 1 || !strings.Contains(err.Error(), "data-db-0, data-db-1: ") {
+		t.Errorf("err = %v, want the group's message once, for both claims", err)
+	}
 	if strings.Join(selected, ",") != "data-db-0,data-db-1" {
 		t.Errorf("the group snapshot selected %v, want both claims", selected)
 	}

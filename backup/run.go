@@ -231,12 +231,22 @@ func Run(ctx context.Context, deps Deps, opts Options) (_ *catalog.Manifest, err
 	return m, nil
 }
 
+// volumeErrors says what failed, once per error: the volumes of a group
+// snapshot the storage refused share one message.
 func volumeErrors(vols []catalog.Volume) string {
-	var parts []string
+	var msgs []string
+	pvcs := map[string][]string{}
 	for _, v := range vols {
 		if v.Status == catalog.VolumeFailed || v.Unreadable > 0 {
-			parts = append(parts, v.PVC+": "+v.Error)
+			if pvcs[v.Error] == nil {
+				msgs = append(msgs, v.Error)
+			}
+			pvcs[v.Error] = append(pvcs[v.Error], v.PVC)
 		}
+	}
+	parts := make([]string, len(msgs))
+	for i, m := range msgs {
+		parts[i] = strings.Join(pvcs[m], ", ") + ": " + m
 	}
 	return strings.Join(parts, "; ")
 }

@@ -31,6 +31,19 @@ const (
 	MethodFiles    Method = "files"
 )
 
+// Group chooses whether the claims are cut in one VolumeGroupSnapshot.
+type Group string
+
+// Group modes. GroupAuto cuts every claim of a driver that has a
+// VolumeGroupSnapshotClass in one group snapshot and the others one by
+// one; GroupAlways refuses, before anything is created, a backup where a
+// claim cannot be grouped; GroupNever cuts every claim on its own.
+const (
+	GroupAuto   Group = "auto"
+	GroupAlways Group = "always"
+	GroupNever  Group = "never"
+)
+
 // DefaultHookTimeout bounds one hook in one pod unless told otherwise.
 const DefaultHookTimeout = time.Minute
 
@@ -45,6 +58,12 @@ type Options struct {
 
 	Method        Method // default MethodAuto
 	SnapshotClass string // overrides the driver's default class
+	// Group is how the claims are cut (default GroupAuto), and
+	// GroupSnapshotClass overrides the driver's default
+	// VolumeGroupSnapshotClass. The claims of one driver go in one group
+	// snapshot; claims on several drivers make one group a driver.
+	Group              Group
+	GroupSnapshotClass string
 	// KeepSnapshots leaves the VolumeSnapshots in the cluster, recorded as
 	// retained in the manifest, for fast in-cluster restores.
 	KeepSnapshots bool
@@ -159,6 +178,9 @@ type Options struct {
 func (o *Options) setDefaults() {
 	if o.Method == "" {
 		o.Method = MethodAuto
+	}
+	if o.Group == "" {
+		o.Group = GroupAuto
 	}
 	if o.HookTimeout <= 0 {
 		o.HookTimeout = DefaultHookTimeout

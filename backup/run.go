@@ -55,9 +55,15 @@ type run struct {
 type volume struct {
 	claim  kube.Claim
 	method catalog.Method
-	class  string    // VolumeSnapshotClass, snapshot method only
-	name   string    // deterministic name of its snapshot, temp claim and pod
-	cut    time.Time // the storage's cut time (creationTime)
+	class  string // VolumeSnapshotClass, snapshot method only
+	name   string // deterministic name of its snapshot, temp claim and pod
+	// groupClass is the VolumeGroupSnapshotClass the volume is cut with,
+	// in the group of its driver; empty: cut on its own.
+	groupClass string
+	// snap is the name of its VolumeSnapshot: name, or of a group's member
+	// the name the snapshot controller gave it.
+	snap string
+	cut  time.Time // the storage's cut time (creationTime)
 	// requested is when the create call for its snapshot returned.
 	requested time.Time
 	// quiesced is true when the hooks held the application still while the
@@ -225,12 +231,22 @@ func Run(ctx context.Context, deps Deps, opts Options) (_ *catalog.Manifest, err
 	return m, nil
 }
 
+// volumeErrors says what failed, once per error: the volumes of a group
+// snapshot the storage refused share one message.
 func volumeErrors(vols []catalog.Volume) string {
-	var parts []string
+	var msgs []string
+	pvcs := map[string][]string{}
 	for _, v := range vols {
 		if v.Status == catalog.VolumeFailed || v.Unreadable > 0 {
-			parts = append(parts, v.PVC+": "+v.Error)
+			if pvcs[v.Error] == nil {
+				msgs = append(msgs, v.Error)
+			}
+			pvcs[v.Error] = append(pvcs[v.Error], v.PVC)
 		}
+	}
+	parts := make([]string, len(msgs))
+	for i, m := range msgs {
+		parts[i] = strings.Join(pvcs[m], ", ") + ": " + m
 	}
 	return strings.Join(parts, "; ")
 }
@@ -242,6 +258,7 @@ func (r *run) plan(ctx context.Context, d *kube.Discovery) ([]*volume, error) {
 	claims := append([]kube.Claim(nil), d.Claims...)
 	claims = append(claims, d.Retained...)
 	classes := map[string]classChoice{}
+	groups := map[string]classChoice{}
 	var vols []*volume
 	for _, c := range claims {
 		v := &volume{claim: c, name: kube.VolumeObjectName(r.id, c.Ordinal, c.Template)}
@@ -267,9 +284,53 @@ func (r *run) plan(ctx context.Context, d *kube.Discovery) ([]*volume, error) {
 			return nil, err
 		}
 		v.method, v.class = method, class
-		log.Info("planned volume", "method", method, "snapshot_class", class, "driver", c.Driver)
+		if v.groupClass, err = r.chooseGroup(ctx, v, groups); err != nil {
+			return nil, err
+		}
+		log.Info("planned volume", "method", method, "snapshot_class", class, "group_snapshot_class", v.groupClass, "driver", c.Driver)
 	}
 	return vols, nil
+}
+
+// chooseGroup returns the VolumeGroupSnapshotClass v is cut with, or ""
+// to cut it on its own. An error (--group always for a claim that cannot
+// be grouped) comes before anything is created.
+func (r *run) chooseGroup(ctx context.Context, v *volume, cache map[string]classChoice) (string, error) {
+	if r.opts.Group == GroupNever {
+		return "", nil
+	}
+	always := r.opts.Group == GroupAlways
+	if v.method != catalog.MethodSnapshot {
+		if always {
+			return "", hint.Errorf("%w: %s: claim %s is not snapshotted (its driver %q has no VolumeSnapshotClass), so it cannot be cut in a group snapshot: use %s", ErrUsage, hint.Set(hint.Group, "always"), v.claim.Name, v.claim.Driver, hint.Set(hint.Group, "auto"))
+		}
+		return "", nil
+	}
+	if r.opts.KeepSnapshots {
+		// The members of a group snapshot go when it goes: kept
+		// snapshots are cut one by one (always was refused earlier).
+		return "", nil
+	}
+	choice, ok := cache[v.claim.Driver]
+	if !ok {
+		c, err := kube.FindGroupSnapshotClass(ctx, r.deps.Snap, v.claim.Driver, r.opts.GroupSnapshotClass)
+		if err == nil {
+			choice.class = c.Name
+		} else {
+			choice.err = err
+			if !errors.Is(err, kube.ErrNoGroupSnapshotClass) {
+				r.log.Warn("look up VolumeGroupSnapshotClass", "driver", v.claim.Driver, "err", err)
+			}
+		}
+		cache[v.claim.Driver] = choice
+	}
+	if choice.err != nil {
+		if always || r.opts.GroupSnapshotClass != "" {
+			return "", fmt.Errorf("%w: claim %s: %w", ErrUsage, v.claim.Name, choice.err)
+		}
+		return "", nil
+	}
+	return choice.class, nil
 }
 
 // resolveSecurity decides how the movers run in the StatefulSet's
@@ -483,7 +544,35 @@ func (r *run) cut(ctx context.Context, vols []*volume) time.Duration {
 		return 0
 	}
 	defer thaw()
+	// One group snapshot a driver, in the order the claims come.
+	var drivers []string
+	grouped := map[string][]*volume{}
 	for _, v := range vols {
+		if v.groupClass == "" {
+			continue
+		}
+		if grouped[v.claim.Driver] == nil {
+			drivers = append(drivers, v.claim.Driver)
+		}
+		grouped[v.claim.Driver] = append(grouped[v.claim.Driver], v)
+	}
+	var groups []*groupCut
+	for i, d := range drivers {
+		g := &groupCut{name: kube.GroupSnapshotName(r.id, i), vols: grouped[d]}
+		groups = append(groups, g)
+		if i >= kube.MaxGroups {
+			// Cleanup finds a run's claim labels by these names.
+			g.fail(hint.Errorf("claims on more than %d CSI drivers: use %s", kube.MaxGroups, hint.Set(hint.Group, "never")))
+			continue
+		}
+		defer r.unlabelClaims(ctx, g)
+		r.createGroup(ctx, g)
+	}
+	for _, v := range vols {
+		if v.groupClass != "" {
+			continue
+		}
+		v.snap = v.name
 		vs := kube.NewVolumeSnapshot(r.opts.Namespace, v.name, v.claim.Name, v.class, kube.Labels(r.id, r.opts.StatefulSet, kube.RoleSnapshot))
 		if _, err := kube.CreateVolumeSnapshot(ctx, r.deps.Snap, vs); err != nil {
 			v.err = err
@@ -495,8 +584,18 @@ func (r *run) cut(ctx context.Context, vols []*volume) time.Duration {
 		r.log.Info("created snapshot", "pvc", v.claim.Name, "snapshot", v.name)
 	}
 	var wg sync.WaitGroup
+	for _, g := range groups {
+		if g.err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.waitGroup(ctx, g)
+		}()
+	}
 	for _, v := range vols {
-		if v.err != nil {
+		if v.err != nil || v.groupClass != "" {
 			continue
 		}
 		wg.Add(1)
@@ -547,12 +646,12 @@ func spreadOf(times []time.Time) time.Duration {
 // temporary claim and uploads that claim's files.
 func (r *run) fromSnapshot(ctx context.Context, v *volume) error {
 	ns := r.opts.Namespace
-	vs, err := kube.WaitSnapshot(ctx, r.deps.Snap, ns, v.name, kube.SnapshotReady, r.opts.PollInterval, r.opts.SnapshotTimeout)
+	vs, err := kube.WaitSnapshot(ctx, r.deps.Snap, ns, v.snap, kube.SnapshotReady, r.opts.PollInterval, r.opts.SnapshotTimeout)
 	if err != nil {
 		return err
 	}
 	if h, err := kube.SnapshotHandle(ctx, r.deps.Snap, vs); err != nil {
-		r.log.Warn("read snapshot handle", "snapshot", v.name, "err", err)
+		r.log.Warn("read snapshot handle", "snapshot", v.snap, "err", err)
 	} else {
 		v.snapshot.Handle = h
 	}
@@ -562,7 +661,7 @@ func (r *run) fromSnapshot(ctx context.Context, v *volume) error {
 		// provisioner.
 		src.Size = vs.Status.RestoreSize.DeepCopy()
 	}
-	tmp := kube.NewClaimFromSnapshot(ns, v.name, v.name, src, kube.Labels(r.id, r.opts.StatefulSet, kube.RoleTempClaim))
+	tmp := kube.NewClaimFromSnapshot(ns, v.name, v.snap, src, kube.Labels(r.id, r.opts.StatefulSet, kube.RoleTempClaim))
 	if _, err := kube.CreateClaim(ctx, r.deps.Kube, tmp); err != nil {
 		return err
 	}
@@ -701,7 +800,11 @@ func (r *run) entry(v *volume) catalog.Volume {
 	case v.method == catalog.MethodFiles:
 		e.Consistency = catalog.ConsistencyLive
 	case v.method == catalog.MethodSnapshot && v.quiesced:
+		// A group cut while hooks held the application is recorded
+		// quiesced; its snapshot still names the group.
 		e.Consistency = catalog.ConsistencyQuiesced
+	case v.method == catalog.MethodSnapshot && v.snapshot != nil && v.snapshot.Group != "":
+		e.Consistency = catalog.ConsistencyGroup
 	case v.method == catalog.MethodSnapshot:
 		e.Consistency = catalog.ConsistencyCrash
 	}

@@ -156,6 +156,14 @@ func (f *fixture) leftovers(t *testing.T) []string {
 	for _, s := range snaps.Items {
 		out = append(out, "volumesnapshot/"+s.Name)
 	}
+	groups, _ := f.sc.GroupsnapshotV1beta2().VolumeGroupSnapshots("").List(ctx, sel)
+	for _, g := range groups.Items {
+		out = append(out, "volumegroupsnapshot/"+g.Name)
+	}
+	labelled, _ := f.kc.CoreV1().PersistentVolumeClaims("").List(ctx, metav1.ListOptions{LabelSelector: kube.LabelGroup})
+	for _, p := range labelled.Items {
+		out = append(out, "group label on pvc/"+p.Name)
+	}
 	return out
 }
 
@@ -364,6 +372,12 @@ func TestRunRefusesEarly(t *testing.T) {
 		{"bad mover security", newFixture(1, []int{0}), func(o *Options) { o.MoverSecurity = "root" }, `--mover-security "root": use auto, unprivileged, baseline or privileged`},
 		{"privileged movers under restricted", restrictedFixture(), func(o *Options) { o.MoverSecurity = deploy.SecurityPrivileged }, `Pod Security level "restricted": use --mover-security auto, or --mover-security unprivileged`},
 		{"restricted and an app without runAsUser", restrictedFixture(), func(*Options) {}, "sets no runAsUser"},
+		{"group always without a group class", newFixture(1, []int{0}, kubetest.SnapshotClass("snap", driver, true)), func(o *Options) { o.Group = GroupAlways }, "no VolumeGroupSnapshotClass for driver hostpath.csi.k8s.io"},
+		{"group always without snapshots", newFixture(1, []int{0}), func(o *Options) { o.Group = GroupAlways }, "--group always: claim data-db-0 is not snapshotted"},
+		{"group always copying files", newFixture(1, []int{0}), func(o *Options) { o.Group, o.Method = GroupAlways, MethodFiles }, "--group always and --method files exclude each other"},
+		{"group always keeping snapshots", newFixture(1, []int{0}), func(o *Options) { o.Group, o.KeepSnapshots = GroupAlways, true }, "--group always cannot keep snapshots"},
+		{"unknown group class", newFixture(1, []int{0}, kubetest.SnapshotClass("snap", driver, true)), func(o *Options) { o.GroupSnapshotClass = "nope" }, "VolumeGroupSnapshotClass nope not found: check --group-snapshot-class"},
+		{"bad group", newFixture(1, []int{0}), func(o *Options) { o.Group = "sometimes" }, `--group "sometimes": use auto, always or never`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

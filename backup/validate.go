@@ -35,6 +35,21 @@ func (o *Options) Validate() error {
 	default:
 		return hint.Errorf("%w: %s %q: use auto, snapshot or files", ErrUsage, hint.Of(hint.Method), o.Method)
 	}
+	switch o.Group {
+	case "", GroupAuto, GroupNever:
+	case GroupAlways:
+		if o.Method == MethodFiles {
+			return hint.Errorf("%w: %s and %s exclude each other: a group snapshot is a snapshot", ErrUsage, hint.Set(hint.Group, "always"), hint.Set(hint.Method, "files"))
+		}
+		if o.KeepSnapshots {
+			return hint.Errorf("%w: %s cannot keep snapshots: the members of a group snapshot go with it; drop %s or use %s", ErrUsage, hint.Set(hint.Group, "always"), hint.Of(hint.KeepSnapshots), hint.Set(hint.Group, "auto"))
+		}
+	default:
+		return hint.Errorf("%w: %s %q: use auto, always or never", ErrUsage, hint.Of(hint.Group), o.Group)
+	}
+	if o.GroupSnapshotClass != "" && o.Group == GroupNever {
+		return hint.Errorf("%w: %s names a class that %s never uses", ErrUsage, hint.Of(hint.GroupSnapshotClass), hint.Set(hint.Group, "never"))
+	}
 	if o.Format != 0 && o.Format != catalog.FormatRepo && o.Format != catalog.FormatArchive {
 		return hint.Errorf("%w: %s %d: use %d (deduplicated) or %d (one archive a volume)", ErrUsage, hint.Of(hint.Format), o.Format, catalog.FormatRepo, catalog.FormatArchive)
 	}

@@ -7,10 +7,11 @@ import (
 
 // API groups of the objects kbak touches.
 const (
-	groupCore     = ""
-	groupApps     = "apps"
-	groupSnapshot = "snapshot.storage.k8s.io"
-	groupRBAC     = "rbac.authorization.k8s.io"
+	groupCore          = ""
+	groupApps          = "apps"
+	groupSnapshot      = "snapshot.storage.k8s.io"
+	groupGroupSnapshot = "groupsnapshot.storage.k8s.io"
+	groupRBAC          = "rbac.authorization.k8s.io"
 )
 
 // BackupRules are the namespaced permissions of `kbak backup` in the
@@ -31,13 +32,18 @@ func BackupRules(secret, keySecret string, hooks bool) []rbacv1.PolicyRule {
 		// of a ReadWriteOnce volume and for hooks)
 		{APIGroups: []string{groupApps}, Resources: []string{"statefulsets"}, Verbs: []string{"get"}},
 		// temporary claims from snapshots; list and delete find them again
-		// at cleanup by label
-		{APIGroups: []string{groupCore}, Resources: []string{"persistentvolumeclaims"}, Verbs: []string{"create", "delete", "get", "list"}},
+		// at cleanup by label. patch puts the label kbak.io/group on the
+		// source claims while their VolumeGroupSnapshot is cut, and takes
+		// it off: a merge patch of that one label
+		{APIGroups: []string{groupCore}, Resources: []string{"persistentvolumeclaims"}, Verbs: []string{"create", "delete", "get", "list", "patch"}},
 		// mover pods: created, polled, their logs streamed, deleted
 		{APIGroups: []string{groupCore}, Resources: []string{"pods"}, Verbs: []string{"create", "delete", "get", "list"}},
 		{APIGroups: []string{groupCore}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
 		// patch marks a snapshot kept (--keep-snapshots) and releases it
 		{APIGroups: []string{groupSnapshot}, Resources: []string{"volumesnapshots"}, Verbs: []string{"create", "delete", "get", "list", "patch"}},
+		// one VolumeGroupSnapshot a CSI driver (--group), deleted with the
+		// run; its members are VolumeSnapshots
+		{APIGroups: []string{groupGroupSnapshot}, Resources: []string{"volumegroupsnapshots"}, Verbs: []string{"create", "delete", "get", "list"}},
 		// the Event each run records on the StatefulSet
 		{APIGroups: []string{groupCore}, Resources: []string{"events"}, Verbs: []string{"create"}},
 		// the namespace's Pod Security level, which decides how movers
@@ -68,6 +74,7 @@ func ClusterReadRules() []rbacv1.PolicyRule {
 		{APIGroups: []string{groupCore}, Resources: []string{"persistentvolumes"}, Verbs: []string{"get"}},
 		{APIGroups: []string{groupSnapshot}, Resources: []string{"volumesnapshotclasses"}, Verbs: []string{"get", "list"}},
 		{APIGroups: []string{groupSnapshot}, Resources: []string{"volumesnapshotcontents"}, Verbs: []string{"get"}},
+		{APIGroups: []string{groupGroupSnapshot}, Resources: []string{"volumegroupsnapshotclasses"}, Verbs: []string{"get", "list"}},
 		{APIGroups: []string{groupCore}, Resources: []string{"namespaces"}, Verbs: []string{"get"}, ResourceNames: []string{metav1.NamespaceSystem}},
 	}
 }

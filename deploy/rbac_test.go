@@ -44,6 +44,11 @@ var backupCalls = []apiCall{
 	{"list", "snapshot.storage.k8s.io", "volumesnapshots", ""},
 	{"patch", "snapshot.storage.k8s.io", "volumesnapshots", "kbak-x"},
 	{"delete", "snapshot.storage.k8s.io", "volumesnapshots", "kbak-x"},
+	{"patch", "", "persistentvolumeclaims", "data-db-0"},
+	{"create", "groupsnapshot.storage.k8s.io", "volumegroupsnapshots", ""},
+	{"get", "groupsnapshot.storage.k8s.io", "volumegroupsnapshots", "kbak-x"},
+	{"list", "groupsnapshot.storage.k8s.io", "volumegroupsnapshots", ""},
+	{"delete", "groupsnapshot.storage.k8s.io", "volumegroupsnapshots", "kbak-x"},
 }
 
 var clusterCalls = []apiCall{
@@ -51,6 +56,8 @@ var clusterCalls = []apiCall{
 	{"get", "snapshot.storage.k8s.io", "volumesnapshotclasses", "csi"},
 	{"list", "snapshot.storage.k8s.io", "volumesnapshotclasses", ""},
 	{"get", "snapshot.storage.k8s.io", "volumesnapshotcontents", "snapcontent-1"},
+	{"get", "groupsnapshot.storage.k8s.io", "volumegroupsnapshotclasses", "csi"},
+	{"list", "groupsnapshot.storage.k8s.io", "volumegroupsnapshotclasses", ""},
 	{"get", "", "namespaces", "kube-system"},
 }
 
@@ -66,7 +73,7 @@ func TestBackupRules(t *testing.T) {
 		{"update", "apps", "statefulsets", "db"},
 		{"delete", "apps", "statefulsets", "db"},
 		{"update", "", "persistentvolumeclaims", "data-db-0"},
-		{"patch", "", "persistentvolumeclaims", "data-db-0"},
+		{"update", "groupsnapshot.storage.k8s.io", "volumegroupsnapshots", "kbak-x"},
 		{"deletecollection", "", "persistentvolumeclaims", ""},
 		{"create", "", "pods/attach", "db-0"},
 		{"create", "", "serviceaccounts/token", "default"},

@@ -39,10 +39,12 @@ func TestBackupSnapshotThreeReplicas(t *testing.T) {
 		switch {
 		case !ok:
 			t.Errorf("no volume for ordinal %d", i)
-		case v.Method != catalog.MethodSnapshot || v.Consistency != catalog.ConsistencyCrash:
-			t.Errorf("%s: method %s consistency %s, want snapshot and crash", v.PVC, v.Method, v.Consistency)
-		case v.Snapshot == nil || v.Snapshot.Retained || v.Snapshot.Class != e.SnapshotClass:
-			t.Errorf("%s: snapshot %+v, want one of class %s, not retained", v.PVC, v.Snapshot, e.SnapshotClass)
+		// The bed's driver has a default VolumeGroupSnapshotClass: --group
+		// auto cuts the three claims in one group snapshot.
+		case v.Method != catalog.MethodSnapshot || v.Consistency != catalog.ConsistencyGroup:
+			t.Errorf("%s: method %s consistency %s, want snapshot and group", v.PVC, v.Method, v.Consistency)
+		case v.Snapshot == nil || v.Snapshot.Retained || v.Snapshot.GroupClass != e.GroupSnapshotClass || v.Snapshot.Group == "":
+			t.Errorf("%s: snapshot %+v, want a member of a group snapshot of class %s, not retained", v.PVC, v.Snapshot, e.GroupSnapshotClass)
 		case v.StorageClass != e.SnapClass || !strings.HasSuffix(v.Key, ".tree") || v.Chunks == 0 || v.ReadBytes != v.RawBytes || v.Files == 0:
 			t.Errorf("%s: class %s key %s chunks %d read %d of %d bytes, files %d; want a tree of the deduplicating repository, every byte read",
 				v.PVC, v.StorageClass, v.Key, v.Chunks, v.ReadBytes, v.RawBytes, v.Files)

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,6 +45,15 @@ func TestDoctor(t *testing.T) {
 		if got[name] != level {
 			t.Errorf("check %q: %q, want %q (all: %+v)", name, got[name], level, checks)
 		}
+	}
+	// The group snapshot classes are listed, with the driver's default.
+	for _, c := range checks {
+		if c.Name == "group snapshot classes" && !strings.Contains(c.Detail, e.GroupSnapshotClass+" (snap.csi.kbak.io, default)") {
+			t.Errorf("group snapshot classes: %q, want %s of snap.csi.kbak.io as the default", c.Detail, e.GroupSnapshotClass)
+		}
+	}
+	if got["group snapshot classes"] != doctor.LevelOK {
+		t.Errorf("no group snapshot classes check: %+v", checks)
 	}
 	// An unknown StatefulSet is a failing check and exit 1.
 	if r := runKbak(t, e, "doctor", "sts/nope", "-n", ns); r.code != 1 {

@@ -54,6 +54,9 @@ type env struct {
 	SnapClass     string // StorageClass whose driver snapshots
 	NoSnapClass   string // StorageClass whose driver cannot snapshot
 	SnapshotClass string // VolumeSnapshotClass of SnapClass's driver
+	// GroupSnapshotClass is the default VolumeGroupSnapshotClass of
+	// SnapClass's driver; NoSnapClass's driver has none.
+	GroupSnapshotClass string
 }
 
 var (
@@ -102,22 +105,23 @@ func loadEnv() (*env, error) {
 		return def
 	}
 	return &env{
-		Kube:          kube,
-		Snap:          snap,
-		Config:        cfg,
-		Dir:           get("KBAK_E2E_DIR", "/var/tmp/kbak-e2e"),
-		Node:          get("KBAK_E2E_NODE", "kbak-node"),
-		UtilImage:     get("KBAK_E2E_UTIL_IMAGE", "kbak.local/busybox:dev"),
-		KbakImage:     get("KBAK_E2E_KBAK_IMAGE", "kbak.local/kbak:dev"),
-		KubectlImage:  get("KBAK_E2E_KUBECTL_IMAGE", "kbak.local/kubectl:dev"),
-		MariaDBImage:  os.Getenv("KBAK_E2E_MARIADB_IMAGE"),
-		Repo:          os.Getenv("KBAK_REPO"),
-		S3Endpoint:    os.Getenv("KBAK_E2E_S3_ENDPOINT"),
-		Bucket:        os.Getenv("KBAK_E2E_BUCKET"),
-		Faults:        os.Getenv("KBAK_E2E_CSI_FAULTS"),
-		SnapClass:     get("KBAK_E2E_SNAP_CLASS", "kbak-snap"),
-		NoSnapClass:   get("KBAK_E2E_NOSNAP_CLASS", "kbak-nosnap"),
-		SnapshotClass: get("KBAK_E2E_SNAPSHOT_CLASS", "kbak-snap"),
+		Kube:               kube,
+		Snap:               snap,
+		Config:             cfg,
+		Dir:                get("KBAK_E2E_DIR", "/var/tmp/kbak-e2e"),
+		Node:               get("KBAK_E2E_NODE", "kbak-node"),
+		UtilImage:          get("KBAK_E2E_UTIL_IMAGE", "kbak.local/busybox:dev"),
+		KbakImage:          get("KBAK_E2E_KBAK_IMAGE", "kbak.local/kbak:dev"),
+		KubectlImage:       get("KBAK_E2E_KUBECTL_IMAGE", "kbak.local/kubectl:dev"),
+		MariaDBImage:       os.Getenv("KBAK_E2E_MARIADB_IMAGE"),
+		Repo:               os.Getenv("KBAK_REPO"),
+		S3Endpoint:         os.Getenv("KBAK_E2E_S3_ENDPOINT"),
+		Bucket:             os.Getenv("KBAK_E2E_BUCKET"),
+		Faults:             os.Getenv("KBAK_E2E_CSI_FAULTS"),
+		SnapClass:          get("KBAK_E2E_SNAP_CLASS", "kbak-snap"),
+		NoSnapClass:        get("KBAK_E2E_NOSNAP_CLASS", "kbak-nosnap"),
+		SnapshotClass:      get("KBAK_E2E_SNAPSHOT_CLASS", "kbak-snap"),
+		GroupSnapshotClass: get("KBAK_E2E_GROUP_SNAPSHOT_CLASS", "kbak-snap-group"),
 	}, nil
 }
 

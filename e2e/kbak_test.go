@@ -259,6 +259,32 @@ func leftovers(t *testing.T, e *env, ns string, keptSnapshots bool) (left, delet
 		}
 		classified("volumesnapshot", o.Name, kube.ClassifySnapshot(kube.RefOf(o), o, nil))
 	}
+	// Group snapshots: kbak deletes its own with the run, and the snapshot
+	// controller their members and contents.
+	groups, err := e.Snap.GroupsnapshotV1beta2().VolumeGroupSnapshots(ns).List(c, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range groups.Items {
+		add("volumegroupsnapshot", o.ObjectMeta)
+	}
+	groupContents, err := e.Snap.GroupsnapshotV1beta2().VolumeGroupSnapshotContents().List(c, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range groupContents.Items {
+		if o.Spec.VolumeGroupSnapshotRef.Namespace == ns {
+			add("volumegroupsnapshotcontent", o.ObjectMeta)
+		}
+	}
+	// No source claim keeps the label a group snapshot selected it by.
+	claims, err := e.Kube.CoreV1().PersistentVolumeClaims(ns).List(c, metav1.ListOptions{LabelSelector: kube.LabelGroup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range claims.Items {
+		left = append(left, "label "+kube.LabelGroup+" on pvc/"+o.Name)
+	}
 	contents, err := e.Snap.SnapshotV1().VolumeSnapshotContents().List(c, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kbak/kbak/backup"
 	"github.com/kbak/kbak/deploy"
 	"github.com/kbak/kbak/internal/hint"
 	"github.com/kbak/kbak/uploader"
@@ -489,17 +490,32 @@ schedules:
 	if err == nil || !strings.Contains(err.Error(), "but timeZone is UTC") || strings.Contains(err.Error(), "--") {
 		t.Errorf("time zone twice: %v, want the timeZone key named", err)
 	}
+	// An agent's schedule says group as kbak backup --group does, and is
+	// refused in its own terms.
+	cfg, err := ParseConfig([]byte("repo: s3://bkt\nschedules:\n- {name: shop, statefulset: db, namespace: shop, cron: \"@daily\", keepLast: 1, group: never}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, err := cfg.Schedules[0].BackupOptions(backup.Options{}); err != nil || o.Group != backup.GroupNever {
+		t.Errorf("group: never gives %q, %v", o.Group, err)
+	}
+	_, err = ParseConfig([]byte("repo: s3://bkt\nschedules:\n- {name: shop, statefulset: db, namespace: shop, cron: \"@daily\", keepLast: 1, group: always, keepSnapshots: true}\n"))
+	if err == nil || !strings.Contains(err.Error(), "group: always cannot keep snapshots") {
+		t.Errorf("group always with keepSnapshots: %v, want the keys named", err)
+	}
 	_, err = ParseConfig([]byte("repo: s3://bkt\nschedules:\n- {name: shop, statefulset: db, namespace: shop, cron: \"@daily\"}\n"))
 	if err == nil || !strings.Contains(err.Error(), "set at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly") {
 		t.Errorf("no retention: %v, want the keep keys named", err)
 	}
 	for r, want := range map[hint.Ref]string{
-		hint.Set(hint.Method, "files"):  "method: files",
-		hint.Of(hint.SnapshotClass):     "snapshotClass",
-		hint.Of(hint.IncludeRetained):   "kbak backup --include-retained, run by hand (the agent backs up the current replicas only)",
-		hint.Of(hint.SecretName):        "secret",
-		hint.Set(hint.Namespace, "ns"):  "namespace: ns",
-		hint.Set(hint.Ordinals, "0, 2"): "ordinals 0, 2",
+		hint.Set(hint.Method, "files"):   "method: files",
+		hint.Of(hint.SnapshotClass):      "snapshotClass",
+		hint.Set(hint.Group, "auto"):     "group: auto",
+		hint.Of(hint.GroupSnapshotClass): "groupSnapshotClass",
+		hint.Of(hint.IncludeRetained):    "kbak backup --include-retained, run by hand (the agent backs up the current replicas only)",
+		hint.Of(hint.SecretName):         "secret",
+		hint.Set(hint.Namespace, "ns"):   "namespace: ns",
+		hint.Set(hint.Ordinals, "0, 2"):  "ordinals 0, 2",
 	} {
 		if got := ConfigSpelling(r); got != want {
 			t.Errorf("ConfigSpelling(%+v) = %q, want %q", r, got, want)

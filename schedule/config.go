@@ -76,6 +76,10 @@ type ScheduleSpec struct {
 	Method        string `json:"method,omitempty"`
 	SnapshotClass string `json:"snapshotClass,omitempty"`
 	KeepSnapshots bool   `json:"keepSnapshots,omitempty"`
+	// Group and GroupSnapshotClass as kbak backup --group and
+	// --group-snapshot-class.
+	Group              string `json:"group,omitempty"`
+	GroupSnapshotClass string `json:"groupSnapshotClass,omitempty"`
 	// Hooks as `kbak backup` takes them: a shell command line or a JSON
 	// array.
 	PreHook       string `json:"preHook,omitempty"`
@@ -113,6 +117,7 @@ func (s ScheduleSpec) Policy() retention.Policy {
 func ConfigSpelling(r hint.Ref) string {
 	key, ok := map[hint.Setting]string{
 		hint.Namespace: "namespace", hint.Method: "method", hint.SnapshotClass: "snapshotClass",
+		hint.KeepSnapshots: "keepSnapshots", hint.Group: "group", hint.GroupSnapshotClass: "groupSnapshotClass",
 		hint.SecretName: "secret", hint.Repo: "repo", hint.TimeZone: "timeZone",
 		hint.KeepLast: "keepLast", hint.KeepHourly: "keepHourly", hint.KeepDaily: "keepDaily",
 		hint.KeepWeekly: "keepWeekly", hint.KeepMonthly: "keepMonthly",
@@ -214,6 +219,7 @@ func (s ScheduleSpec) BackupOptions(defaults backup.Options) (backup.Options, er
 	opts.SecretName, opts.Credentials = s.Secret, nil
 	opts.KeepSnapshots = s.KeepSnapshots
 	opts.SnapshotClass = s.SnapshotClass
+	opts.Group, opts.GroupSnapshotClass = backup.Group(s.Group), s.GroupSnapshotClass
 	opts.HookContainer = s.HookContainer
 	opts.ID = ""
 	// What a run writes into its manifest and log names the schedule's

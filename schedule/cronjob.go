@@ -56,12 +56,16 @@ type CreateOptions struct {
 	MoverSecurity string
 	SnapshotClass string
 	KeepSnapshots bool
-	Parallel      int
-	PreHook       string // as given to --pre-hook
-	PostHook      string
-	HookContainer string
-	HookDeadman   string // as given to --hook-deadman
-	HoldHook      string // as given to --hold-hook
+	// Group and GroupSnapshotClass are kbak backup --group and
+	// --group-snapshot-class; empty is backup's default.
+	Group              string
+	GroupSnapshotClass string
+	Parallel           int
+	PreHook            string // as given to --pre-hook
+	PostHook           string
+	HookContainer      string
+	HookDeadman        string // as given to --hook-deadman
+	HoldHook           string // as given to --hold-hook
 	// LockDays, when positive, has every run keep what it writes under
 	// S3 Object Lock for that many days (kbak backup --lock-days), in
 	// LockMode: compliance (empty) or governance.
@@ -115,6 +119,12 @@ func (o CreateOptions) schedule() (deploy.Schedule, error) {
 	}
 	if o.MoverSecurity != "" {
 		args = append(args, "--mover-security", o.MoverSecurity)
+	}
+	if o.Group != "" {
+		args = append(args, "--group", o.Group)
+	}
+	if o.GroupSnapshotClass != "" {
+		args = append(args, "--group-snapshot-class", o.GroupSnapshotClass)
 	}
 	if o.KeepSnapshots {
 		args = append(args, "--keep-snapshots")
@@ -301,6 +311,7 @@ func (o CreateOptions) backupOptions() (backup.Options, error) {
 	b := backup.Options{
 		Namespace: o.Namespace, StatefulSet: o.StatefulSet, Repo: o.Repo,
 		Method: backup.Method(o.Method), SnapshotClass: o.SnapshotClass, KeepSnapshots: o.KeepSnapshots,
+		Group: backup.Group(o.Group), GroupSnapshotClass: o.GroupSnapshotClass,
 		Parallel: o.Parallel, Image: o.Image, PullPolicy: o.PullPolicy, SecretName: o.Secret,
 		MoverSecurity: deploy.Security(o.MoverSecurity),
 		HookContainer: o.HookContainer, LockDays: o.LockDays, LockMode: o.LockMode,

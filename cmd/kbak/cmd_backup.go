@@ -77,6 +77,8 @@ no delete permission: a --prune they deny is reported as a warning.
 		Flags: flags(repoFlags(), kubeFlags(), moverFlags(), []cli.Flag{
 			&cli.StringFlag{Name: "method", Value: "auto", Usage: "auto (snapshot when the driver has a VolumeSnapshotClass, else files), snapshot or files"},
 			&cli.StringFlag{Name: "snapshot-class", Usage: "VolumeSnapshotClass to use (default: the driver's default class)"},
+			&cli.StringFlag{Name: "group", Value: "auto", Usage: "auto (cut the claims of a driver that has a VolumeGroupSnapshotClass in one VolumeGroupSnapshot), always (refuse when a claim cannot be grouped) or never"},
+			&cli.StringFlag{Name: "group-snapshot-class", Usage: "VolumeGroupSnapshotClass to use (default: the driver's default class)"},
 			&cli.BoolFlag{Name: "keep-snapshots", Usage: "leave the VolumeSnapshots in the cluster for fast restores; deleting or pruning the backup removes them"},
 			&cli.DurationFlag{Name: "snapshot-gone-timeout", Value: kube.DefaultSnapshotGoneTimeout, Action: positive("snapshot-gone-timeout"), Usage: "at the end, wait this long for the run's VolumeSnapshots to be gone (the snapshot controller and the CSI driver finish deleting them); those still there are reported as still deleting"},
 			&cli.BoolFlag{Name: "include-retained", Usage: "also back up PVCs left by an earlier scale-down (ordinals >= replicas)"},
@@ -125,6 +127,7 @@ func backupAction(c *cli.Context) error {
 	opts := backup.Options{
 		Namespace: c.String("namespace"), StatefulSet: name, Repo: repo,
 		Method: backup.Method(c.String("method")), SnapshotClass: c.String("snapshot-class"),
+		Group: backup.Group(c.String("group")), GroupSnapshotClass: c.String("group-snapshot-class"),
 		KeepSnapshots: c.Bool("keep-snapshots"), IncludeRetained: c.Bool("include-retained"),
 		HookContainer: c.String("hook-container"), HookTimeout: c.Duration("hook-timeout"),
 		Parallel: c.Int("parallel"), Compression: c.String("compression"), Format: c.Int("format"),

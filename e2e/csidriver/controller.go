@@ -257,24 +257,34 @@ func (c *controllerServer) CreateSnapshot(ctx context.Context, req *csi.CreateSn
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	tmp := c.st.tempDir(id)
-	// Not cancelled with the call, for the reason given in CreateVolume.
-	if err := copyTree(context.WithoutCancel(ctx), c.st.volumeDir(src), tmp); err != nil {
-		os.RemoveAll(tmp)
-		return nil, status.Errorf(codes.Internal, "copy volume %s into snapshot %s: %v", src, id, err)
-	}
-	if err := c.replaceDir(tmp, c.st.snapshotDir(id)); err != nil {
-		return nil, status.Errorf(codes.Internal, "place snapshot %s: %v", id, err)
-	}
 	now := c.now().UTC()
 	m := &snapshotMeta{
 		ID: id, Name: name, SourceVolume: src, SizeBytes: vol.CapacityBytes,
 		Created: now, ReadyAt: now.Add(delay), Namespace: ns,
 	}
-	if err := c.st.putSnapshot(m); err != nil {
-		return nil, status.Errorf(codes.Internal, "record snapshot %s: %v", id, err)
+	if err := c.copySnapshot(ctx, m); err != nil {
+		return nil, err
 	}
 	return &csi.CreateSnapshotResponse{Snapshot: c.snapshotProto(m)}, nil
+}
+
+// copySnapshot copies m's source volume into snapshot m.ID and records m.
+// The caller holds the volume's and the snapshot's locks.
+func (c *controllerServer) copySnapshot(ctx context.Context, m *snapshotMeta) error {
+	id, src := m.ID, m.SourceVolume
+	tmp := c.st.tempDir(id)
+	// Not cancelled with the call, for the reason given in CreateVolume.
+	if err := copyTree(context.WithoutCancel(ctx), c.st.volumeDir(src), tmp); err != nil {
+		os.RemoveAll(tmp)
+		return status.Errorf(codes.Internal, "copy volume %s into snapshot %s: %v", src, id, err)
+	}
+	if err := c.replaceDir(tmp, c.st.snapshotDir(id)); err != nil {
+		return status.Errorf(codes.Internal, "place snapshot %s: %v", id, err)
+	}
+	if err := c.st.putSnapshot(m); err != nil {
+		return status.Errorf(codes.Internal, "record snapshot %s: %v", id, err)
+	}
+	return nil
 }
 
 func (c *controllerServer) snapshotProto(m *snapshotMeta) *csi.Snapshot {
@@ -301,14 +311,22 @@ func (c *controllerServer) DeleteSnapshot(ctx context.Context, req *csi.DeleteSn
 	if err := c.slowDelete(ctx, id); err != nil {
 		return nil, err
 	}
-	defer c.st.locks.lock("snapshot/" + id)()
-	if err := os.Remove(c.st.snapshotMetaPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, status.Errorf(codes.Internal, "delete snapshot %s: %v", id, err)
-	}
-	if err := os.RemoveAll(c.st.snapshotDir(id)); err != nil {
-		return nil, status.Errorf(codes.Internal, "delete snapshot %s: %v", id, err)
+	if err := c.removeSnapshot(id); err != nil {
+		return nil, err
 	}
 	return &csi.DeleteSnapshotResponse{}, nil
+}
+
+// removeSnapshot deletes snapshot id's metadata, then its data.
+func (c *controllerServer) removeSnapshot(id string) error {
+	defer c.st.locks.lock("snapshot/" + id)()
+	if err := os.Remove(c.st.snapshotMetaPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return status.Errorf(codes.Internal, "delete snapshot %s: %v", id, err)
+	}
+	if err := os.RemoveAll(c.st.snapshotDir(id)); err != nil {
+		return status.Errorf(codes.Internal, "delete snapshot %s: %v", id, err)
+	}
+	return nil
 }
 
 // slowDelete waits out the slow-delete fault of the namespace snapshot id

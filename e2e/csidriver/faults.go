@@ -27,6 +27,8 @@ const (
 //	<dir>/snapshot-error/<namespace>  CreateSnapshot fails with codes.Internal and the file's content
 //	<dir>/snapshot-slow/<namespace>   containing N: the snapshot is not ready_to_use until N seconds after creation
 //	<dir>/snapshot-delete-slow/<namespace>  containing N: DeleteSnapshot of a snapshot made there takes N seconds
+//	<dir>/group-snapshot-error/<namespace>  CreateVolumeGroupSnapshot fails with codes.Internal and the file's content
+//	<dir>/group-snapshot-slow/<namespace>   containing N: the group snapshot and its members are not ready_to_use until N seconds after creation
 type faults struct {
 	dir string // empty: no faults
 }
@@ -43,6 +45,26 @@ func (f faults) snapshotError(namespace string) (msg string, ok bool, err error)
 		msg = "injected snapshot error"
 	}
 	return msg, true, nil
+}
+
+// groupSnapshotError returns the message of the group snapshot error fault
+// set for namespace, if any.
+func (f faults) groupSnapshotError(namespace string) (msg string, ok bool, err error) {
+	b, ok, err := f.read("group-snapshot-error", namespace)
+	if !ok || err != nil {
+		return "", ok, err
+	}
+	msg = strings.TrimSpace(string(b))
+	if msg == "" {
+		msg = "injected group snapshot error"
+	}
+	return msg, true, nil
+}
+
+// groupSnapshotDelay returns how long a new group snapshot in namespace
+// stays not ready.
+func (f faults) groupSnapshotDelay(namespace string) (time.Duration, error) {
+	return f.seconds("group-snapshot-slow", namespace)
 }
 
 // snapshotDelay returns how long a new snapshot in namespace stays not ready.

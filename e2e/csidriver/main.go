@@ -77,10 +77,14 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	defer os.Remove(sock)
 	srv := grpc.NewServer(grpc.UnaryInterceptor(logCalls(log)))
-	csi.RegisterIdentityServer(srv, &identityServer{name: cfg.name})
-	csi.RegisterControllerServer(srv, &controllerServer{
+	csi.RegisterIdentityServer(srv, &identityServer{name: cfg.name, groups: !cfg.noSnapshots})
+	ctrl := &controllerServer{
 		st: st, snapshots: !cfg.noSnapshots, faults: faults{dir: cfg.faultDir}, now: time.Now,
-	})
+	}
+	csi.RegisterControllerServer(srv, ctrl)
+	if !cfg.noSnapshots {
+		csi.RegisterGroupControllerServer(srv, &groupControllerServer{c: ctrl})
+	}
 	csi.RegisterNodeServer(srv, &nodeServer{st: st, nodeID: cfg.nodeID})
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(csiLis) }()

@@ -46,6 +46,7 @@ type snapshotMeta struct {
 //	snapshots/<id>/           a full copy of a volume at snapshot time
 //	meta/volumes/<id>.json    volumeMeta
 //	meta/snapshots/<id>.json  snapshotMeta
+//	meta/groups/<id>.json     groupMeta (a group's members are ordinary snapshots)
 //	tmp/                      copies in progress, renamed into place when complete
 //
 // Data is renamed into place before its metadata is written, so metadata
@@ -57,7 +58,7 @@ type state struct {
 }
 
 func newState(dir string) (*state, error) {
-	for _, d := range []string{"volumes", "snapshots", "meta/volumes", "meta/snapshots", "tmp"} {
+	for _, d := range []string{"volumes", "snapshots", "meta/volumes", "meta/snapshots", "meta/groups", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("create state directory %s: %w", d, err)
 		}

@@ -278,7 +278,9 @@ curl -fsS -X PUT --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_
 kubectl apply -f "$SNAPSHOT_CRDS" >/dev/null
 wait_for "snapshot CRDs" 30 kubectl wait --for condition=established --timeout=1s \
   crd/volumesnapshots.snapshot.storage.k8s.io crd/volumesnapshotclasses.snapshot.storage.k8s.io \
-  crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumegroupsnapshots.groupsnapshot.storage.k8s.io
+  crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumegroupsnapshots.groupsnapshot.storage.k8s.io \
+  crd/volumegroupsnapshotclasses.groupsnapshot.storage.k8s.io \
+  crd/volumegroupsnapshotcontents.groupsnapshot.storage.k8s.io
 start snapshot-controller "$SNAPSHOT_CONTROLLER" --kubeconfig "$D/kubeconfig" --leader-election=false
 
 # --- CSI objects and sidecars (host processes talking to each driver's
@@ -328,6 +330,17 @@ metadata:
   annotations: {snapshot.storage.kubernetes.io/is-default-class: "true"}
 driver: snap.csi.kbak.io
 deletionPolicy: Delete
+---
+# snap's driver serves the CSI GroupController; v8.7.0's csi-snapshotter and
+# snapshot-controller have group snapshots on by default (GA). nosnap has
+# no group class.
+apiVersion: groupsnapshot.storage.k8s.io/v1beta2
+kind: VolumeGroupSnapshotClass
+metadata:
+  name: kbak-snap-group
+  annotations: {groupsnapshot.storage.kubernetes.io/is-default-class: "true"}
+driver: snap.csi.kbak.io
+deletionPolicy: Delete
 EOF
   kubectl apply -f "$D/manifests/csi.yaml" >/dev/null
 fi
@@ -365,6 +378,7 @@ export KBAK_E2E_MARIADB_IMAGE=$mariadb_image
 export KBAK_E2E_SNAP_CLASS=kbak-snap
 export KBAK_E2E_NOSNAP_CLASS=kbak-nosnap
 export KBAK_E2E_SNAPSHOT_CLASS=kbak-snap
+export KBAK_E2E_GROUP_SNAPSHOT_CLASS=kbak-snap-group
 EOF
 mkdir -p "$D/bin"
 ln -sf "$KUBECTL" "$D/bin/kubectl"

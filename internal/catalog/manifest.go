@@ -58,7 +58,7 @@ type Consistency string
 
 // Consistency levels, strongest first.
 const (
-	ConsistencyGroup    Consistency = "group"    // one VolumeGroupSnapshot across the claims
+	ConsistencyGroup    Consistency = "group"    // one VolumeGroupSnapshot across the claims (quiesced when hooks held the application; Snapshot.Group names the group)
 	ConsistencyQuiesced Consistency = "quiesced" // snapshots cut while hooks held the application still
 	ConsistencyCrash    Consistency = "crash"    // a point-in-time snapshot, as after a power cut
 	ConsistencyLive     Consistency = "live"     // files copied while the application wrote
@@ -171,6 +171,12 @@ type Snapshot struct {
 	Namespace string `json:"namespace"`
 	Handle    string `json:"handle,omitempty"` // the CSI snapshot handle
 	Class     string `json:"class,omitempty"`
+	// Group is the VolumeGroupSnapshot the snapshot was cut in with the
+	// other claims of its CSI driver, GroupClass its class; empty for a
+	// snapshot cut on its own. Claims on several drivers make one group a
+	// driver. The group snapshot is deleted with the run.
+	Group      string `json:"group,omitempty"`
+	GroupClass string `json:"groupClass,omitempty"`
 	// Retained is true when the snapshot was kept in the cluster after the
 	// backup (--keep-snapshots): whoever deletes the backup cleans it.
 	Retained bool `json:"retained"`

@@ -128,6 +128,10 @@ func Run(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, 
 			}
 		}
 	}
+	groupDefaults := map[string]string{}
+	if snapshotAPI {
+		out = append(out, groupClasses(ctx, kc, sc, groupDefaults))
+	}
 	if drivers != nil {
 		if len(drivers.Items) == 0 {
 			add("CSI drivers", LevelWarn, "no CSIDriver objects", "kbak's snapshot method needs a CSI driver; in-tree and hostPath volumes are copied as files")
@@ -135,6 +139,8 @@ func Run(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, 
 		for _, d := range drivers.Items {
 			name := "CSI driver " + d.Name
 			switch {
+			case defaultByDriver[d.Name] != "" && groupDefaults[d.Name] != "":
+				add(name, LevelOK, "default VolumeSnapshotClass "+defaultByDriver[d.Name]+" and VolumeGroupSnapshotClass "+groupDefaults[d.Name]+": method auto snapshots its volumes, group auto cuts a StatefulSet's claims on it in one group snapshot", "")
 			case defaultByDriver[d.Name] != "":
 				add(name, LevelOK, "default VolumeSnapshotClass "+defaultByDriver[d.Name]+": method auto snapshots its volumes", "")
 			case len(classesByDriver[d.Name]) > 0:
@@ -170,6 +176,34 @@ func Run(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, 
 		out = append(out, statefulSet(ctx, kc, opts, classesByDriver)...)
 	}
 	return out, nil
+}
+
+// groupClasses lists the VolumeGroupSnapshotClasses, and fills defaults
+// with each driver's default one.
+func groupClasses(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, defaults map[string]string) Check {
+	const name = "group snapshot classes"
+	if _, err := kc.Discovery().ServerResourcesForGroupVersion("groupsnapshot.storage.k8s.io/v1beta2"); err != nil {
+		return Check{Name: name, Level: LevelWarn, Detail: "groupsnapshot.storage.k8s.io/v1beta2 is not served: --group auto cuts every claim on its own",
+			Advice: "install the VolumeGroupSnapshot CRDs of external-snapshotter v8.2 or later for crash-consistent group snapshots"}
+	}
+	list, err := sc.GroupsnapshotV1beta2().VolumeGroupSnapshotClasses().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return Check{Name: name, Level: LevelWarn, Detail: "cannot list VolumeGroupSnapshotClasses: " + err.Error(), Advice: "grant list on volumegroupsnapshotclasses"}
+	}
+	if len(list.Items) == 0 {
+		return Check{Name: name, Level: LevelOK, Detail: "none: --group auto cuts every claim on its own"}
+	}
+	var classes []string
+	for _, c := range list.Items {
+		d := c.Name + " (" + c.Driver
+		if c.Annotations[kube.DefaultGroupSnapshotClassAnnotation] == "true" {
+			d += ", default"
+			defaults[c.Driver] = c.Name
+		}
+		classes = append(classes, d+")")
+	}
+	slices.Sort(classes)
+	return Check{Name: name, Level: LevelOK, Detail: strings.Join(classes, ", ")}
 }
 
 // permissions asks the API server, per need, whether the current user may.

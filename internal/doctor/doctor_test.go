@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	groupv1beta2 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1beta2"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	snapfake "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned/fake"
 	appsv1 "k8s.io/api/apps/v1"
@@ -39,6 +40,9 @@ func TestRun(t *testing.T) {
 	kc.Discovery().(*fakediscovery.FakeDiscovery).Resources = []*metav1.APIResourceList{{
 		GroupVersion: "snapshot.storage.k8s.io/v1",
 		APIResources: []metav1.APIResource{{Name: "volumesnapshots"}, {Name: "volumesnapshots/status"}, {Name: "volumesnapshotclasses"}},
+	}, {
+		GroupVersion: "groupsnapshot.storage.k8s.io/v1beta2",
+		APIResources: []metav1.APIResource{{Name: "volumegroupsnapshots"}, {Name: "volumegroupsnapshotclasses"}},
 	}}
 	// Deny pods/exec only: the doctor names exactly what is missing.
 	kc.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
@@ -49,6 +53,12 @@ func TestRun(t *testing.T) {
 	sc := snapfake.NewSimpleClientset(&snapv1.VolumeSnapshotClass{
 		ObjectMeta: metav1.ObjectMeta{Name: "fast-snap", Annotations: map[string]string{kube.DefaultSnapshotClassAnnotation: "true"}},
 		Driver:     "snap.example",
+	}, &groupv1beta2.VolumeGroupSnapshotClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "fast-group", Annotations: map[string]string{kube.DefaultGroupSnapshotClassAnnotation: "true"}},
+		Driver:     "snap.example",
+	}, &groupv1beta2.VolumeGroupSnapshotClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "other-group"},
+		Driver:     "plain.example",
 	})
 
 	checks, err := Run(context.Background(), kc, sc, Options{Namespace: "shop", StatefulSet: "missing"})
@@ -61,7 +71,8 @@ func TestRun(t *testing.T) {
 		contains string
 	}{
 		{"snapshot API", LevelOK, "volumesnapshotclasses, volumesnapshots"},
-		{"CSI driver snap.example", LevelOK, "fast-snap"},
+		{"CSI driver snap.example", LevelOK, "default VolumeSnapshotClass fast-snap and VolumeGroupSnapshotClass fast-group"},
+		{"group snapshot classes", LevelOK, "fast-group (snap.example, default), other-group (plain.example)"},
 		{"CSI driver plain.example", LevelWarn, "live files"},
 		{"storage class fast", LevelOK, "uses snapshot"},
 		{"storage class slow", LevelOK, "uses files"},

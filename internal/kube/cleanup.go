@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -108,6 +109,7 @@ func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 		}
 	}
 
+	errs = append(errs, deleteGroupSnapshots(ctx, kc, sc, log, o, sel)...)
 	snaps, err := runSnapshots(ctx, sc, o)
 	if err != nil {
 		errs = append(errs, err)
@@ -132,6 +134,55 @@ func DeleteRun(ctx context.Context, kc kubernetes.Interface, sc snapclient.Inter
 		return errors.Join(errs...)
 	}
 	return errors.Join(append(errs, deleteSecrets(ctx, kc, log, o.Namespace, sel))...)
+}
+
+// deleteGroupSnapshots deletes the VolumeGroupSnapshots sel selects (the
+// snapshot controller then deletes their member VolumeSnapshots and
+// contents) and, for a backup run, takes the run's LabelGroup off the
+// source claims a killed run left it on.
+func deleteGroupSnapshots(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, log *slog.Logger, o CleanupOptions, sel string) []error {
+	var errs []error
+	if o.BackupID != "" {
+		names := make([]string, MaxGroups)
+		for i := range names {
+			names[i] = GroupSnapshotName(o.BackupID, i)
+		}
+		claimSel := LabelGroup + " in (" + strings.Join(names, ",") + ")"
+		claims, err := kc.CoreV1().PersistentVolumeClaims(o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: claimSel})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list persistentvolumeclaims %s: %w", claimSel, err))
+		} else {
+			for _, c := range claims.Items {
+				if err := SetClaimGroupLabel(ctx, kc, c.Namespace, c.Name, ""); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				log.Debug("removed group label", "namespace", c.Namespace, "pvc", c.Name)
+			}
+		}
+	}
+	if sc == nil {
+		return errs
+	}
+	list, err := sc.GroupsnapshotV1beta2().VolumeGroupSnapshots(o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if apierrors.IsNotFound(err) {
+		return errs // no group snapshot CRDs: the run made none
+	}
+	if err != nil {
+		return append(errs, fmt.Errorf("list VolumeGroupSnapshots %s: %w", sel, err))
+	}
+	for _, g := range list.Items {
+		if g.DeletionTimestamp != nil {
+			continue
+		}
+		err := sc.GroupsnapshotV1beta2().VolumeGroupSnapshots(g.Namespace).Delete(ctx, g.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete VolumeGroupSnapshot %s/%s: %w", g.Namespace, g.Name, err))
+			continue
+		}
+		log.Debug("deleted group snapshot", "namespace", g.Namespace, "group_snapshot", g.Name)
+	}
+	return errs
 }
 
 // runSnapshots lists the VolumeSnapshots of the run o selects that are not
@@ -167,13 +218,44 @@ func runSnapshots(ctx context.Context, sc snapclient.Interface, o CleanupOptions
 // RunSnapshotRefs records the VolumeSnapshots of the run o selects that
 // DeleteRun deletes, with their contents, so that WaitSnapshotsGone can
 // follow them after they are gone from the list.
+//
+// The members of the run's VolumeGroupSnapshots are among them: deleting
+// a group deletes them.
 func RunSnapshotRefs(ctx context.Context, sc snapclient.Interface, o CleanupOptions) ([]SnapshotRef, error) {
 	snaps, err := runSnapshots(ctx, sc, o)
 	refs := make([]SnapshotRef, 0, len(snaps))
 	for i := range snaps {
 		refs = append(refs, RefOf(&snaps[i]))
 	}
-	return refs, err
+	if err != nil || sc == nil {
+		return refs, err
+	}
+	sel := RunSelector(o.BackupID)
+	if o.RestoreID != "" {
+		sel = RestoreSelector(o.RestoreID)
+	}
+	groups, err := sc.GroupsnapshotV1beta2().VolumeGroupSnapshots(o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if apierrors.IsNotFound(err) {
+		return refs, nil
+	}
+	if err != nil {
+		return refs, fmt.Errorf("list VolumeGroupSnapshots %s: %w", sel, err)
+	}
+	for i := range groups.Items {
+		members, err := GroupMembers(ctx, sc, &groups.Items[i])
+		if err != nil {
+			return refs, err
+		}
+		names := make([]string, 0, len(members))
+		for n := range members {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			refs = append(refs, RefOf(members[n]))
+		}
+	}
+	return refs, nil
 }
 
 // deleteSecrets deletes the Secrets in ns that sel selects.
@@ -303,6 +385,17 @@ func FindStaleRuns(ctx context.Context, kc kubernetes.Interface, sc snapclient.I
 		}
 	}
 	if sc != nil {
+		groups, err := sc.GroupsnapshotV1beta2().VolumeGroupSnapshots(q.Namespace).List(ctx, sel)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("list kbak VolumeGroupSnapshots: %w", err)
+		}
+		if err == nil {
+			for _, o := range groups.Items {
+				if o.DeletionTimestamp == nil {
+					see(o.ObjectMeta)
+				}
+			}
+		}
 		snaps, err := sc.SnapshotV1().VolumeSnapshots(q.Namespace).List(ctx, sel)
 		if err != nil && !apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("list kbak VolumeSnapshots: %w", err)

@@ -36,6 +36,10 @@ const (
 	// LabelRole tells what an object is for, which keeps `kubectl get -l`
 	// output readable.
 	LabelRole = "kbak.io/role"
+	// LabelGroup is the one label kbak puts on a source claim, and only
+	// while the VolumeGroupSnapshot it names (whose selector it is) is cut;
+	// the run removes it on every path, `kbak gc` when the run was killed.
+	LabelGroup = "kbak.io/group"
 
 	// LabelSchedule names the schedule an object belongs to; cluster-scoped
 	// ones also carry LabelScheduleNamespace, as two namespaces may each
@@ -72,6 +76,7 @@ const (
 	RoleMover        = "mover"
 	RoleTempClaim    = "temp-claim"
 	RoleSnapshot     = "snapshot"
+	RoleGroup        = "group-snapshot"
 	RoleCredentials  = "credentials"
 	RoleRestoreClaim = "restore-claim"
 	RoleBinder       = "binder"

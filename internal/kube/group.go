@@ -1,0 +1,276 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	groupv1beta2 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1beta2"
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kbak/kbak/internal/hint"
+)
+
+// kbak speaks groupsnapshot.storage.k8s.io/v1beta2: external-snapshotter
+// v8.7.0 serves it beside v1 (same schema, no conversion webhook), and it
+// is what the client module kbak builds with carries.
+
+// DefaultGroupSnapshotClassAnnotation marks a driver's default
+// VolumeGroupSnapshotClass.
+const DefaultGroupSnapshotClassAnnotation = "groupsnapshot.storage.kubernetes.io/is-default-class"
+
+// ErrNoGroupSnapshotClass is wrapped when no VolumeGroupSnapshotClass
+// serves a driver.
+var ErrNoGroupSnapshotClass = errors.New("no VolumeGroupSnapshotClass")
+
+// FindGroupSnapshotClass returns the VolumeGroupSnapshotClass to use for
+// driver: the one named by name when not empty (it must belong to driver),
+// otherwise the driver's only default class.
+func FindGroupSnapshotClass(ctx context.Context, sc snapclient.Interface, driver, name string) (*groupv1beta2.VolumeGroupSnapshotClass, error) {
+	if driver == "" {
+		return nil, fmt.Errorf("%w: the volume is not provisioned by a CSI driver", ErrNoGroupSnapshotClass)
+	}
+	api := sc.GroupsnapshotV1beta2().VolumeGroupSnapshotClasses()
+	if name != "" {
+		c, err := api.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, advised(ErrNoGroupSnapshotClass, fmt.Sprintf("VolumeGroupSnapshotClass %s not found", name), "check %s", hint.Of(hint.GroupSnapshotClass))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get VolumeGroupSnapshotClass %s: %w", name, err)
+		}
+		if c.Driver != driver {
+			return nil, advised(ErrNoGroupSnapshotClass, fmt.Sprintf("VolumeGroupSnapshotClass %s is for driver %s, not %s", name, c.Driver, driver), "name a class of %s", driver)
+		}
+		return c, nil
+	}
+	list, err := api.List(ctx, metav1.ListOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("%w for driver %s (the group snapshot CRDs are not installed)", ErrNoGroupSnapshotClass, driver)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list VolumeGroupSnapshotClasses: %w", err)
+	}
+	var defaults, others []string
+	byName := map[string]*groupv1beta2.VolumeGroupSnapshotClass{}
+	for i := range list.Items {
+		c := &list.Items[i]
+		if c.Driver != driver {
+			continue
+		}
+		byName[c.Name] = c
+		if c.Annotations[DefaultGroupSnapshotClassAnnotation] == "true" {
+			defaults = append(defaults, c.Name)
+		} else {
+			others = append(others, c.Name)
+		}
+	}
+	sort.Strings(defaults)
+	sort.Strings(others)
+	switch {
+	case len(defaults) == 1:
+		return byName[defaults[0]], nil
+	case len(defaults) > 1:
+		return nil, advised(ErrNoGroupSnapshotClass, fmt.Sprintf("several default VolumeGroupSnapshotClasses for driver %s (%s)", driver, strings.Join(defaults, ", ")), "choose one with %s", hint.Of(hint.GroupSnapshotClass))
+	case len(others) > 0:
+		return nil, advised(ErrNoGroupSnapshotClass, fmt.Sprintf("no default VolumeGroupSnapshotClass for driver %s (%s exist but none is annotated %s=true)", driver, strings.Join(others, ", "), DefaultGroupSnapshotClassAnnotation), "choose one with %s", hint.Of(hint.GroupSnapshotClass))
+	}
+	return nil, fmt.Errorf("%w for driver %s", ErrNoGroupSnapshotClass, driver)
+}
+
+// MaxGroups bounds the group snapshots of one backup run: one a CSI
+// driver of its claims.
+const MaxGroups = 16
+
+// GroupSnapshotName is the name of the i-th VolumeGroupSnapshot of backup
+// run id, and the value of LabelGroup on its claims while it is cut.
+func GroupSnapshotName(id string, i int) string {
+	return Name("kbak", id, "group", strconv.Itoa(i))
+}
+
+// NewVolumeGroupSnapshot renders a VolumeGroupSnapshot of the claims in ns
+// that carry LabelGroup=name.
+func NewVolumeGroupSnapshot(ns, name, class string, labels map[string]string) *groupv1beta2.VolumeGroupSnapshot {
+	vgs := &groupv1beta2.VolumeGroupSnapshot{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		Spec: groupv1beta2.VolumeGroupSnapshotSpec{
+			Source: groupv1beta2.VolumeGroupSnapshotSource{
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{LabelGroup: name}},
+			},
+		},
+	}
+	if class != "" {
+		c := class
+		vgs.Spec.VolumeGroupSnapshotClassName = &c
+	}
+	return vgs
+}
+
+// CreateVolumeGroupSnapshot creates vgs, or returns the existing one of the
+// same name when the same run made it.
+func CreateVolumeGroupSnapshot(ctx context.Context, sc snapclient.Interface, vgs *groupv1beta2.VolumeGroupSnapshot) (*groupv1beta2.VolumeGroupSnapshot, error) {
+	api := sc.GroupsnapshotV1beta2().VolumeGroupSnapshots(vgs.Namespace)
+	got, err := api.Create(ctx, vgs, metav1.CreateOptions{})
+	if err == nil {
+		return got, nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("create VolumeGroupSnapshot %s/%s: %w", vgs.Namespace, vgs.Name, err)
+	}
+	got, err = api.Get(ctx, vgs.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("get VolumeGroupSnapshot %s/%s: %w", vgs.Namespace, vgs.Name, err)
+	}
+	if err := sameRun(got.ObjectMeta, vgs.ObjectMeta); err != nil {
+		return nil, fmt.Errorf("create VolumeGroupSnapshot %s/%s: %w", vgs.Namespace, vgs.Name, err)
+	}
+	return got, nil
+}
+
+// GroupSnapshotError returns the group snapshot's status error, or nil.
+func GroupSnapshotError(vgs *groupv1beta2.VolumeGroupSnapshot) error {
+	if vgs.Status == nil || vgs.Status.Error == nil {
+		return nil
+	}
+	msg := "unknown error"
+	if vgs.Status.Error.Message != nil && *vgs.Status.Error.Message != "" {
+		msg = *vgs.Status.Error.Message
+	}
+	return fmt.Errorf("VolumeGroupSnapshot %s/%s: %s", vgs.Namespace, vgs.Name, msg)
+}
+
+// GroupSnapshotCut reports whether the storage system has cut the group
+// (creationTime set, or ready), when a quiesced application may resume.
+func GroupSnapshotCut(vgs *groupv1beta2.VolumeGroupSnapshot) bool {
+	return vgs.Status != nil && (vgs.Status.CreationTime != nil || (vgs.Status.ReadyToUse != nil && *vgs.Status.ReadyToUse))
+}
+
+// GroupErrorGrace is how long a group snapshot's status error must last
+// before WaitGroupSnapshot gives up: the snapshot controller also records
+// passing errors there (a conflicting update of the group's content) and
+// clears them on its next try.
+const GroupErrorGrace = 10 * time.Second
+
+// WaitGroupSnapshot polls ns/name until it is cut, reports the same error
+// for GroupErrorGrace (returned then), or timeout passes.
+func WaitGroupSnapshot(ctx context.Context, sc snapclient.Interface, ns, name string, interval, timeout time.Duration) (*groupv1beta2.VolumeGroupSnapshot, error) {
+	var last *groupv1beta2.VolumeGroupSnapshot
+	var lastErr error
+	var erring time.Time // since when the status has reported an error
+	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
+		vgs, err := sc.GroupsnapshotV1beta2().VolumeGroupSnapshots(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			err = fmt.Errorf("get VolumeGroupSnapshot %s/%s: %w", ns, name, err)
+			if permanent(err) {
+				return false, err
+			}
+			return false, nil
+		}
+		last = vgs
+		if GroupSnapshotCut(vgs) {
+			return true, nil
+		}
+		lastErr = GroupSnapshotError(vgs)
+		switch {
+		case lastErr == nil:
+			erring = time.Time{}
+		case erring.IsZero():
+			erring = time.Now()
+		case time.Since(erring) >= min(GroupErrorGrace, timeout):
+			return false, lastErr
+		}
+		return false, nil
+	})
+	if err != nil && wait.Interrupted(err) && ctx.Err() == nil {
+		if lastErr != nil {
+			return last, lastErr
+		}
+		return last, fmt.Errorf("wait for VolumeGroupSnapshot %s/%s: not cut after %s", ns, name, timeout)
+	}
+	return last, err
+}
+
+// GroupMembers returns the member VolumeSnapshots the snapshot controller
+// made for vgs, by source claim. The controller names them; they are owned
+// by vgs and go when it is deleted.
+func GroupMembers(ctx context.Context, sc snapclient.Interface, vgs *groupv1beta2.VolumeGroupSnapshot) (map[string]*snapv1.VolumeSnapshot, error) {
+	list, err := sc.SnapshotV1().VolumeSnapshots(vgs.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list VolumeSnapshots of VolumeGroupSnapshot %s/%s: %w", vgs.Namespace, vgs.Name, err)
+	}
+	out := map[string]*snapv1.VolumeSnapshot{}
+	for i := range list.Items {
+		s := &list.Items[i]
+		if !memberOf(s, vgs) || s.Spec.Source.PersistentVolumeClaimName == nil {
+			continue
+		}
+		out[*s.Spec.Source.PersistentVolumeClaimName] = s
+	}
+	return out, nil
+}
+
+func memberOf(s *snapv1.VolumeSnapshot, vgs *groupv1beta2.VolumeGroupSnapshot) bool {
+	for _, o := range s.OwnerReferences {
+		if o.Kind == "VolumeGroupSnapshot" && o.Name == vgs.Name && (vgs.UID == "" || o.UID == vgs.UID) {
+			return true
+		}
+	}
+	return false
+}
+
+// WaitGroupMembers polls until vgs has a member for every claim in claims.
+func WaitGroupMembers(ctx context.Context, sc snapclient.Interface, vgs *groupv1beta2.VolumeGroupSnapshot, claims []string, interval, timeout time.Duration) (map[string]*snapv1.VolumeSnapshot, error) {
+	var got map[string]*snapv1.VolumeSnapshot
+	var lastErr error
+	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
+		got, lastErr = GroupMembers(ctx, sc, vgs)
+		if lastErr != nil {
+			if permanent(lastErr) {
+				return false, lastErr
+			}
+			return false, nil
+		}
+		for _, c := range claims {
+			if got[c] == nil {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil && wait.Interrupted(err) && ctx.Err() == nil {
+		var missing []string
+		for _, c := range claims {
+			if got[c] == nil {
+				missing = append(missing, c)
+			}
+		}
+		return got, fmt.Errorf("VolumeGroupSnapshot %s/%s: no member snapshot of %s after %s", vgs.Namespace, vgs.Name, strings.Join(missing, ", "), timeout)
+	}
+	return got, err
+}
+
+// SetClaimGroupLabel puts LabelGroup=group on claim ns/name, or takes it
+// off when group is empty. It changes nothing else of the claim, and
+// removing a label already gone is no error.
+func SetClaimGroupLabel(ctx context.Context, kc kubernetes.Interface, ns, name, group string) error {
+	value := "null"
+	if group != "" {
+		value = `"` + group + `"`
+	}
+	patch := []byte(`{"metadata":{"labels":{"` + LabelGroup + `":` + value + `}}}`)
+	_, err := kc.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil && !(group == "" && apierrors.IsNotFound(err)) {
+		return fmt.Errorf("label persistentvolumeclaim %s/%s %s: %w", ns, name, LabelGroup, err)
+	}
+	return nil
+}

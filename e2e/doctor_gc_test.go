@@ -30,12 +30,13 @@ func TestDoctor(t *testing.T) {
 		t.Fatalf("decode: %v\n%s", err, r.stdout)
 	}
 	want := map[string]doctor.Level{
-		"snapshot API":                  doctor.LevelOK,
-		"CSI driver snap.csi.kbak.io":   doctor.LevelOK,
-		"CSI driver nosnap.csi.kbak.io": doctor.LevelWarn,
-		"permissions in " + ns:          doctor.LevelOK,
-		"claim data-db-0":               doctor.LevelOK,
-		"repository":                    doctor.LevelOK,
+		"snapshot API":                        doctor.LevelOK,
+		"CSI driver snap.csi.kbak.io":         doctor.LevelOK,
+		"CSI driver nosnap.csi.kbak.io":       doctor.LevelWarn,
+		"permissions in " + ns:                doctor.LevelOK,
+		"group snapshot permissions in " + ns: doctor.LevelOK,
+		"claim data-db-0":                     doctor.LevelOK,
+		"repository":                          doctor.LevelOK,
 	}
 	got := map[string]doctor.Level{}
 	for _, c := range checks {

@@ -79,6 +79,23 @@ var needs = []need{
 	{"snapshot.storage.k8s.io", "volumesnapshotcontents", "", "get", true, "record snapshot handles"},
 }
 
+// groupNeeds are what a group snapshot adds, asked only where the cluster
+// serves the group snapshot API. A backup that cuts no group snapshot
+// (--group never, or no group class for its driver) does without them, so
+// a missing one is a warning.
+var groupNeeds = []need{
+	{"", "persistentvolumeclaims", "", "patch", false, "label the claims a group snapshot selects"},
+	{groupAPIGroup, "volumegroupsnapshots", "", "create", false, "cut group snapshots"},
+	{groupAPIGroup, "volumegroupsnapshots", "", "delete", false, "remove group snapshots"},
+	{groupAPIGroup, "volumegroupsnapshotclasses", "", "list", true, "choose group snapshot classes"},
+}
+
+// groupAPIGroup and groupAPIVersion are the group snapshot API kbak speaks.
+const (
+	groupAPIGroup   = "groupsnapshot.storage.k8s.io"
+	groupAPIVersion = groupAPIGroup + "/v1beta2"
+)
+
 // Run performs every check. Errors talking to the API server are findings,
 // not failures of Run, except when the server cannot be reached at all.
 func Run(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, opts Options) ([]Check, error) {
@@ -129,8 +146,11 @@ func Run(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, 
 		}
 	}
 	groupDefaults := map[string]string{}
+	groupAPI := false
 	if snapshotAPI {
-		out = append(out, groupClasses(ctx, kc, sc, groupDefaults))
+		_, err := kc.Discovery().ServerResourcesForGroupVersion(groupAPIVersion)
+		groupAPI = err == nil
+		out = append(out, groupClasses(ctx, sc, groupAPI, groupDefaults))
 	}
 	if drivers != nil {
 		if len(drivers.Items) == 0 {
@@ -169,7 +189,7 @@ func Run(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, 
 		}
 	}
 
-	out = append(out, permissions(ctx, kc, opts.Namespace)...)
+	out = append(out, permissions(ctx, kc, opts.Namespace, groupAPI)...)
 	out = append(out, podSecurity(ctx, kc, opts))
 
 	if opts.StatefulSet != "" {
@@ -180,10 +200,10 @@ func Run(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, 
 
 // groupClasses lists the VolumeGroupSnapshotClasses, and fills defaults
 // with each driver's default one.
-func groupClasses(ctx context.Context, kc kubernetes.Interface, sc snapclient.Interface, defaults map[string]string) Check {
+func groupClasses(ctx context.Context, sc snapclient.Interface, served bool, defaults map[string]string) Check {
 	const name = "group snapshot classes"
-	if _, err := kc.Discovery().ServerResourcesForGroupVersion("groupsnapshot.storage.k8s.io/v1beta2"); err != nil {
-		return Check{Name: name, Level: LevelWarn, Detail: "groupsnapshot.storage.k8s.io/v1beta2 is not served: --group auto cuts every claim on its own",
+	if !served {
+		return Check{Name: name, Level: LevelWarn, Detail: groupAPIVersion + " is not served: --group auto cuts every claim on its own",
 			Advice: "install the VolumeGroupSnapshot CRDs of external-snapshotter v8.2 or later for crash-consistent group snapshots"}
 	}
 	list, err := sc.GroupsnapshotV1beta2().VolumeGroupSnapshotClasses().List(ctx, metav1.ListOptions{})
@@ -206,10 +226,40 @@ func groupClasses(ctx context.Context, kc kubernetes.Interface, sc snapclient.In
 	return Check{Name: name, Level: LevelOK, Detail: strings.Join(classes, ", ")}
 }
 
-// permissions asks the API server, per need, whether the current user may.
-func permissions(ctx context.Context, kc kubernetes.Interface, ns string) []Check {
+// permissions asks the API server, per need, whether the current user may;
+// with groupAPI, also for what group snapshots add.
+func permissions(ctx context.Context, kc kubernetes.Interface, ns string, groupAPI bool) []Check {
+	const advice = "bind a Role with these verbs (`kbak schedule create --dry-run=client -o yaml` prints one)"
+	missing, err := missingPermissions(ctx, kc, ns, needs)
+	if err != nil {
+		return []Check{{Name: "permissions", Level: LevelWarn, Detail: "cannot ask the API server: " + err.Error(), Advice: "grant create on selfsubjectaccessreviews"}}
+	}
+	var out []Check
+	if len(missing) > 0 {
+		out = append(out, Check{Name: "permissions in " + ns, Level: LevelFail, Detail: "missing: " + strings.Join(missing, "; "), Advice: advice})
+	} else {
+		out = append(out, Check{Name: "permissions in " + ns, Level: LevelOK, Detail: fmt.Sprintf("all %d permissions kbak uses are granted", len(needs))})
+	}
+	if !groupAPI {
+		return out
+	}
+	missing, err = missingPermissions(ctx, kc, ns, groupNeeds)
+	switch {
+	case err != nil:
+		out = append(out, Check{Name: "group snapshot permissions in " + ns, Level: LevelWarn, Detail: "cannot ask the API server: " + err.Error()})
+	case len(missing) > 0:
+		out = append(out, Check{Name: "group snapshot permissions in " + ns, Level: LevelWarn,
+			Detail: "missing: " + strings.Join(missing, "; "), Advice: advice + ", or pass --group never: a backup that cuts a group snapshot fails without them"})
+	default:
+		out = append(out, Check{Name: "group snapshot permissions in " + ns, Level: LevelOK, Detail: fmt.Sprintf("all %d permissions group snapshots use are granted", len(groupNeeds))})
+	}
+	return out
+}
+
+// missingPermissions names the needs the current user may not.
+func missingPermissions(ctx context.Context, kc kubernetes.Interface, ns string, list []need) ([]string, error) {
 	var missing []string
-	for _, n := range needs {
+	for _, n := range list {
 		attrs := &authv1.ResourceAttributes{Group: n.group, Resource: n.resource, Subresource: n.sub, Verb: n.verb}
 		if !n.clusterWide {
 			attrs.Namespace = ns
@@ -217,7 +267,7 @@ func permissions(ctx context.Context, kc kubernetes.Interface, ns string) []Chec
 		r, err := kc.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx,
 			&authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: attrs}}, metav1.CreateOptions{})
 		if err != nil {
-			return []Check{{Name: "permissions", Level: LevelWarn, Detail: "cannot ask the API server: " + err.Error(), Advice: "grant create on selfsubjectaccessreviews"}}
+			return nil, err
 		}
 		if !r.Status.Allowed {
 			res := n.resource
@@ -227,11 +277,7 @@ func permissions(ctx context.Context, kc kubernetes.Interface, ns string) []Chec
 			missing = append(missing, fmt.Sprintf("%s %s (%s)", n.verb, res, n.why))
 		}
 	}
-	if len(missing) > 0 {
-		return []Check{{Name: "permissions in " + ns, Level: LevelFail, Detail: "missing: " + strings.Join(missing, "; "),
-			Advice: "bind a Role with these verbs (`kbak schedule create --dry-run=client -o yaml` prints one)"}}
-	}
-	return []Check{{Name: "permissions in " + ns, Level: LevelOK, Detail: fmt.Sprintf("all %d permissions kbak uses are granted", len(needs))}}
+	return missing, nil
 }
 
 // podSecurity reports the namespace's Pod Security level and how movers

@@ -44,10 +44,12 @@ func TestRun(t *testing.T) {
 		GroupVersion: "groupsnapshot.storage.k8s.io/v1beta2",
 		APIResources: []metav1.APIResource{{Name: "volumegroupsnapshots"}, {Name: "volumegroupsnapshotclasses"}},
 	}}
-	// Deny pods/exec only: the doctor names exactly what is missing.
+	// Deny pods/exec and creating group snapshots only: the doctor names
+	// exactly what is missing.
 	kc.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		r := a.(k8stesting.CreateAction).GetObject().(*authv1.SelfSubjectAccessReview)
-		r.Status.Allowed = r.Spec.ResourceAttributes.Subresource != "exec"
+		ra := r.Spec.ResourceAttributes
+		r.Status.Allowed = ra.Subresource != "exec" && (ra.Resource != "volumegroupsnapshots" || ra.Verb != "create")
 		return true, r, nil
 	})
 	sc := snapfake.NewSimpleClientset(&snapv1.VolumeSnapshotClass{
@@ -77,6 +79,7 @@ func TestRun(t *testing.T) {
 		{"storage class fast", LevelOK, "uses snapshot"},
 		{"storage class slow", LevelOK, "uses files"},
 		{"permissions in shop", LevelFail, "create pods/exec (run hooks)"},
+		{"group snapshot permissions in shop", LevelWarn, "create volumegroupsnapshots (cut group snapshots)"},
 		{"statefulset shop/missing", LevelFail, "not found"},
 	}
 	for _, tt := range tests {

@@ -52,7 +52,7 @@ func (r *run) createGroup(ctx context.Context, g *groupCut) {
 // member VolumeSnapshot of each claim, which the volume is backed up from
 // as from a snapshot of its own.
 func (r *run) waitGroup(ctx context.Context, g *groupCut) {
-	vgs, err := kube.WaitGroupSnapshot(ctx, r.deps.Snap, r.opts.Namespace, g.name, r.opts.PollInterval, r.opts.SnapshotTimeout)
+	vgs, err := kube.WaitGroupSnapshot(ctx, r.deps.Snap, r.opts.Namespace, g.name, r.cutPollInterval(), r.opts.SnapshotTimeout)
 	if err != nil {
 		g.fail(err)
 		return
@@ -61,7 +61,7 @@ func (r *run) waitGroup(ctx context.Context, g *groupCut) {
 	for i, v := range g.vols {
 		claims[i] = v.claim.Name
 	}
-	members, err := kube.WaitGroupMembers(ctx, r.deps.Snap, vgs, claims, r.opts.PollInterval, r.opts.SnapshotTimeout)
+	members, err := kube.WaitGroupMembers(ctx, r.deps.Snap, vgs, claims, r.cutPollInterval(), r.opts.SnapshotTimeout)
 	if err != nil {
 		g.fail(err)
 		return

@@ -527,6 +527,20 @@ func (r *run) start(ctx context.Context, pool *moverrun.Pool, v *volume, fn func
 	})
 }
 
+// heldPollInterval is how often a cut is polled while hooks hold the
+// application: the quiesce ends at the first poll that sees the last cut,
+// so it lasts at most this long past the storage's cut.
+const heldPollInterval = 200 * time.Millisecond
+
+// cutPollInterval is the poll interval of waiting for cuts: shorter while
+// hooks hold the application.
+func (r *run) cutPollInterval() time.Duration {
+	if r.hooksEnabled() {
+		return min(r.opts.PollInterval, heldPollInterval)
+	}
+	return r.opts.PollInterval
+}
+
 // cut quiesces, creates the VolumeSnapshots of vols one right after the
 // other, waits until the storage has cut them all, and thaws at once; it
 // returns the time between the first and the last cut.
@@ -601,7 +615,7 @@ func (r *run) cut(ctx context.Context, vols []*volume) time.Duration {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			vs, err := kube.WaitSnapshot(ctx, r.deps.Snap, r.opts.Namespace, v.name, kube.SnapshotCut, r.opts.PollInterval, r.opts.SnapshotTimeout)
+			vs, err := kube.WaitSnapshot(ctx, r.deps.Snap, r.opts.Namespace, v.name, kube.SnapshotCut, r.cutPollInterval(), r.opts.SnapshotTimeout)
 			if err != nil {
 				v.err = err
 				return

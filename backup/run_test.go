@@ -527,3 +527,23 @@ func TestRunQuiescedCopiesDoNotWaitForSlots(t *testing.T) {
 		}
 	}
 }
+
+// While hooks hold the application the cuts are polled often, so that the
+// quiesce ends soon after the storage's last cut; otherwise at the usual
+// interval.
+func TestCutPollInterval(t *testing.T) {
+	for _, tt := range []struct {
+		opts Options
+		want time.Duration
+	}{
+		{Options{PollInterval: time.Second}, time.Second},
+		{Options{PollInterval: time.Second, PreHook: []string{"sync"}}, heldPollInterval},
+		{Options{PollInterval: time.Second, HoldHook: []string{"cat"}}, heldPollInterval},
+		{Options{PollInterval: 50 * time.Millisecond, PreHook: []string{"sync"}}, 50 * time.Millisecond},
+	} {
+		r := &run{opts: tt.opts}
+		if got := r.cutPollInterval(); got != tt.want {
+			t.Errorf("%+v: %s, want %s", tt.opts, got, tt.want)
+		}
+	}
+}

@@ -212,6 +212,15 @@ func WaitSnapshotsGone(ctx context.Context, sc snapclient.Interface, refs []Snap
 		_, err = check(ctx) // look once, wait not at all
 	} else {
 		err = wait.PollUntilContextTimeout(ctx, interval, timeout, true, check)
+		if wait.Interrupted(err) && ctx.Err() == nil {
+			// The last poll may have run into the wait's own deadline
+			// (the client's rate limiter refuses a request that would
+			// end after it): look once more, in the caller's time.
+			var gone bool
+			if gone, err = check(ctx); gone {
+				err = nil
+			}
+		}
 	}
 	out := make([]SnapshotStatus, 0, len(pending))
 	for _, s := range pending {

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync/atomic"
@@ -219,6 +220,29 @@ func TestWaitSnapshotsGoneReportsLeft(t *testing.T) {
 	}
 	if len(left) != 1 || left[0].State != SnapshotLeft {
 		t.Fatalf("left %+v, want one left behind", left)
+	}
+}
+
+// A request refused at the wait's own deadline (the client's rate limiter
+// refuses one that would end after it) is no failure to ask the cluster:
+// the wait looks once more in the caller's time.
+func TestWaitSnapshotsGoneAtItsDeadline(t *testing.T) {
+	vs := deleting(snapshotOf("slow", "db-1", true), boundFinalizer)
+	sc := snapfake.NewSimpleClientset(vs, contentOf(vs))
+	const timeout = 100 * time.Millisecond
+	start := time.Now()
+	sc.PrependReactor("get", "volumesnapshots", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if e := time.Since(start); e >= timeout-40*time.Millisecond && e < timeout {
+			return true, nil, errors.New("client rate limiter Wait returned an error: rate: Wait(n=1) would exceed context deadline")
+		}
+		return false, nil, nil
+	})
+	left, err := WaitSnapshotsGone(context.Background(), sc, []SnapshotRef{RefOf(vs)}, time.Millisecond, timeout)
+	if err != nil {
+		t.Fatalf("error %v, want none: the cluster answered after the wait", err)
+	}
+	if len(left) != 1 || left[0].State != SnapshotDeleting {
+		t.Fatalf("left %+v, want slow, deleting", left)
 	}
 }
 

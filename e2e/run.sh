@@ -30,7 +30,14 @@ trap 'teardown; exit 130' INT TERM
 # -parallel 8: the tests that mostly wait (a CronJob's minute, a deadman,
 # a slow snapshot deletion; t.Parallel, each in its own namespaces) wait
 # together, after the others.
-gotest() { go test -tags e2e -count=1 -p 1 -parallel 8 -timeout 50m -v "$@"; }
+# The output also goes to $log: its summary of failures comes last, where a
+# reader of a long log looks first.
+log=${KBAK_E2E_LOG:-/var/tmp/kbak-e2e-last.log}
+: >"$log"
+gotest() {
+  go test -tags e2e -count=1 -p 1 -parallel 8 -timeout 50m -v "$@" 2>&1 | tee -a "$log"
+  return "${PIPESTATUS[0]}"
+}
 # ./backup holds the library-level end-to-end tests of a backup run.
 gotest ${E2E_RUN:+-run "$E2E_RUN"} -skip '^TestDR' ./e2e/ ./backup/
 rc=$?
@@ -55,5 +62,6 @@ if [ -z "${E2E_RUN:-}" ] && { ! $was_up || [ "${E2E_DR:-}" = 1 ]; }; then
   rm -rf "$dr"
 fi
 teardown || rc=1
-echo "e2e: finished in $(( $(date +%s) - start ))s (exit $rc)"
+[ "$rc" = 0 ] || "$here/failures.sh" "$log"
+echo "e2e: finished in $(( $(date +%s) - start ))s (exit $rc); the tests' whole output: $log"
 exit $rc

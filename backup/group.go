@@ -2,6 +2,9 @@ package backup
 
 import (
 	"context"
+	"time"
+
+	groupv1beta2 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1beta2"
 
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/kube"
@@ -13,6 +16,9 @@ type groupCut struct {
 	name string
 	vols []*volume
 	err  error
+	// vgs and cutAt: the group snapshot once cut, and when.
+	vgs   *groupv1beta2.VolumeGroupSnapshot
+	cutAt time.Time
 }
 
 // fail records err on the group and every volume in it.
@@ -48,38 +54,42 @@ func (r *run) createGroup(ctx context.Context, g *groupCut) {
 	r.log.Info("created group snapshot", "group_snapshot", g.name, "driver", g.vols[0].claim.Driver, "claims", len(g.vols))
 }
 
-// waitGroup waits until the storage has cut the group, then finds the
-// member VolumeSnapshot of each claim, which the volume is backed up from
-// as from a snapshot of its own.
+// waitGroup waits until the storage has cut the group: what a quiesced
+// application waits for.
 func (r *run) waitGroup(ctx context.Context, g *groupCut) {
-	vgs, err := kube.WaitGroupSnapshot(ctx, r.deps.Snap, r.opts.Namespace, g.name, r.cutPollInterval(), r.opts.SnapshotTimeout)
+	vgs, cutAt, err := kube.WaitGroupSnapshot(ctx, r.deps.Snap, r.opts.Namespace, g.name, r.cutPollInterval(), r.opts.SnapshotTimeout)
 	if err != nil {
 		g.fail(err)
 		return
 	}
+	g.vgs, g.cutAt = vgs, cutAt
+	r.log.Info("group snapshot cut", "group_snapshot", g.name)
+}
+
+// groupMembers finds, once the group is cut, the member VolumeSnapshot of
+// each claim, which the volume is backed up from as from a snapshot of its
+// own. The snapshot controller makes them after the cut, so the
+// application need not wait for them.
+func (r *run) groupMembers(ctx context.Context, g *groupCut) {
 	claims := make([]string, len(g.vols))
 	for i, v := range g.vols {
 		claims[i] = v.claim.Name
 	}
-	members, err := kube.WaitGroupMembers(ctx, r.deps.Snap, vgs, claims, r.cutPollInterval(), r.opts.SnapshotTimeout)
+	members, err := kube.WaitGroupMembers(ctx, r.deps.Snap, g.vgs, claims, r.opts.PollInterval, r.opts.SnapshotTimeout)
 	if err != nil {
 		g.fail(err)
 		return
-	}
-	groupCutAt := r.deps.Now()
-	if vgs.Status != nil && vgs.Status.CreationTime != nil {
-		groupCutAt = vgs.Status.CreationTime.Time
 	}
 	for _, v := range g.vols {
 		m := members[v.claim.Name]
 		v.snap = m.Name
 		v.snapshot.Name = m.Name
-		v.cut = groupCutAt
+		v.cut = g.cutAt
 		if m.Status != nil && m.Status.CreationTime != nil {
 			v.cut = m.Status.CreationTime.Time
 		}
 	}
-	r.log.Info("group snapshot cut", "group_snapshot", g.name, "members", len(members))
+	r.log.Info("found group snapshot members", "group_snapshot", g.name, "members", len(members))
 }
 
 // unlabelClaims takes LabelGroup off the group's claims, on every path.

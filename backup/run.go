@@ -629,6 +629,18 @@ func (r *run) cut(ctx context.Context, vols []*volume) time.Duration {
 			v.quiesced = false
 		}
 	}
+	// The members of the groups cut, found after the thaw.
+	for _, g := range groups {
+		if g.err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.groupMembers(ctx, g)
+		}()
+	}
+	wg.Wait()
 	var cuts, requests []time.Time
 	for _, v := range vols {
 		if v.err == nil {

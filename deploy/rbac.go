@@ -75,6 +75,9 @@ func ClusterReadRules() []rbacv1.PolicyRule {
 		{APIGroups: []string{groupSnapshot}, Resources: []string{"volumesnapshotclasses"}, Verbs: []string{"get", "list"}},
 		{APIGroups: []string{groupSnapshot}, Resources: []string{"volumesnapshotcontents"}, Verbs: []string{"get"}},
 		{APIGroups: []string{groupGroupSnapshot}, Resources: []string{"volumegroupsnapshotclasses"}, Verbs: []string{"get", "list"}},
+		// a group's content tells first that the storage cut the group,
+		// which ends the quiesce
+		{APIGroups: []string{groupGroupSnapshot}, Resources: []string{"volumegroupsnapshotcontents"}, Verbs: []string{"get"}},
 		{APIGroups: []string{groupCore}, Resources: []string{"namespaces"}, Verbs: []string{"get"}, ResourceNames: []string{metav1.NamespaceSystem}},
 	}
 }

@@ -58,6 +58,7 @@ var clusterCalls = []apiCall{
 	{"get", "snapshot.storage.k8s.io", "volumesnapshotcontents", "snapcontent-1"},
 	{"get", "groupsnapshot.storage.k8s.io", "volumegroupsnapshotclasses", "csi"},
 	{"list", "groupsnapshot.storage.k8s.io", "volumegroupsnapshotclasses", ""},
+	{"get", "groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents", "groupsnapcontent-1"},
 	{"get", "", "namespaces", "kube-system"},
 }
 

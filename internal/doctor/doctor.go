@@ -88,6 +88,7 @@ var groupNeeds = []need{
 	{groupAPIGroup, "volumegroupsnapshots", "", "create", false, "cut group snapshots"},
 	{groupAPIGroup, "volumegroupsnapshots", "", "delete", false, "remove group snapshots"},
 	{groupAPIGroup, "volumegroupsnapshotclasses", "", "list", true, "choose group snapshot classes"},
+	{groupAPIGroup, "volumegroupsnapshotcontents", "", "get", true, "end the quiesce as soon as a group is cut"},
 }
 
 // groupAPIGroup and groupAPIVersion are the group snapshot API kbak speaks.

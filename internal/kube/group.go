@@ -161,12 +161,22 @@ func GroupSnapshotCut(vgs *groupv1beta2.VolumeGroupSnapshot) bool {
 // clears them on its next try.
 const GroupErrorGrace = 10 * time.Second
 
-// WaitGroupSnapshot polls ns/name until it is cut, reports the same error
-// for GroupErrorGrace (returned then), or timeout passes.
-func WaitGroupSnapshot(ctx context.Context, sc snapclient.Interface, ns, name string, interval, timeout time.Duration) (*groupv1beta2.VolumeGroupSnapshot, error) {
+// WaitGroupSnapshot polls ns/name until the storage has cut it, reports
+// the same error for GroupErrorGrace (returned then), or timeout passes. It
+// returns the group snapshot and when it was cut.
+//
+// The cut is read from the group's VolumeGroupSnapshotContent, whose
+// status the CSI sidecar sets as soon as the driver has cut the group: the
+// snapshot controller sets the VolumeGroupSnapshot's own status only after
+// it has made every member, which under load takes many seconds more, and
+// a quiesced application waits for the cut alone. Where the content cannot
+// be read (no permission), the group's own status tells.
+func WaitGroupSnapshot(ctx context.Context, sc snapclient.Interface, ns, name string, interval, timeout time.Duration) (*groupv1beta2.VolumeGroupSnapshot, time.Time, error) {
 	var last *groupv1beta2.VolumeGroupSnapshot
 	var lastErr error
+	var cutAt time.Time
 	var erring time.Time // since when the status has reported an error
+	readContent := true
 	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
 		vgs, err := sc.GroupsnapshotV1beta2().VolumeGroupSnapshots(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -178,7 +188,24 @@ func WaitGroupSnapshot(ctx context.Context, sc snapclient.Interface, ns, name st
 		}
 		last = vgs
 		if GroupSnapshotCut(vgs) {
+			cutAt = time.Now()
+			if vgs.Status.CreationTime != nil {
+				cutAt = vgs.Status.CreationTime.Time
+			}
 			return true, nil
+		}
+		if readContent && vgs.Status != nil && vgs.Status.BoundVolumeGroupSnapshotContentName != nil {
+			c, err := sc.GroupsnapshotV1beta2().VolumeGroupSnapshotContents().Get(ctx, *vgs.Status.BoundVolumeGroupSnapshotContentName, metav1.GetOptions{})
+			switch {
+			case apierrors.IsForbidden(err):
+				readContent = false
+			case err == nil && c.Status != nil && (c.Status.CreationTime != nil || c.Status.ReadyToUse != nil && *c.Status.ReadyToUse):
+				cutAt = time.Now()
+				if c.Status.CreationTime != nil {
+					cutAt = c.Status.CreationTime.Time
+				}
+				return true, nil
+			}
 		}
 		lastErr = GroupSnapshotError(vgs)
 		switch {
@@ -193,11 +220,11 @@ func WaitGroupSnapshot(ctx context.Context, sc snapclient.Interface, ns, name st
 	})
 	if err != nil && wait.Interrupted(err) && ctx.Err() == nil {
 		if lastErr != nil {
-			return last, lastErr
+			return last, cutAt, lastErr
 		}
-		return last, fmt.Errorf("wait for VolumeGroupSnapshot %s/%s: not cut after %s", ns, name, timeout)
+		return last, cutAt, fmt.Errorf("wait for VolumeGroupSnapshot %s/%s: not cut after %s", ns, name, timeout)
 	}
-	return last, err
+	return last, cutAt, err
 }
 
 // GroupMembers returns the member VolumeSnapshots the snapshot controller

@@ -2,10 +2,13 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	groupv1beta2 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1beta2"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -115,14 +118,53 @@ func TestWaitGroupSnapshotOutlastsPassingErrors(t *testing.T) {
 		}
 		return true, got, nil
 	})
-	if _, err := WaitGroupSnapshot(ctx, sc, "shop", "g", time.Millisecond, time.Minute); err != nil {
+	if _, _, err := WaitGroupSnapshot(ctx, sc, "shop", "g", time.Millisecond, time.Minute); err != nil {
 		t.Fatalf("a passing error failed the wait: %v", err)
 	}
 
 	stuck := snapfake.NewSimpleClientset(vgs)
 	start := time.Now()
-	_, err := WaitGroupSnapshot(ctx, stuck, "shop", "g", time.Millisecond, 50*time.Millisecond)
+	_, _, err := WaitGroupSnapshot(ctx, stuck, "shop", "g", time.Millisecond, 50*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), msg) || time.Since(start) > 5*time.Second {
 		t.Fatalf("a lasting error: %v after %s, want it within the timeout", err, time.Since(start))
+	}
+}
+
+// The group is cut when its content says so: the sidecar sets the
+// content's status as soon as the driver has cut the group, while the
+// controller sets the group's own only after making every member. Where
+// the content may not be read, the group's own status tells.
+func TestWaitGroupSnapshotCutFromItsContent(t *testing.T) {
+	ctx := context.Background()
+	cut := metav1.NewTime(time.Date(2026, 12, 1, 4, 0, 0, 0, time.UTC))
+	content := "groupsnapcontent-1"
+	vgs := NewVolumeGroupSnapshot("shop", "g", "c", nil)
+	vgs.Status = &groupv1beta2.VolumeGroupSnapshotStatus{BoundVolumeGroupSnapshotContentName: &content}
+	vgsc := &groupv1beta2.VolumeGroupSnapshotContent{
+		ObjectMeta: metav1.ObjectMeta{Name: content},
+		Status:     &groupv1beta2.VolumeGroupSnapshotContentStatus{CreationTime: &cut},
+	}
+	sc := snapfake.NewSimpleClientset(vgs, vgsc)
+	got, at, err := WaitGroupSnapshot(ctx, sc, "shop", "g", time.Millisecond, time.Second)
+	if err != nil || got == nil || !at.Equal(cut.Time) {
+		t.Fatalf("cut at %s, %v; want the content's creation time %s", at, err, cut.Time)
+	}
+
+	// No permission to read contents: the wait goes by the group alone.
+	forbidden := snapfake.NewSimpleClientset(vgs, vgsc)
+	forbidden.PrependReactor("get", "volumegroupsnapshotcontents", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(groupv1beta2.SchemeGroupVersion.WithResource("volumegroupsnapshotcontents").GroupResource(), content, errors.New("no"))
+	})
+	polls := 0
+	forbidden.PrependReactor("get", "volumegroupsnapshots", func(k8stesting.Action) (bool, runtime.Object, error) {
+		polls++
+		g := vgs.DeepCopy()
+		if polls >= 5 {
+			g.Status.CreationTime = &cut
+		}
+		return true, g, nil
+	})
+	if _, at, err := WaitGroupSnapshot(ctx, forbidden, "shop", "g", time.Millisecond, time.Second); err != nil || !at.Equal(cut.Time) || polls < 5 {
+		t.Fatalf("without the content: cut at %s after %d polls, %v; want the group's own time after 5", at, polls, err)
 	}
 }

@@ -599,29 +599,22 @@ func (r *run) cut(ctx context.Context, vols []*volume) time.Duration {
 	}
 	var wg sync.WaitGroup
 	for _, g := range groups {
-		if g.err != nil {
-			continue
+		if g.err == nil {
+			wg.Go(func() { r.waitGroup(ctx, g) })
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.waitGroup(ctx, g)
-		}()
 	}
 	for _, v := range vols {
 		if v.err != nil || v.groupClass != "" {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			vs, err := kube.WaitSnapshot(ctx, r.deps.Snap, r.opts.Namespace, v.name, kube.SnapshotCut, r.cutPollInterval(), r.opts.SnapshotTimeout)
 			if err != nil {
 				v.err = err
 				return
 			}
 			v.cut = cutTime(vs, r.deps.Now())
-		}()
+		})
 	}
 	wg.Wait()
 	if thaw() {
@@ -631,14 +624,9 @@ func (r *run) cut(ctx context.Context, vols []*volume) time.Duration {
 	}
 	// The members of the groups cut, found after the thaw.
 	for _, g := range groups {
-		if g.err != nil {
-			continue
+		if g.err == nil {
+			wg.Go(func() { r.groupMembers(ctx, g) })
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.groupMembers(ctx, g)
-		}()
 	}
 	wg.Wait()
 	var cuts, requests []time.Time

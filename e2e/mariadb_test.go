@@ -164,13 +164,7 @@ func TestMariaDBHeldLockAcrossTheCut(t *testing.T) {
 	}
 
 	m, _ := backupJSON(t, e, ns, "db", 0, "--hold-hook", mariadbHoldHook)
-	var holds int
-	for _, h := range m.Hooks {
-		if h.Phase == "hold" && h.Error == "" {
-			holds++
-		}
-	}
-	if holds != 2 {
+	if holds := holdHooks(m); holds != 2 {
 		t.Errorf("manifest hooks %+v, want 2 hold hooks without error", m.Hooks)
 	}
 	for _, v := range m.Volumes {

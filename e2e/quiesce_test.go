@@ -140,13 +140,7 @@ func TestHoldHookAcrossTheCut(t *testing.T) {
 		return fmt.Sprintf(`sleep 3; echo held%s-$(date +%%s) >> /tmp/hooks; echo "kbak: ready"; cat > /dev/null; echo released%s-$(date +%%s) >> /tmp/hooks`, n, n)
 	}
 	m, _ := backupJSON(t, e, ns, "db", 0, "--hold-hook", hold("1"), "--keep-snapshots", "--hook-timeout", "10s")
-	var holds int
-	for _, h := range m.Hooks {
-		if h.Phase == "hold" && h.Error == "" {
-			holds++
-		}
-	}
-	if holds != 2 {
+	if holds := holdHooks(m); holds != 2 {
 		t.Errorf("manifest hooks %+v, want 2 hold hooks without error", m.Hooks)
 	}
 	var firstCut, lastCut int64
@@ -235,4 +229,15 @@ func killMoving(t *testing.T, e *env, ns string, after time.Duration, args ...st
 	_ = cmd.Wait()
 	t.Logf("killed kbak; its stderr:\n%s", indent(errb.String()))
 	return killed, errb.String()
+}
+
+// holdHooks counts the hold hooks m records as run without error.
+func holdHooks(m *catalog.Manifest) int {
+	n := 0
+	for _, h := range m.Hooks {
+		if h.Phase == "hold" && h.Error == "" {
+			n++
+		}
+	}
+	return n
 }

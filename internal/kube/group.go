@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -61,25 +60,12 @@ func FindGroupSnapshotClass(ctx context.Context, sc snapclient.Interface, driver
 	if err != nil {
 		return nil, fmt.Errorf("list VolumeGroupSnapshotClasses: %w", err)
 	}
-	var defaults, others []string
-	byName := map[string]*groupv1beta2.VolumeGroupSnapshotClass{}
-	for i := range list.Items {
-		c := &list.Items[i]
-		if c.Driver != driver {
-			continue
-		}
-		byName[c.Name] = c
-		if c.Annotations[DefaultGroupSnapshotClassAnnotation] == "true" {
-			defaults = append(defaults, c.Name)
-		} else {
-			others = append(others, c.Name)
-		}
-	}
-	sort.Strings(defaults)
-	sort.Strings(others)
+	i, defaults, others := defaultClass(list.Items, driver, func(c *groupv1beta2.VolumeGroupSnapshotClass) (string, string, bool) {
+		return c.Name, c.Driver, c.Annotations[DefaultGroupSnapshotClassAnnotation] == "true"
+	})
 	switch {
-	case len(defaults) == 1:
-		return byName[defaults[0]], nil
+	case i >= 0:
+		return &list.Items[i], nil
 	case len(defaults) > 1:
 		return nil, advised(ErrNoGroupSnapshotClass, fmt.Sprintf("several default VolumeGroupSnapshotClasses for driver %s (%s)", driver, strings.Join(defaults, ", ")), "choose one with %s", hint.Of(hint.GroupSnapshotClass))
 	case len(others) > 0:

@@ -53,31 +53,44 @@ func FindSnapshotClass(ctx context.Context, sc snapclient.Interface, driver, nam
 	if err != nil {
 		return nil, fmt.Errorf("list VolumeSnapshotClasses: %w", err)
 	}
-	var defaults, others []string
-	byName := map[string]*snapv1.VolumeSnapshotClass{}
-	for i := range list.Items {
-		c := &list.Items[i]
-		if c.Driver != driver {
-			continue
-		}
-		byName[c.Name] = c
-		if c.Annotations[DefaultSnapshotClassAnnotation] == "true" {
-			defaults = append(defaults, c.Name)
-		} else {
-			others = append(others, c.Name)
-		}
-	}
-	sort.Strings(defaults)
-	sort.Strings(others)
+	i, defaults, others := defaultClass(list.Items, driver, func(c *snapv1.VolumeSnapshotClass) (string, string, bool) {
+		return c.Name, c.Driver, c.Annotations[DefaultSnapshotClassAnnotation] == "true"
+	})
 	switch {
-	case len(defaults) == 1:
-		return byName[defaults[0]], nil
+	case i >= 0:
+		return &list.Items[i], nil
 	case len(defaults) > 1:
 		return nil, advised(ErrNoSnapshotClass, fmt.Sprintf("several default VolumeSnapshotClasses for driver %s (%s)", driver, strings.Join(defaults, ", ")), "choose one with %s", hint.Of(hint.SnapshotClass))
 	case len(others) > 0:
 		return nil, advised(ErrNoSnapshotClass, fmt.Sprintf("no default VolumeSnapshotClass for driver %s (%s exist but none is annotated %s=true)", driver, strings.Join(others, ", "), DefaultSnapshotClassAnnotation), "choose one with %s", hint.Of(hint.SnapshotClass))
 	}
 	return nil, advised(ErrNoSnapshotClass, fmt.Sprintf("no VolumeSnapshotClass for driver %s", driver), "create one or use %s", hint.Set(hint.Method, "files"))
+}
+
+// defaultClass finds, among the classes in items (of VolumeSnapshotClass or
+// VolumeGroupSnapshotClass; of reads a class's name, driver and default
+// mark), the only default class of driver: its index, or -1 with the
+// sorted names of the driver's default classes and of its others.
+func defaultClass[T any](items []T, driver string, of func(*T) (name, driver string, isDefault bool)) (int, []string, []string) {
+	chosen := -1
+	var defaults, others []string
+	for i := range items {
+		name, d, isDefault := of(&items[i])
+		switch {
+		case d != driver:
+		case isDefault:
+			defaults = append(defaults, name)
+			chosen = i
+		default:
+			others = append(others, name)
+		}
+	}
+	if len(defaults) != 1 {
+		chosen = -1
+	}
+	sort.Strings(defaults)
+	sort.Strings(others)
+	return chosen, defaults, others
 }
 
 // NewVolumeSnapshot renders a VolumeSnapshot of claim ns/pvc.

@@ -205,7 +205,7 @@ func groupClasses(ctx context.Context, sc snapclient.Interface, served bool, def
 	const name = "group snapshot classes"
 	if !served {
 		return Check{Name: name, Level: LevelWarn, Detail: groupAPIVersion + " is not served: --group auto cuts every claim on its own",
-			Advice: "install the VolumeGroupSnapshot CRDs of external-snapshotter v8.2 or later for crash-consistent group snapshots"}
+			Advice: "install the VolumeGroupSnapshot CRDs of external-snapshotter v8.4 or later (they serve v1beta2) for crash-consistent group snapshots"}
 	}
 	list, err := sc.GroupsnapshotV1beta2().VolumeGroupSnapshotClasses().List(ctx, metav1.ListOptions{})
 	if err != nil {

@@ -40,6 +40,14 @@ type WriteOptions struct {
 	// data is handed to Content and the entry holds the reference it
 	// returns instead (see ContentFunc and the package documentation).
 	Content ContentFunc
+	// Written, when set with Content, is called for each file once its
+	// entry is in the recipe: in recipe order, from one goroutine, with
+	// the reference Content returned. An error stops Write.
+	Written func(f FileInfo, ref []byte) error
+	// Readers is how many files a recipe writer hands to Content at
+	// once; 0 means 4, or GOMAXPROCS if that is more. The entries still go
+	// into the recipe in walk order.
+	Readers int
 }
 
 // ContentFunc stores, or recognises as already stored, the data of one
@@ -49,7 +57,8 @@ type WriteOptions struct {
 // back, and reads nothing from the file until Read is called, so a caller that
 // knows the file unchanged (same size, times and inode as last time) returns
 // its old reference without reading it. data is valid only until the call
-// returns. An error stops Write.
+// returns. An error stops Write. Write calls it from several goroutines at
+// once (WriteOptions.Readers), in no set order.
 type ContentFunc func(ctx context.Context, f FileInfo, data io.Reader) (ref []byte, err error)
 
 // FileInfo describes the file a ContentFunc is given, as Write saw it once

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 type memStore struct {
 	t    *testing.T
 	src  string // when set, every FileInfo is checked against the file
+	mu   sync.Mutex
 	data map[string][]byte
 }
 
@@ -43,13 +45,17 @@ func (m *memStore) Content(ctx context.Context, f FileInfo, r io.Reader) ([]byte
 	if m.src != "" {
 		checkFileInfo(m.t, filepath.Join(m.src, f.Name), f)
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	ref := strconv.Itoa(len(m.data))
 	m.data[ref] = b
 	return []byte(ref), nil
 }
 
 func (m *memStore) Data(ctx context.Context, ref []byte, size int64, w io.Writer) error {
+	m.mu.Lock()
 	b, ok := m.data[string(ref)]
+	m.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("no data under reference %q", ref)
 	}
@@ -215,6 +221,57 @@ func TestWalkRecipe(t *testing.T) {
 
 // TestContentLazy: a ContentFunc that knows a file unchanged returns its
 // reference without reading, and Write then reads nothing of that file, yet
+// TestRecipeOrder: files read at once finish out of order, yet the recipe
+// and the Written calls follow the walk, and the recipe is the one a single
+// reader writes.
+func TestRecipeOrder(t *testing.T) {
+	src := t.TempDir()
+	tr := tree{t, src}
+	var want []string
+	for d := range 3 {
+		tr.dir(fmt.Sprintf("d%d", d), 0o755)
+		for f := range 20 {
+			name := fmt.Sprintf("d%d/f%02d", d, f)
+			tr.file(name, strings.Repeat("x", d*20+f), 0o644)
+			want = append(want, name)
+		}
+	}
+	write := func(readers int, delay func(FileInfo) time.Duration) ([]byte, []string) {
+		t.Helper()
+		var recipe bytes.Buffer
+		var order []string
+		_, err := Write(context.Background(), src, &recipe, WriteOptions{Plain: true, Readers: readers,
+			Content: func(ctx context.Context, f FileInfo, r io.Reader) ([]byte, error) {
+				time.Sleep(delay(f))
+				b, err := io.ReadAll(r)
+				return []byte(fmt.Sprintf("%s:%d", f.Name, len(b))), err
+			},
+			Written: func(f FileInfo, ref []byte) error {
+				if string(ref) != fmt.Sprintf("%s:%d", f.Name, f.DataSize) {
+					t.Errorf("Written %s with the reference %q", f.Name, ref)
+				}
+				order = append(order, f.Name)
+				return nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recipe.Bytes(), order
+	}
+	one, order := write(1, func(FileInfo) time.Duration { return 0 })
+	if !slices.Equal(order, want) {
+		t.Fatalf("one reader: Written in the order %v, want %v", order, want)
+	}
+	// The later a file in the walk, the sooner its Content returns.
+	many, order := write(8, func(f FileInfo) time.Duration { return time.Duration(60-f.DataSize) * 100 * time.Microsecond })
+	if !slices.Equal(order, want) {
+		t.Errorf("eight readers: Written in the order %v, want %v", order, want)
+	}
+	if !bytes.Equal(one, many) {
+		t.Error("eight readers write another recipe than one")
+	}
+}
+
 // RawBytes still counts its data and the recipe restores it.
 func TestContentLazy(t *testing.T) {
 	ctx := context.Background()
@@ -237,9 +294,12 @@ func TestContentLazy(t *testing.T) {
 	keyOf := func(f FileInfo) key { return key{f.Name, f.Size, f.ModTime, f.ChangeTime, f.Inode, f.Device} }
 	store := newMemStore(t, src)
 	known := make(map[key][]byte)
+	var mu sync.Mutex // Content runs for several files at once
 	first, err := Write(ctx, src, io.Discard, WriteOptions{Plain: true, Content: func(ctx context.Context, f FileInfo, r io.Reader) ([]byte, error) {
 		ref, err := store.Content(ctx, f, r)
+		mu.Lock()
 		known[keyOf(f)] = ref
+		mu.Unlock()
 		return ref, err
 	}})
 	if err != nil {
@@ -265,8 +325,11 @@ func TestContentLazy(t *testing.T) {
 			var recipe bytes.Buffer
 			var c Counters
 			st, err := Write(ctx, src, &recipe, WriteOptions{Plain: true, Progress: &c, Content: func(ctx context.Context, f FileInfo, r io.Reader) ([]byte, error) {
+				mu.Lock()
 				readers = append(readers, r)
-				if ref, ok := known[keyOf(f)]; ok {
+				ref, ok := known[keyOf(f)]
+				mu.Unlock()
+				if ok {
 					if n := tc.read[f.Name]; n > 0 {
 						if _, err := io.CopyN(io.Discard, r, n); err != nil {
 							return nil, err

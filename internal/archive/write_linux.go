@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -50,7 +49,16 @@ func Write(ctx context.Context, dir string, w io.Writer, opts WriteOptions) (Sta
 		buf:     make([]byte, copyBufSize),
 		xbuf:    make([]byte, 4096),
 	}
+	if opts.Content != nil {
+		var cancel context.CancelCauseFunc
+		wr.ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		wr.q = startRecipe(wr.ctx, cancel, wr.tw, opts)
+	}
 	err = wr.entry(dir, rootName)
+	if wr.q != nil {
+		err = wr.q.finish(err, &wr.stats)
+	}
 	if err == nil {
 		if err = wr.tw.Close(); err != nil {
 			err = fmt.Errorf("write tar end marker: %w", err)
@@ -127,7 +135,8 @@ type walker struct {
 	tw      *tar.Writer
 	prog    *Counters
 	content ContentFunc
-	unread  *[]string // WriteOptions.Unreadable
+	q       *recipeQueue // with content: where entries go, in walk order
+	unread  *[]string    // WriteOptions.Unreadable
 	stats   Stats
 	links   map[fileID]*linkRecord
 	buf     []byte
@@ -228,11 +237,18 @@ func (wr *walker) unreadable(name string, err error) bool {
 }
 
 func (wr *walker) header(hdr *tar.Header) error {
-	if err := wr.tw.WriteHeader(hdr); err != nil {
+	if wr.q != nil {
+		return wr.q.add(hdr, nil)
+	}
+	return writeHeader(wr.tw, wr.prog, hdr)
+}
+
+func writeHeader(tw *tar.Writer, prog *Counters, hdr *tar.Header) error {
+	if err := tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("write tar header %s: %w", hdr.Name, err)
 	}
-	if wr.prog != nil {
-		wr.prog.Files.Add(1)
+	if prog != nil {
+		prog.Files.Add(1)
 	}
 	return nil
 }
@@ -295,7 +311,12 @@ func (wr *walker) file(full, name string, hdr *tar.Header, st *unix.Stat_t) erro
 		}
 		return fmt.Errorf("open %s: %w", full, err)
 	}
-	defer unix.Close(fd)
+	owned := true // until a recipe's reader takes fd
+	defer func() {
+		if owned {
+			unix.Close(fd)
+		}
+	}()
 	if err := unix.Fstat(fd, st); err != nil {
 		return fmt.Errorf("stat %s: %w", full, err)
 	}
@@ -329,8 +350,9 @@ func (wr *walker) file(full, name string, hdr *tar.Header, st *unix.Stat_t) erro
 	if err := wr.xattrs(full, hdr); err != nil {
 		return err
 	}
-	data := &fileData{wr: wr, fd: fd, full: full, regions: regions}
-	if wr.content != nil {
+	data := &fileData{ctx: wr.ctx, prog: wr.prog, fd: fd, full: full, regions: regions}
+	if wr.q != nil {
+		owned = false
 		return wr.recipeFile(hdr, st, data)
 	}
 	if err := wr.header(hdr); err != nil {
@@ -345,6 +367,8 @@ func (wr *walker) file(full, name string, hdr *tar.Header, st *unix.Stat_t) erro
 			}
 		}
 		if err == io.EOF {
+			wr.stats.RawBytes += data.n
+			wr.stats.ReadBytes += data.n
 			return nil
 		}
 		if err != nil {
@@ -353,8 +377,10 @@ func (wr *walker) file(full, name string, hdr *tar.Header, st *unix.Stat_t) erro
 	}
 }
 
-// recipeFile hands the file's data to the ContentFunc and writes the
-// reference it returns as the entry's data, the data's size in a PAX record.
+// recipeFile queues the file for the recipe's readers, which hand its data
+// to the ContentFunc; the entry goes into the stream, in walk order, with
+// the reference it returns as its data and the data's size in a PAX record.
+// The queue owns data's descriptor from here on.
 func (wr *walker) recipeFile(hdr *tar.Header, st *unix.Stat_t, data *fileData) error {
 	info := FileInfo{
 		Name:       hdr.Name,
@@ -365,35 +391,8 @@ func (wr *walker) recipeFile(hdr *tar.Header, st *unix.Stat_t, data *fileData) e
 		Inode:      st.Ino,
 		Device:     uint64(st.Dev),
 	}
-	ref, err := wr.content(wr.ctx, info, data)
-	data.done = true // the descriptor is closed on return; a late Read must not use it
-	if err != nil {
-		return fmt.Errorf("store content of %s: %w", data.full, err)
-	}
-	if len(ref) > MaxRefSize {
-		return fmt.Errorf("store content of %s: reference of %d bytes, over the %d byte limit", data.full, len(ref), MaxRefSize)
-	}
-	// Files the caller did not read count in full: RawBytes is the data
-	// the recipe stands for, ReadBytes what was read.
-	if rest := info.DataSize - data.n; rest > 0 {
-		wr.stats.RawBytes += rest
-		if wr.prog != nil {
-			wr.prog.RawBytes.Add(rest)
-		}
-	}
-	if hdr.PAXRecords == nil {
-		hdr.PAXRecords = make(map[string]string)
-	}
-	hdr.PAXRecords[paxContentSize] = strconv.FormatInt(info.DataSize, 10)
-	hdr.Size = int64(len(ref))
-	if err := wr.header(hdr); err != nil {
-		return err
-	}
 	wr.stats.Files++
-	if _, err := wr.tw.Write(ref); err != nil {
-		return fmt.Errorf("write %s to archive: %w", data.full, err)
-	}
-	return nil
+	return wr.q.add(hdr, &contentJob{info: info, data: data, done: make(chan struct{})})
 }
 
 // dataRegions lists the data regions of fd with SEEK_DATA/SEEK_HOLE. A file
@@ -428,12 +427,13 @@ func dataRegions(fd int, size int64) []region {
 // always has the size its header says. It reads nothing before Read is
 // called. It counts what it yields in RawBytes and ReadBytes.
 type fileData struct {
-	wr      *walker
+	ctx     context.Context
+	prog    *Counters
 	fd      int
 	full    string
 	regions []region // what is left to read; the first one shrinks as it is
 	eof     bool     // the file ended inside this region: its rest is zeros
-	n       int64    // bytes yielded
+	n       int64    // bytes yielded: RawBytes and ReadBytes
 	done    bool     // the ContentFunc returned: fd is no longer ours
 }
 
@@ -451,8 +451,8 @@ func (d *fileData) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if err := d.wr.ctx.Err(); err != nil {
-		return 0, err
+	if err := d.ctx.Err(); err != nil {
+		return 0, context.Cause(d.ctx)
 	}
 	r := &d.regions[0]
 	chunk := p[:min(int64(len(p)), r.len)]
@@ -476,10 +476,8 @@ func (d *fileData) Read(p []byte) (int, error) {
 	r.off += int64(n)
 	r.len -= int64(n)
 	d.n += int64(n)
-	d.wr.stats.RawBytes += int64(n)
-	d.wr.stats.ReadBytes += int64(n)
-	if d.wr.prog != nil {
-		d.wr.prog.RawBytes.Add(int64(n))
+	if d.prog != nil {
+		d.prog.RawBytes.Add(int64(n))
 	}
 	return n, nil
 }

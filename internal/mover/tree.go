@@ -79,23 +79,28 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 	defer stop()
 
 	content := func(ctx context.Context, f archive.FileInfo, data io.Reader) ([]byte, error) {
-		e := repo.FileEntry{Path: r.PathID(f.Name), Size: f.Size, DataSize: f.DataSize,
-			ModTime: f.ModTime.UnixNano(), ChangeTime: f.ChangeTime.UnixNano(), Inode: f.Inode}
-		if old, ok := unchanged(parent, e, match, w); ok {
-			e.Refs = old.Refs
+		if old, ok := unchanged(parent, r, f, match, w); ok {
 			skippedFiles.Add(1)
 			skippedBytes.Add(f.DataSize)
-		} else {
-			refs, err := w.WriteStream(ctx, data)
-			if err != nil {
-				return nil, fmt.Errorf("store %s: %w", f.Name, err)
-			}
-			e.Refs = refs
+			return repo.AppendRefs(nil, old.Refs), nil
 		}
-		if err := files.Add(e); err != nil {
-			return nil, fmt.Errorf("write file cache: %w", err)
+		refs, err := w.WriteStream(ctx, data)
+		if err != nil {
+			return nil, fmt.Errorf("store %s: %w", f.Name, err)
 		}
-		return repo.AppendRefs(nil, e.Refs), nil
+		return repo.AppendRefs(nil, refs), nil
+	}
+	// The file cache lists the files in recipe order: a restore reads it
+	// to know which chunks come next.
+	written := func(f archive.FileInfo, ref []byte) error {
+		refs, err := repo.DecodeRefs(ref)
+		if err != nil {
+			return err
+		}
+		if err := files.Add(fileEntry(r, f, refs)); err != nil {
+			return fmt.Errorf("write file cache: %w", err)
+		}
+		return nil
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -111,7 +116,7 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 	var unreadable []string
 	g.Go(func() error {
 		var err error
-		stats, err = archive.Write(gctx, opts.Source, pw, archive.WriteOptions{Plain: true, Content: content, Progress: &counters, Unreadable: &unreadable})
+		stats, err = archive.Write(gctx, opts.Source, pw, archive.WriteOptions{Plain: true, Content: content, Written: written, Progress: &counters, Unreadable: &unreadable})
 		if err != nil {
 			err = fmt.Errorf("archive %s: %w", opts.Source, err)
 		}
@@ -149,12 +154,18 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 // lockWait bounds how long an upload waits for a prune to finish.
 const lockWait = 15 * time.Minute
 
+func fileEntry(r *repo.Repo, f archive.FileInfo, refs []repo.Ref) repo.FileEntry {
+	return repo.FileEntry{Path: r.PathID(f.Name), Size: f.Size, DataSize: f.DataSize,
+		ModTime: f.ModTime.UnixNano(), ChangeTime: f.ChangeTime.UnixNano(), Inode: f.Inode, Refs: refs}
+}
+
 // unchanged returns the parent's entry of a file that has not changed since,
 // when every chunk it lists is still in the repository.
-func unchanged(parent *repo.FileCache, e repo.FileEntry, match string, w *repo.Writer) (repo.FileEntry, bool) {
+func unchanged(parent *repo.FileCache, r *repo.Repo, f archive.FileInfo, match string, w *repo.Writer) (repo.FileEntry, bool) {
 	if parent == nil {
 		return repo.FileEntry{}, false
 	}
+	e := fileEntry(r, f, nil)
 	old, ok := parent.Lookup(e.Path)
 	if !ok || old.Size != e.Size || old.DataSize != e.DataSize || old.ModTime != e.ModTime {
 		return repo.FileEntry{}, false

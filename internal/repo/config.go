@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/restic/chunker"
@@ -95,7 +96,8 @@ type Repo struct {
 	store Store
 	plain Store
 	cfg   Config
-	keys  *keyring // of an encrypted repository
+	keys  *keyring               // of an encrypted repository
+	paths atomic.Pointer[hasher] // of PathID
 }
 
 // newRepo is the repository in store with config cfg.

@@ -2,6 +2,7 @@ package repo
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -74,7 +75,12 @@ func decodeFileEntry(b []byte) (FileEntry, error) {
 // PathID is the keyed hash that stands for a path in a file cache, so that
 // the cache names no file.
 func (r *Repo) PathID(name string) ID {
-	return newHasher(r.idKey()).id([]byte("path\x00" + name))
+	h := r.paths.Load()
+	if h == nil || !bytes.Equal(h.key, r.idKey()) { // first, or the keys came since
+		h = newHasher(r.idKey())
+		r.paths.Store(h)
+	}
+	return h.id([]byte("path\x00" + name))
 }
 
 // FileCacheWriter writes a file cache to a temporary file as entries come,

@@ -55,7 +55,7 @@ func Write(ctx context.Context, dir string, w io.Writer, opts WriteOptions) (Sta
 		defer cancel(nil)
 		wr.q = startRecipe(wr.ctx, cancel, wr.tw, opts)
 	}
-	err = wr.entry(dir, rootName)
+	err = wr.entry(place{unix.AT_FDCWD, dir, dir}, rootName)
 	if wr.q != nil {
 		err = wr.q.finish(err, &wr.stats)
 	}
@@ -143,12 +143,25 @@ type walker struct {
 	xbuf    []byte
 }
 
-func (wr *walker) entry(full, name string) error {
+// place is where an entry is: base in the open directory dir (for the
+// root, the path itself in the working directory), full for messages and
+// the calls that need a path. Each call resolves one name, not the whole
+// path again, and a directory renamed during the walk is still the one
+// being read.
+type place struct {
+	dir        int
+	base, full string
+}
+
+func (p place) child(dir int, base string) place { return place{dir, base, p.full + "/" + base} }
+
+func (wr *walker) entry(p place, name string) error {
 	if err := wr.ctx.Err(); err != nil {
 		return err
 	}
+	full := p.full
 	var st unix.Stat_t
-	if err := unix.Lstat(full, &st); err != nil {
+	if err := unix.Fstatat(p.dir, p.base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		if errors.Is(err, unix.ENOENT) && name != rootName {
 			wr.stats.Skipped++
 			return nil
@@ -189,11 +202,11 @@ func (wr *walker) entry(full, name string) error {
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
-		return wr.dir(full, name, hdr)
+		return wr.dir(p, name, hdr)
 	case unix.S_IFREG:
-		return wr.file(full, name, hdr, &st)
+		return wr.file(p, name, hdr, &st)
 	case unix.S_IFLNK:
-		target, err := os.Readlink(full)
+		target, err := readlinkat(p.dir, p.base)
 		if err != nil {
 			return fmt.Errorf("read symlink %s: %w", full, err)
 		}
@@ -215,7 +228,7 @@ func (wr *walker) entry(full, name string) error {
 		wr.stats.Skipped++
 		return nil
 	}
-	if err := wr.xattrs(full, hdr); err != nil {
+	if err := wr.xattrs(xattrSource{fd: -1, path: full}, full, hdr); err != nil {
 		return err
 	}
 	return wr.header(hdr)
@@ -253,40 +266,52 @@ func writeHeader(tw *tar.Writer, prog *Counters, hdr *tar.Header) error {
 	return nil
 }
 
-func (wr *walker) dir(full, name string, hdr *tar.Header) error {
+func (wr *walker) dir(p place, name string, hdr *tar.Header) error {
+	full := p.full
 	hdr.Typeflag = tar.TypeDir
 	prefix := ""
 	if name != rootName {
 		hdr.Name += "/"
 		prefix = hdr.Name
 	}
-	if err := wr.xattrs(full, hdr); err != nil {
-		return err
+	// Open before the header, for the xattrs; a directory that cannot be
+	// opened still gets its entry, with none of its contents.
+	fd, openErr := unix.Openat(p.dir, p.base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	xs := xattrSource{fd: fd, path: full}
+	if openErr != nil {
+		xs.fd = -1
 	}
-	if err := wr.header(hdr); err != nil {
+	err := wr.xattrs(xs, full, hdr)
+	if err == nil {
+		err = wr.header(hdr)
+	}
+	if err != nil {
+		if openErr == nil {
+			unix.Close(fd)
+		}
 		return err
 	}
 	wr.stats.Dirs++
+	if openErr != nil {
+		if errors.Is(openErr, unix.ENOENT) && name != rootName {
+			return nil
+		}
+		if wr.unreadable(name, openErr) {
+			return nil
+		}
+		return fmt.Errorf("open directory %s: %w", full, openErr)
+	}
+	f := os.NewFile(uintptr(fd), full)
+	defer f.Close() // open while its entries are archived: they are found through it
 	// Names only (not DirEntry values) keep a directory of a million files
 	// to its names' bytes; sorting them needs them all at once.
-	f, err := os.Open(full)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) && name != rootName {
-			return nil
-		}
-		if wr.unreadable(name, err) {
-			return nil
-		}
-		return fmt.Errorf("open directory %s: %w", full, err)
-	}
 	names, err := f.Readdirnames(-1)
-	f.Close()
 	if err != nil {
 		return fmt.Errorf("read directory %s: %w", full, err)
 	}
 	slices.Sort(names)
 	for i, n := range names {
-		if err := wr.entry(full+"/"+n, prefix+n); err != nil {
+		if err := wr.entry(p.child(fd, n), prefix+n); err != nil {
 			return err
 		}
 		names[i] = "" // let the names already archived go
@@ -294,12 +319,13 @@ func (wr *walker) dir(full, name string, hdr *tar.Header) error {
 	return nil
 }
 
-func (wr *walker) file(full, name string, hdr *tar.Header, st *unix.Stat_t) error {
+func (wr *walker) file(p place, name string, hdr *tar.Header, st *unix.Stat_t) error {
+	full := p.full
 	id := fileID{uint64(st.Dev), st.Ino}
 	// O_NONBLOCK: if the name became a fifo since Lstat, do not hang on it.
-	fd, err := unix.Open(full, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOATIME, 0)
+	fd, err := unix.Openat(p.dir, p.base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOATIME, 0)
 	if errors.Is(err, unix.EPERM) { // O_NOATIME needs ownership or CAP_FOWNER
-		fd, err = unix.Open(full, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		fd, err = unix.Openat(p.dir, p.base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	}
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -347,7 +373,7 @@ func (wr *walker) file(full, name string, hdr *tar.Header, st *unix.Stat_t) erro
 			}
 		}
 	}
-	if err := wr.xattrs(full, hdr); err != nil {
+	if err := wr.xattrs(xattrSource{fd: fd, path: full}, full, hdr); err != nil {
 		return err
 	}
 	data := &fileData{ctx: wr.ctx, prog: wr.prog, fd: fd, full: full, regions: regions}
@@ -482,14 +508,34 @@ func (d *fileData) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// xattrs records the extended attributes of full (without following a
-// symlink) as SCHILY.xattr PAX records.
-func (wr *walker) xattrs(full string, hdr *tar.Header) error {
-	n, err := unix.Llistxattr(full, wr.xbuf)
+// xattrSource is what xattrs reads the extended attributes of: an open
+// file, or (fd -1) a path, not followed.
+type xattrSource struct {
+	fd   int
+	path string
+}
+
+func (x xattrSource) list(buf []byte) (int, error) {
+	if x.fd >= 0 {
+		return unix.Flistxattr(x.fd, buf)
+	}
+	return unix.Llistxattr(x.path, buf)
+}
+
+func (x xattrSource) get(attr string, buf []byte) (int, error) {
+	if x.fd >= 0 {
+		return unix.Fgetxattr(x.fd, attr, buf)
+	}
+	return unix.Lgetxattr(x.path, attr, buf)
+}
+
+// xattrs records the extended attributes of x as SCHILY.xattr PAX records.
+func (wr *walker) xattrs(x xattrSource, full string, hdr *tar.Header) error {
+	n, err := x.list(wr.xbuf)
 	for errors.Is(err, unix.ERANGE) {
-		if n, err = unix.Llistxattr(full, nil); err == nil {
+		if n, err = x.list(nil); err == nil {
 			wr.xbuf = make([]byte, n*2)
-			n, err = unix.Llistxattr(full, wr.xbuf)
+			n, err = x.list(wr.xbuf)
 		}
 	}
 	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.ENOENT) {
@@ -509,7 +555,7 @@ func (wr *walker) xattrs(full string, hdr *tar.Header) error {
 		if attr == "" {
 			continue
 		}
-		val, err := lgetxattr(full, attr)
+		val, err := getxattr(x, attr)
 		if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {
 			continue // removed meanwhile
 		}
@@ -524,12 +570,12 @@ func (wr *walker) xattrs(full string, hdr *tar.Header) error {
 	return nil
 }
 
-func lgetxattr(full, attr string) ([]byte, error) {
+func getxattr(x xattrSource, attr string) ([]byte, error) {
 	buf := make([]byte, 256)
 	for {
-		n, err := unix.Lgetxattr(full, attr, buf)
+		n, err := x.get(attr, buf)
 		if errors.Is(err, unix.ERANGE) {
-			if n, err = unix.Lgetxattr(full, attr, nil); err != nil {
+			if n, err = x.get(attr, nil); err != nil {
 				return nil, err
 			}
 			buf = make([]byte, n+64)
@@ -539,6 +585,20 @@ func lgetxattr(full, attr string) ([]byte, error) {
 			return nil, err
 		}
 		return buf[:n], nil
+	}
+}
+
+// readlinkat reads the target of the symlink base in the directory dir.
+func readlinkat(dir int, base string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dir, base, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
 	}
 }
 

@@ -78,11 +78,25 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 	})
 	defer stop()
 
+	// The archive hands several files at once to content. Files of more
+	// than one chunk are stored one at a time all the same, so that each
+	// one's chunks lie together in the packs, in order, and a restore reads
+	// them with few requests; files of one chunk go at once.
+	oneChunk := int64(r.Config().Chunker.MinSize)
+	large := make(chan struct{}, 1)
 	content := func(ctx context.Context, f archive.FileInfo, data io.Reader) ([]byte, error) {
 		if old, ok := unchanged(parent, r, f, match, w); ok {
 			skippedFiles.Add(1)
 			skippedBytes.Add(f.DataSize)
 			return repo.AppendRefs(nil, old.Refs), nil
+		}
+		if f.DataSize > oneChunk {
+			select {
+			case large <- struct{}{}:
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			}
+			defer func() { <-large }()
 		}
 		refs, err := w.WriteStream(ctx, data)
 		if err != nil {

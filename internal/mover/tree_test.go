@@ -2,18 +2,22 @@ package mover
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kbak/kbak/internal/repo"
+	"github.com/kbak/kbak/internal/seal"
 	"github.com/kbak/kbak/uploader"
 )
 
@@ -246,5 +250,78 @@ func TestTreeDigest(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(target); len(entries) != 0 {
 		t.Errorf("a swapped tree extracted %d entries, want none", len(entries))
+	}
+}
+
+// Files of several chunks are read several at once with the small ones, yet
+// each one's chunks lie together in the packs, so that a restore reads a
+// file with few requests.
+func TestTreeLargeFilesStoredTogether(t *testing.T) {
+	ctx := t.Context()
+	store := fileStore(t)
+	src := t.TempDir()
+	for i := range 4 {
+		b := make([]byte, 6<<20) // random: about six chunks, stored as they are
+		rand.Read(b)
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("large-%d", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 20 {
+			if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("large-%d-small-%02d", i, j)), fmt.Appendf(nil, "small file %d %d", i, j), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const key = "kbak/v2/backups/ns/s/s-1/volumes/d.tree"
+	if _, err := Upload(ctx, store, UploadOptions{Source: src, Key: key, TempDir: t.TempDir()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Open(ctx, store, seal.Key{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := map[repo.ID]int{} // chunk -> the large file it is of
+	file := 0
+	err = r.ForEachFile(ctx, repo.FileCacheKey(key), func(e repo.FileEntry) error {
+		if len(e.Refs) > 1 {
+			file++
+			for _, ref := range e.Refs {
+				owner[ref.ID] = file
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if file != 4 {
+		t.Fatalf("%d files of several chunks in the file cache, want 4", file)
+	}
+	packs := map[repo.PackID][]repo.Entry{}
+	err = r.ForEachEntry(ctx, func(int) {}, func(e repo.Entry) error {
+		if owner[e.ID] != 0 {
+			packs[e.Pack] = append(packs[e.Pack], e)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pack, entries := range packs {
+		slices.SortFunc(entries, func(a, b repo.Entry) int { return cmp.Compare(a.Offset, b.Offset) })
+		var runs []int // the large files of the pack's chunks, one a run
+		for _, e := range entries {
+			if f := owner[e.ID]; len(runs) == 0 || runs[len(runs)-1] != f {
+				runs = append(runs, f)
+			}
+		}
+		seen := map[int]bool{}
+		for _, f := range runs {
+			if seen[f] {
+				t.Errorf("pack %s: the chunks of the large files lie in the runs %v: a file's chunks are split by another's", pack, runs)
+				break
+			}
+			seen[f] = true
+		}
 	}
 }

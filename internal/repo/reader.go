@@ -234,11 +234,13 @@ func (rd *Reader) Fetch(ctx context.Context, refs <-chan Ref, fn func(Ref, []byt
 }
 
 // How far Fetch reads ahead: fetchAhead batches of about batchBytes (blobs
-// and decoded chunks), fetchWorkers of them at once.
+// and decoded chunks), fetchWorkers of them at once. Two batches of 8 MiB
+// restored the bench data set 1.1-1.2x faster than three of 4 MiB, in
+// half the GETs, for ~10 MiB more RSS.
 const (
-	fetchAhead   = 3
+	fetchAhead   = 2
 	fetchWorkers = 2
-	batchBytes   = 4 << 20
+	batchBytes   = 8 << 20
 	batchRefs    = 1024
 	// spanGap is the most unwanted bytes read to join two blobs of a pack
 	// into one GET.

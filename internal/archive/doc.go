@@ -34,7 +34,10 @@
 // (owners, modes, mtimes, xattrs, links, sparse records, special files) is as
 // in an archive; the caller chunks and compresses the recipe. The ContentFunc
 // gets a reader that touches the file only when read, so a file the caller
-// knows unchanged is not read at all. Rehydrate turns a recipe back into the
+// knows unchanged is not read at all. A recipe's files are handed to the
+// ContentFunc by several readers at once (WriteOptions.Readers) while one
+// writer puts the entries into the stream in walk order, so the recipe is
+// the same whatever the readers' timing. Rehydrate turns a recipe back into the
 // plain stream Write makes without Content, asking the caller for each file's
 // data, and ExtractTar or VerifyTar read that. ExtractRecipe extracts a
 // recipe straight away: the caller writes each file's data into the file,
@@ -44,8 +47,10 @@
 //
 // # Memory
 //
-// Write holds the sorted names of one directory per level of the current
-// path, and one record per multiply-linked inode until its last name is met.
+// Write holds the sorted names and an open descriptor of one directory per
+// level of the current path, and one record per multiply-linked inode until
+// its last name is met; a recipe writer also holds up to 128 queued entries
+// and their open files.
 // Extract holds one small record per directory (path, owner, mode, mtime,
 // xattrs) until the end, because directory metadata is applied after their
 // contents. Neither keeps a list of files. Rehydrate holds one content

@@ -40,14 +40,13 @@ func Write(ctx context.Context, dir string, w io.Writer, opts WriteOptions) (Sta
 		return Stats{}, err
 	}
 	wr := &walker{
-		ctx:     ctx,
-		tw:      tar.NewWriter(out),
-		prog:    opts.Progress,
-		content: opts.Content,
-		unread:  opts.Unreadable,
-		links:   make(map[fileID]*linkRecord),
-		buf:     make([]byte, copyBufSize),
-		xbuf:    make([]byte, 4096),
+		ctx:    ctx,
+		tw:     tar.NewWriter(out),
+		prog:   opts.Progress,
+		unread: opts.Unreadable,
+		links:  make(map[fileID]*linkRecord),
+		buf:    make([]byte, copyBufSize),
+		xbuf:   make([]byte, 4096),
 	}
 	if opts.Content != nil {
 		var cancel context.CancelCauseFunc
@@ -131,16 +130,15 @@ type linkRecord struct {
 }
 
 type walker struct {
-	ctx     context.Context
-	tw      *tar.Writer
-	prog    *Counters
-	content ContentFunc
-	q       *recipeQueue // with content: where entries go, in walk order
-	unread  *[]string    // WriteOptions.Unreadable
-	stats   Stats
-	links   map[fileID]*linkRecord
-	buf     []byte
-	xbuf    []byte
+	ctx    context.Context
+	tw     *tar.Writer
+	prog   *Counters
+	q      *recipeQueue // with content: where entries go, in walk order
+	unread *[]string    // WriteOptions.Unreadable
+	stats  Stats
+	links  map[fileID]*linkRecord
+	buf    []byte
+	xbuf   []byte
 }
 
 // place is where an entry is: base in the open directory dir (for the

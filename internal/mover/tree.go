@@ -98,7 +98,7 @@ func uploadTree(ctx context.Context, store Store, opts UploadOptions, level int,
 			}
 			defer func() { <-large }()
 		}
-		refs, err := w.WriteStream(ctx, data)
+		refs, err := w.WriteSized(ctx, data, f.DataSize)
 		if err != nil {
 			return nil, fmt.Errorf("store %s: %w", f.Name, err)
 		}

@@ -27,6 +27,11 @@ func encodeBlob(enc *zstd.Encoder, dst, chunk []byte) []byte {
 	return dst
 }
 
+// blobBound is the most bytes encodeBlob appends for a chunk of n bytes:
+// its type byte and a zstd frame, whose size ZSTD_compressBound bounds
+// (n + n/256, and up to 64 bytes more for inputs under 128 KiB).
+func blobBound(n int) int { return 1 + n + n>>8 + 64 }
+
 // decodeBlob appends the chunk held by blob to dst; rawLen is the chunk's
 // length from the index, which bounds what a damaged blob may make us
 // allocate.

@@ -65,7 +65,8 @@ type Writer struct {
 	cancel context.CancelCauseFunc
 
 	chunkers sync.Pool
-	bufs     sync.Pool
+	small    bufList // buffers of files of one chunk
+	large    bufList // of other streams
 
 	chunks, bytes, newChunks, newBytes, stored, packs atomic.Int64
 }
@@ -74,6 +75,7 @@ type job struct {
 	id   ID
 	data []byte
 	buf  *[]byte
+	bufs *bufList // buf's
 }
 
 // pack is one pack being assembled: in memory (repack), or for a writer in
@@ -125,11 +127,15 @@ func (r *Repo) NewWriter(ctx context.Context, opts WriterOptions) (*Writer, erro
 		sem:  make(chan struct{}, packsInFlight),
 		ctx:  wctx, cancel: cancel,
 	}
-	// Buffers start at twice the average chunk; the chunker grows one for
-	// a larger chunk. Buffers of the maximum size would count 8 MiB each
-	// against the mover's memory limit whatever the chunks.
-	bufSize := 2 << r.cfg.Chunker.AverageBits
-	w.bufs.New = func() any { b := make([]byte, 0, bufSize); return &b }
+	// A file of one chunk is cut into a buffer of the minimum chunk size.
+	// Other streams' buffers hold four average chunks, which fits all but
+	// ~3 % of their chunks (sizes above the minimum are exponential); the
+	// chunker grows one for a larger chunk, and that one is not kept.
+	// Buffers of the maximum size would count 8 MiB each against the
+	// memory limit whatever the chunks. Each list holds what is in flight:
+	// one per reader, the job queued and one per worker.
+	w.small = newBufList(workers+6, int(r.cfg.Chunker.MinSize))
+	w.large = newBufList(workers+3, 4<<r.cfg.Chunker.AverageBits)
 	w.chunkers.New = func() any {
 		return chunker.NewWithBoundaries(nil, r.cfg.Chunker.Polynomial, r.cfg.Chunker.MinSize, r.cfg.Chunker.MaxSize)
 	}
@@ -155,6 +161,16 @@ func (w *Writer) Known(id ID) bool {
 // WriteStream cuts rd into chunks, stores those the repository lacks and
 // returns the stream's chunk list.
 func (w *Writer) WriteStream(ctx context.Context, rd io.Reader) ([]Ref, error) {
+	return w.WriteSized(ctx, rd, -1)
+}
+
+// WriteSized is WriteStream for a stream of size bytes (-1: unknown),
+// which picks the buffers it is cut into.
+func (w *Writer) WriteSized(ctx context.Context, rd io.Reader, size int64) ([]Ref, error) {
+	bufs := &w.large
+	if size >= 0 && size <= int64(w.small.size) {
+		bufs = &w.small
+	}
 	c := w.chunkers.Get().(*chunker.Chunker)
 	defer w.chunkers.Put(c)
 	p := w.r.cfg.Chunker
@@ -165,14 +181,14 @@ func (w *Writer) WriteStream(ctx context.Context, rd io.Reader) ([]Ref, error) {
 		if err := w.failed(ctx); err != nil {
 			return nil, err
 		}
-		buf := w.bufs.Get().(*[]byte)
+		buf := bufs.get()
 		ch, err := c.Next((*buf)[:0])
 		if err == io.EOF {
-			w.bufs.Put(buf)
+			bufs.put(buf, ch.Data)
 			return refs, nil
 		}
 		if err != nil {
-			w.bufs.Put(buf)
+			bufs.put(buf, ch.Data)
 			return nil, err
 		}
 		id := w.h.id(ch.Data)
@@ -183,13 +199,13 @@ func (w *Writer) WriteStream(ctx context.Context, rd io.Reader) ([]Ref, error) {
 		isNew := w.known.add(id)
 		w.mu.Unlock()
 		if !isNew {
-			w.bufs.Put(buf)
+			bufs.put(buf, ch.Data)
 			continue
 		}
 		w.newChunks.Add(1)
 		w.newBytes.Add(int64(ch.Length))
 		select {
-		case w.jobs <- job{id: id, data: ch.Data, buf: buf}:
+		case w.jobs <- job{id: id, data: ch.Data, buf: buf, bufs: bufs}:
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
 		case <-w.ctx.Done():
@@ -203,15 +219,42 @@ func (w *Writer) WriteBytes(ctx context.Context, b []byte) ([]Ref, error) {
 	return w.WriteStream(ctx, bytes.NewReader(b))
 }
 
-// putBuf returns a chunk buffer to the pool, unless the chunker grew it
-// for a large chunk: few chunks are large, and the pool would keep every
-// buffer at the largest size seen.
-func (w *Writer) putBuf(buf *[]byte, used []byte) {
-	if cap(used) > 2<<w.r.cfg.Chunker.AverageBits {
+// bufList is a free list of chunk buffers of one size. It is not a
+// sync.Pool, which each garbage collection empties: under the mover's
+// memory limit that was hundreds of MB of buffers allocated and faulted in
+// again per GiB stored.
+type bufList struct {
+	free chan *[]byte
+	size int
+}
+
+func newBufList(n, size int) bufList { return bufList{free: make(chan *[]byte, n), size: size} }
+
+// get returns a free buffer, or a new one.
+func (l *bufList) get() *[]byte {
+	select {
+	case b := <-l.free:
+		return b
+	default:
+		b := make([]byte, 0, l.size)
+		return &b
+	}
+}
+
+// put returns buf to the list, as grown to hold used (the chunk cut into
+// it; empty at the end of a stream), unless that made it larger than the
+// list's size: the list keeps no buffer of the few largest chunks.
+func (l *bufList) put(buf *[]byte, used []byte) {
+	if cap(used) > l.size {
 		return
 	}
-	*buf = used[:0]
-	w.bufs.Put(buf)
+	if cap(used) > cap(*buf) {
+		*buf = used[:0]
+	}
+	select {
+	case l.free <- buf:
+	default:
+	}
 }
 
 func (w *Writer) failed(ctx context.Context) error {
@@ -228,6 +271,7 @@ func (w *Writer) compress(enc *zstd.Encoder) {
 	defer w.workers.Done()
 	defer enc.Close()
 	var dst, sealed []byte
+	keep := blobBound(w.large.size) // the largest buffers kept
 	for {
 		var j job
 		var ok bool
@@ -239,23 +283,37 @@ func (w *Writer) compress(enc *zstd.Encoder) {
 		if !ok {
 			return
 		}
-		dst = encodeBlob(enc, dst[:0], j.data)
+		// Room for the largest blob of the chunk, so that neither buffer
+		// grows while it is filled.
 		raw := len(j.data)
-		w.putBuf(j.buf, j.data)
+		dst = ensureCap(dst, blobBound(raw), keep)
+		dst = encodeBlob(enc, dst, j.data)
+		j.bufs.put(j.buf, j.data)
 		blob := dst
 		if w.dk != nil {
 			var err error
-			if sealed, err = w.dk.Seal(sealed[:0], dst, j.id[:]); err != nil {
+			sealed = ensureCap(sealed, len(dst)+seal.BlobOverhead, keep+seal.BlobOverhead)
+			if sealed, err = w.dk.Seal(sealed, dst, j.id[:]); err != nil {
 				w.cancel(err)
 				return
 			}
 			blob = sealed
 		}
 		w.addBlob(j.id, raw, blob)
-		if cap(dst) > 4<<w.r.cfg.Chunker.AverageBits {
+		if cap(dst) > keep {
 			dst, sealed = nil, nil // a large chunk's: do not keep it for the small ones
 		}
 	}
+}
+
+// ensureCap returns b emptied, or a new empty buffer of at least n bytes
+// when b cannot hold n: twice b's size up to keep, so that chunks of
+// slowly growing sizes do not each make one.
+func ensureCap(b []byte, n, keep int) []byte {
+	if cap(b) < n {
+		return make([]byte, 0, max(n, min(2*cap(b), keep)))
+	}
+	return b[:0]
 }
 
 // addBlob appends a blob to the current pack and sends the pack off when

@@ -286,34 +286,31 @@ func (w *Writer) compress(enc *zstd.Encoder) {
 		// Room for the largest blob of the chunk, so that neither buffer
 		// grows while it is filled.
 		raw := len(j.data)
-		dst = ensureCap(dst, blobBound(raw), keep)
-		dst = encodeBlob(enc, dst, j.data)
+		blob := encodeBlob(enc, room(&dst, blobBound(raw), keep), j.data)
 		j.bufs.put(j.buf, j.data)
-		blob := dst
 		if w.dk != nil {
 			var err error
-			sealed = ensureCap(sealed, len(dst)+seal.BlobOverhead, keep+seal.BlobOverhead)
-			if sealed, err = w.dk.Seal(sealed, dst, j.id[:]); err != nil {
+			if blob, err = w.dk.Seal(room(&sealed, len(blob)+seal.BlobOverhead, keep+seal.BlobOverhead), blob, j.id[:]); err != nil {
 				w.cancel(err)
 				return
 			}
-			blob = sealed
 		}
 		w.addBlob(j.id, raw, blob)
-		if cap(dst) > keep {
-			dst, sealed = nil, nil // a large chunk's: do not keep it for the small ones
-		}
 	}
 }
 
-// ensureCap returns b emptied, or a new empty buffer of at least n bytes
-// when b cannot hold n: twice b's size up to keep, so that chunks of
-// slowly growing sizes do not each make one.
-func ensureCap(b []byte, n, keep int) []byte {
-	if cap(b) < n {
-		return make([]byte, 0, max(n, min(2*cap(b), keep)))
+// room returns *b emptied, with room for n bytes: *b grown when it is
+// smaller, to twice its size up to keep, so that chunks of slowly growing
+// sizes do not each make one. A buffer for more than keep bytes is made
+// for the one use, and *b kept for the chunks of usual sizes.
+func room(b *[]byte, n, keep int) []byte {
+	if n > keep {
+		return make([]byte, 0, n)
 	}
-	return b[:0]
+	if cap(*b) < n {
+		*b = make([]byte, 0, max(n, min(2*cap(*b), keep)))
+	}
+	return (*b)[:0]
 }
 
 // addBlob appends a blob to the current pack and sends the pack off when

@@ -261,7 +261,7 @@ func TestTreeLargeFilesStoredTogether(t *testing.T) {
 	store := fileStore(t)
 	src := t.TempDir()
 	for i := range 4 {
-		b := make([]byte, 6<<20) // random: about six chunks, stored as they are
+		b := make([]byte, 10<<20) // random: stored as they are, in two chunks or more (8 MiB at most)
 		rand.Read(b)
 		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("large-%d", i)), b, 0o644); err != nil {
 			t.Fatal(err)

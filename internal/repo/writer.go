@@ -76,6 +76,7 @@ type job struct {
 	data []byte
 	buf  *[]byte
 	bufs *bufList // buf's
+	fl   *inFlight // of the stream, when its writer waits for it
 }
 
 // pack is one pack being assembled: in memory (repack), or for a writer in
@@ -165,12 +166,41 @@ func (w *Writer) WriteStream(ctx context.Context, rd io.Reader) ([]Ref, error) {
 }
 
 // WriteSized is WriteStream for a stream of size bytes (-1: unknown),
-// which picks the buffers it is cut into.
+// which picks the buffers it is cut into. A stream of more than one chunk
+// returns only once its new chunks are in a pack: a caller that writes
+// such streams one at a time gets each one's chunks together, in order.
 func (w *Writer) WriteSized(ctx context.Context, rd io.Reader, size int64) ([]Ref, error) {
 	bufs := &w.large
 	if size >= 0 && size <= int64(w.small.size) {
 		bufs = &w.small
 	}
+	var fl *inFlight
+	if size > int64(w.small.size) {
+		fl = &inFlight{done: make(chan struct{})}
+		fl.n.Store(1) // this call's own, dropped when every chunk is queued
+	}
+	refs, err := w.writeChunks(ctx, rd, bufs, fl)
+	if err != nil || fl == nil || fl.n.Add(-1) == 0 {
+		return refs, err
+	}
+	select {
+	case <-fl.done:
+		return refs, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	case <-w.ctx.Done():
+		return nil, context.Cause(w.ctx)
+	}
+}
+
+// inFlight counts a stream's chunks not yet in a pack; the one who takes
+// it to zero closes done.
+type inFlight struct {
+	n    atomic.Int64
+	done chan struct{}
+}
+
+func (w *Writer) writeChunks(ctx context.Context, rd io.Reader, bufs *bufList, fl *inFlight) ([]Ref, error) {
 	c := w.chunkers.Get().(*chunker.Chunker)
 	defer w.chunkers.Put(c)
 	p := w.r.cfg.Chunker
@@ -204,8 +234,11 @@ func (w *Writer) WriteSized(ctx context.Context, rd io.Reader, size int64) ([]Re
 		}
 		w.newChunks.Add(1)
 		w.newBytes.Add(int64(ch.Length))
+		if fl != nil {
+			fl.n.Add(1)
+		}
 		select {
-		case w.jobs <- job{id: id, data: ch.Data, buf: buf, bufs: bufs}:
+		case w.jobs <- job{id: id, data: ch.Data, buf: buf, bufs: bufs, fl: fl}:
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
 		case <-w.ctx.Done():
@@ -296,6 +329,9 @@ func (w *Writer) compress(enc *zstd.Encoder) {
 			}
 		}
 		w.addBlob(j.id, raw, blob)
+		if j.fl != nil && j.fl.n.Add(-1) == 0 {
+			close(j.fl.done)
+		}
 	}
 }
 

@@ -75,7 +75,7 @@ type job struct {
 	id   ID
 	data []byte
 	buf  *[]byte
-	bufs *bufList // buf's
+	bufs *bufList  // buf's
 	fl   *inFlight // of the stream, when its writer waits for it
 }
 

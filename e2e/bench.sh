@@ -88,11 +88,34 @@ cleanup() {
 # measurement pays for an earlier step's writes or deletions.
 settle() { sync; sleep "${BENCH_SETTLE:-2}"; }
 
+# idle_cpu: the share of CPU time (percent) spent idle over half a second.
+idle_cpu() {
+  local a b
+  read -ra a < <(head -1 /proc/stat)
+  sleep 0.5
+  read -ra b < <(head -1 /proc/stat)
+  local total=0 i
+  for ((i = 1; i < ${#a[@]}; i++)); do total=$((total + b[i] - a[i])); done
+  echo $(( total > 0 ? 100 * (b[4] + b[5] - a[4] - a[5]) / total : 100 ))
+}
+
+# quiet waits until the machine is idle (the S3 server's background work
+# and the kernel's writeback after the last command included), at most
+# BENCH_IDLE_WAIT seconds.
+quiet() {
+  local i
+  for ((i = 0; i < ${BENCH_IDLE_WAIT:-30} * 2; i++)); do
+    [ "$(idle_cpu)" -lt 90 ] || return 0
+  done
+  log "the machine was still busy after ${BENCH_IDLE_WAIT:-30} s; measuring anyway"
+}
+
 # measure CMD...: runs CMD once, its stdout to $dir/cmd.out; sets secs and
 # rss_mib (peak resident memory of CMD).
 measure() {
   local t0 t1
   sync
+  quiet
   t0=$(date +%s.%N)
   if ! /usr/bin/time -f '%M' -o "$dir/time.out" "$@" >"$dir/cmd.out" 2>"$dir/cmd.err"; then
     log "failed: $*"; tail -20 "$dir/cmd.err" >&2; exit 1
@@ -113,12 +136,15 @@ out_str() { grep -o "\"$1\": *\"[^\"]*\"" "$dir/cmd.out" | head -1 | cut -d'"' -
 tree_stats() { find "$1" -type f ! -name .complete -printf '%s\n' | awk '{n++; s += $1} END {printf "%d %d\n", n, s}'; }
 mbps() { awk -v n="$1" -v s="$2" 'BEGIN {printf "%.3f", n / s / 1e6}'; }
 
-# rotate N ITEMS...: the items, starting at the Nth, so that no contender
-# always goes first.
+# rotate N ITEMS...: the items, starting at the Nth, and backwards in even
+# runs, so that no contender always goes first or always follows the same
+# one (and pays for what that one left the server and the disk to do).
 rotate() {
   local n=$1; shift
-  local items=("$@") i
-  for ((i = 0; i < ${#items[@]}; i++)); do echo "${items[(i + n) % ${#items[@]}]}"; done
+  local items=("$@") i k=${#@}
+  for ((i = 0; i < k; i++)); do
+    if ((n % 2)); then echo "${items[(i + n) % k]}"; else echo "${items[(k - 1 - i + n) % k]}"; fi
+  done
 }
 
 start_server() {

@@ -180,9 +180,14 @@ start kube-controller-manager "$KUBE_CONTROLLER_MANAGER" \
   --bind-address 127.0.0.1 --leader-elect=false \
   --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
   --service-cluster-ip-range "$SERVICE_CIDR" --cluster-cidr "$CLUSTER_CIDR" --profiling=false
+# A pod whose claim is bound between two scheduling attempts can miss the
+# event that should requeue it; the scheduler then retries it only after
+# --pod-max-in-unschedulable-pods-duration (5 min by default, longer than
+# the tests wait for a StatefulSet). 20 s keeps that retry in reach.
 start kube-scheduler "$KUBE_SCHEDULER" \
   --kubeconfig "$D/kubeconfig" --authentication-kubeconfig "$D/kubeconfig" --authorization-kubeconfig "$D/kubeconfig" \
-  --bind-address 127.0.0.1 --leader-elect=false --profiling=false
+  --bind-address 127.0.0.1 --leader-elect=false --profiling=false \
+  --pod-max-in-unschedulable-pods-duration 20s
 
 # --- the S3 server on the bridge address: reachable from pods and the host.
 start s3 "$VERSITYGW" --access "$S3_ACCESS_KEY" --secret "$S3_SECRET_KEY" \

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kbak/kbak/internal/catalog"
 	"github.com/kbak/kbak/internal/mover"
+	"github.com/kbak/kbak/internal/repo"
 	"github.com/kbak/kbak/internal/seal"
 	"github.com/kbak/kbak/internal/upkeep"
 	"github.com/kbak/kbak/uploader"
@@ -161,14 +162,14 @@ func writeBackupFrom(t *testing.T, repo string, ns, sts string, created time.Tim
 func TestRepositoryVerbs(t *testing.T) {
 	srv := uploadertest.StartVersityGW(t)
 	s3Env(t, srv)
-	repo := srv.URL("team")
-	t.Setenv("KBAK_REPO", repo)
+	repoURL := srv.URL("team")
+	t.Setenv("KBAK_REPO", repoURL)
 	inNamespace(t, "shop")
 	now := time.Now().UTC().Truncate(time.Second)
-	old := writeBackup(t, repo, "shop", "db", now.Add(-3*time.Hour), false)
-	mid := writeBackup(t, repo, "shop", "db", now.Add(-2*time.Hour), false)
-	newest := writeBackup(t, repo, "shop", "db", now.Add(-1*time.Hour), false)
-	bad := writeBackup(t, repo, "shop", "cache", now.Add(-time.Hour), true)
+	old := writeBackup(t, repoURL, "shop", "db", now.Add(-3*time.Hour), false)
+	mid := writeBackup(t, repoURL, "shop", "db", now.Add(-2*time.Hour), false)
+	newest := writeBackup(t, repoURL, "shop", "db", now.Add(-1*time.Hour), false)
+	bad := writeBackup(t, repoURL, "shop", "cache", now.Add(-time.Hour), true)
 
 	t.Run("list", func(t *testing.T) {
 		code, out, stderr := kbak(t, "list", "-o", "json")
@@ -252,6 +253,37 @@ func TestRepositoryVerbs(t *testing.T) {
 		var res upkeep.GCResult
 		if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Store) != 1 || !res.Store[0].Removed {
 			t.Errorf("gc result %s (%v)", out, err)
+		}
+	})
+	t.Run("gc while a backup uploads leaves the shared data to the next gc", func(t *testing.T) {
+		ctx := t.Context()
+		store, err := uploader.Open(ctx, repoURL, uploader.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _, err := repo.OpenOrInit(ctx, store, seal.Key{}, repo.InitOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What a backup's mover holds while it uploads.
+		l, err := r.Lock(ctx, repo.LockShared, "upload of data-db-0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, out, stderr := kbak(t, "gc", "--no-cluster", "-o", "json")
+		var res upkeep.GCResult
+		if err := json.Unmarshal([]byte(out), &res); code != exitOK || err != nil || res.Data != nil ||
+			!strings.Contains(res.DataDeferred, "repository is locked") || !strings.Contains(res.DataDeferred, "upload of data-db-0") {
+			t.Errorf("gc during an upload: exit %d, %s (%v), stderr %s; want exit 0 and the sweep deferred, naming the upload", code, out, err, stderr)
+		}
+		if code, _, stderr := kbak(t, "gc", "--no-cluster"); code != exitOK || !strings.Contains(stderr, "not swept now") {
+			t.Errorf("gc during an upload: exit %d, stderr %s; want it to say the data was not swept", code, stderr)
+		}
+		l.Unlock(ctx)
+		code, out, stderr = kbak(t, "gc", "--no-cluster", "-o", "json")
+		res = upkeep.GCResult{}
+		if err := json.Unmarshal([]byte(out), &res); code != exitOK || err != nil || res.Data == nil || res.DataDeferred != "" {
+			t.Errorf("gc after the upload: exit %d, %s (%v), stderr %s; want the data swept", code, out, err, stderr)
 		}
 	})
 }

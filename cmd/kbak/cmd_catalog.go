@@ -523,7 +523,8 @@ older than --upload-grace, which crashed writers leave.
 Cleans up after the runs of the kubeconfig context's namespace, or of -n
 NAMESPACE; -A cleans up after every namespace's and also checks the
 multipart uploads, which belong to no namespace. The shared data no backup
-references is freed either way.
+references is freed either way, except while a backup uploads: then gc
+says so, exits 0 and leaves it to the next gc or prune.
 
 EXAMPLES:
    kbak gc --dry-run
@@ -594,6 +595,9 @@ func gcAction(c *cli.Context) error {
 		return gcErr
 	}
 	printSweep(c, res.Data, dry)
+	if res.DataDeferred != "" {
+		fmt.Fprintf(stderr(c), "repository data: not swept now (%s); the next kbak prune or kbak gc sweeps it\n", res.DataDeferred)
+	}
 	verb := "removed"
 	if dry {
 		verb = "would remove"

@@ -80,6 +80,10 @@ type GCResult struct {
 	ClusterSkipped string `json:"clusterSkipped,omitempty"`
 	// Data is what sweeping the deduplicating repository found and did.
 	Data *repo.SweepResult `json:"data,omitempty"`
+	// DataDeferred says why the repository was not swept, when a backup
+	// held it (its chunks may be among what looks like garbage): no
+	// failure of gc, the next prune or gc sweeps.
+	DataDeferred string `json:"dataDeferred,omitempty"`
 	// StaleUploads counts the incomplete multipart uploads older than
 	// the upload grace that were aborted (or would be, on a dry run).
 	// UploadsSkipped says why they were not, when the store denied it:
@@ -103,12 +107,13 @@ func (r GCResult) Locked() repo.LockedObjects {
 
 // GC removes the leftovers of crashed runs older than the grace period: in
 // the repository the objects of backups without a manifest, then the shared
-// data no backup references any more; in the cluster (when o.Kube is set)
-// the mover pods, temporary claims, VolumeSnapshots not kept on purpose and
+// data no backup references any more (unless a backup holds the repository:
+// GCResult.DataDeferred); in the cluster (when o.Kube is set) the mover
+// pods, temporary claims, VolumeSnapshots not kept on purpose and
 // credential Secrets of runs whose newest object is older. Kept snapshots
 // and anything without a run's labels stay. VolumeSnapshots already being
-// deleted are listed apart (GCResult.Deleting), never deleted again. With o.Uploads it also aborts
-// the store's stale multipart uploads. It goes on past errors and returns
+// deleted are listed apart (GCResult.Deleting), never deleted again. With
+// o.Uploads it also aborts the store's stale multipart uploads. It goes on past errors and returns
 // what it found with every error joined; with DryRun it removes nothing.
 // What S3 Object Lock keeps stays and is reported (GCResult.Locked), which
 // is no error.
@@ -130,6 +135,11 @@ func GC(ctx context.Context, cat GCCatalog, o GCOptions) (GCResult, error) {
 	if err == nil {
 		// After the orphans' trees went: their chunks are garbage now.
 		res.Data, err = cat.SweepData(ctx, repo.SweepOptions{Grace: o.Grace, Now: o.Now, DryRun: o.DryRun})
+		if errors.Is(err, repo.ErrLocked) {
+			// A backup is uploading: a scheduled gc that meets one is no
+			// failure, and the packs it would remove stay until the next.
+			res.Data, res.DataDeferred, err = nil, catalog.OneLine(err.Error()), nil
+		}
 	}
 	if o.Uploads != nil && o.Namespace != "" {
 		res.UploadsSkipped = "they belong to no namespace: kbak gc -A checks them"

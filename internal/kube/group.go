@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -142,10 +143,28 @@ func GroupSnapshotCut(vgs *groupv1beta2.VolumeGroupSnapshot) bool {
 }
 
 // GroupErrorGrace is how long a group snapshot's status error must last
-// before WaitGroupSnapshot gives up: the snapshot controller also records
-// passing errors there (a conflicting update of the group's content) and
-// clears them on its next try.
-const GroupErrorGrace = 10 * time.Second
+// before WaitGroupSnapshot or WaitGroupMembers gives up: the snapshot
+// controller also records passing errors there (a conflicting update of the
+// group's content) and clears them on its next try. A variable for tests.
+var GroupErrorGrace = 10 * time.Second
+
+// lasting tells a status error that has stayed for a grace period from a
+// passing one.
+type lasting struct{ since time.Time }
+
+// over records err (nil: the status reports none now) and reports whether
+// it has been reported for grace.
+func (l *lasting) over(err error, grace time.Duration) bool {
+	switch {
+	case err == nil:
+		l.since = time.Time{}
+	case l.since.IsZero():
+		l.since = time.Now()
+	default:
+		return time.Since(l.since) >= grace
+	}
+	return false
+}
 
 // WaitGroupSnapshot polls ns/name until the storage has cut it, reports
 // the same error for GroupErrorGrace (returned then), or timeout passes. It
@@ -161,7 +180,7 @@ func WaitGroupSnapshot(ctx context.Context, sc snapclient.Interface, ns, name st
 	var last *groupv1beta2.VolumeGroupSnapshot
 	var lastErr error
 	var cutAt time.Time
-	var erring time.Time // since when the status has reported an error
+	var erring lasting
 	readContent := true
 	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
 		vgs, err := sc.GroupsnapshotV1beta2().VolumeGroupSnapshots(ns).Get(ctx, name, metav1.GetOptions{})
@@ -194,12 +213,7 @@ func WaitGroupSnapshot(ctx context.Context, sc snapclient.Interface, ns, name st
 			}
 		}
 		lastErr = GroupSnapshotError(vgs)
-		switch {
-		case lastErr == nil:
-			erring = time.Time{}
-		case erring.IsZero():
-			erring = time.Now()
-		case time.Since(erring) >= min(GroupErrorGrace, timeout):
+		if erring.over(lastErr, min(GroupErrorGrace, timeout)) {
 			return false, lastErr
 		}
 		return false, nil
@@ -242,9 +256,12 @@ func memberOf(s *snapv1.VolumeSnapshot, vgs *groupv1beta2.VolumeGroupSnapshot) b
 }
 
 // WaitGroupMembers polls until vgs has a member for every claim in claims.
+// A controller that cannot make them says so in the group's status: an
+// error that stays for GroupErrorGrace ends the wait with it.
 func WaitGroupMembers(ctx context.Context, sc snapclient.Interface, vgs *groupv1beta2.VolumeGroupSnapshot, claims []string, interval, timeout time.Duration) (map[string]*snapv1.VolumeSnapshot, error) {
 	var got map[string]*snapv1.VolumeSnapshot
-	var lastErr error
+	var lastErr, groupErr error
+	var erring lasting
 	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
 		got, lastErr = GroupMembers(ctx, sc, vgs)
 		if lastErr != nil {
@@ -253,12 +270,17 @@ func WaitGroupMembers(ctx context.Context, sc snapclient.Interface, vgs *groupv1
 			}
 			return false, nil
 		}
-		for _, c := range claims {
-			if got[c] == nil {
-				return false, nil
+		if !slices.ContainsFunc(claims, func(c string) bool { return got[c] == nil }) {
+			return true, nil
+		}
+		cur, err := sc.GroupsnapshotV1beta2().VolumeGroupSnapshots(vgs.Namespace).Get(ctx, vgs.Name, metav1.GetOptions{})
+		if err == nil {
+			groupErr = GroupSnapshotError(cur)
+			if erring.over(groupErr, min(GroupErrorGrace, timeout)) {
+				return false, fmt.Errorf("%w: its member snapshots were not made", groupErr)
 			}
 		}
-		return true, nil
+		return false, nil
 	})
 	if err != nil && wait.Interrupted(err) && ctx.Err() == nil {
 		var missing []string
@@ -267,7 +289,11 @@ func WaitGroupMembers(ctx context.Context, sc snapclient.Interface, vgs *groupv1
 				missing = append(missing, c)
 			}
 		}
-		return got, fmt.Errorf("VolumeGroupSnapshot %s/%s: no member snapshot of %s after %s", vgs.Namespace, vgs.Name, strings.Join(missing, ", "), timeout)
+		err = fmt.Errorf("VolumeGroupSnapshot %s/%s: no member snapshot of %s after %s", vgs.Namespace, vgs.Name, strings.Join(missing, ", "), timeout)
+		if groupErr != nil {
+			err = fmt.Errorf("%w (%v)", err, groupErr)
+		}
+		return got, err
 	}
 	return got, err
 }

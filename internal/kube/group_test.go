@@ -130,6 +130,28 @@ func TestWaitGroupSnapshotOutlastsPassingErrors(t *testing.T) {
 	}
 }
 
+// A controller that cannot make the member snapshots of a cut group says
+// so in the group's status: the wait ends with that error once it has
+// lasted GroupErrorGrace, not at the snapshot timeout. Without an error it
+// waits to the timeout and names the claims without a member.
+func TestWaitGroupMembersEndsOnLastingGroupError(t *testing.T) {
+	defer func(g time.Duration) { GroupErrorGrace = g }(GroupErrorGrace)
+	GroupErrorGrace = 20 * time.Millisecond
+	msg := "failed to create volume snapshot for data-db-1: quota exceeded"
+	vgs := NewVolumeGroupSnapshot("shop", "g", "c", nil)
+	vgs.Status = &groupv1beta2.VolumeGroupSnapshotStatus{Error: &snapv1.VolumeSnapshotError{Message: &msg}}
+	_, err := WaitGroupMembers(t.Context(), snapfake.NewSimpleClientset(vgs), vgs, []string{"data-db-0", "data-db-1"}, time.Millisecond, time.Minute)
+	if err == nil || !strings.Contains(err.Error(), msg) || !strings.Contains(err.Error(), "member snapshots were not made") {
+		t.Fatalf("a lasting error in the group's status: %v, want it named at once", err)
+	}
+
+	healthy := NewVolumeGroupSnapshot("shop", "g", "c", nil)
+	_, err = WaitGroupMembers(t.Context(), snapfake.NewSimpleClientset(healthy), healthy, []string{"data-db-0"}, time.Millisecond, 50*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "no member snapshot of data-db-0 after") {
+		t.Fatalf("no members and no error: %v, want the timeout naming data-db-0", err)
+	}
+}
+
 // The group is cut when its content says so: the sidecar sets the
 // content's status as soon as the driver has cut the group, while the
 // controller sets the group's own only after making every member. Where

@@ -25,6 +25,7 @@ func volumesByPVC(m *catalog.Manifest) map[string]catalog.Volume {
 }
 
 func TestBackupSnapshotThreeReplicas(t *testing.T) {
+	t.Parallel() // its own namespace and backups: runs beside the others
 	e := newEnv(t)
 	ns := createNamespace(t, e, "bk-snap")
 	sts := applyStatefulSet(t, e, ns, "db", 3, e.SnapClass)
@@ -68,6 +69,7 @@ func TestBackupSnapshotThreeReplicas(t *testing.T) {
 }
 
 func TestBackupFilesPath(t *testing.T) {
+	t.Parallel() // its own namespace and backups: runs beside the others
 	e := newEnv(t)
 	ns := createNamespace(t, e, "bk-files")
 	sts := applyStatefulSet(t, e, ns, "db", 2, e.NoSnapClass)
@@ -96,6 +98,7 @@ func TestBackupFilesPath(t *testing.T) {
 }
 
 func TestBackupTwoClaimTemplates(t *testing.T) {
+	t.Parallel() // its own namespace and backups: runs beside the others
 	e := newEnv(t)
 	ns := createNamespace(t, e, "bk-two")
 	sts := applyStatefulSet(t, e, ns, "db", 2, e.SnapClass,
@@ -120,6 +123,7 @@ func TestBackupTwoClaimTemplates(t *testing.T) {
 }
 
 func TestBackupRetainedOrdinal(t *testing.T) {
+	t.Parallel() // its own namespace and backups: runs beside the others
 	e := newEnv(t)
 	ns := createNamespace(t, e, "bk-retained")
 	sts := applyStatefulSet(t, e, ns, "db", 3, e.SnapClass)

@@ -14,6 +14,7 @@ import (
 // beside format 2 backups of the same StatefulSet, and the first format 2
 // backup after it reads every file (a format 1 backup is no parent).
 func TestFormat1BackupRestores(t *testing.T) {
+	t.Parallel() // its own namespace and backups: runs beside the others
 	e := newEnv(t)
 	ns := createNamespace(t, e, "inc-f1")
 	sts := applyStatefulSet(t, e, ns, "db", 2, e.SnapClass)

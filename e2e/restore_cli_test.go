@@ -96,6 +96,7 @@ func restoreJSON(t *testing.T, e *env, wantCode int, args ...string) (*restore.R
 // roundTrip backs up a StatefulSet on class, deletes it and its claims,
 // restores with --create-statefulset and compares every file.
 func roundTrip(t *testing.T, class string, replicas int32, latest bool) {
+	t.Parallel() // its own namespace and backups: runs beside the others
 	e := newEnv(t)
 	ns := createNamespace(t, e, "rs-trip")
 	sts := applyStatefulSet(t, e, ns, "db", replicas, class)
@@ -121,6 +122,7 @@ func TestRestoreSnapshotRoundTrip(t *testing.T) { roundTrip(t, "kbak-snap", 3, f
 func TestRestoreFilesRoundTrip(t *testing.T) { roundTrip(t, "kbak-nosnap", 2, true) }
 
 func TestRestoreNewNameNamespaceSubsetClassMap(t *testing.T) {
+	t.Parallel() // its own namespace and backups: runs beside the others
 	e := newEnv(t)
 	ns := createNamespace(t, e, "rs-map")
 	sts := applyStatefulSet(t, e, ns, "db", 3, e.SnapClass)

@@ -28,6 +28,7 @@ import (
 // of the same backup must match too, and a restore onto the running
 // original must be refused.
 func TestRestoreRoundTrip(t *testing.T) {
+	t.Parallel() // its own namespace and backups: runs beside the others
 	e := newEnv(t)
 	if e.Repo == "" {
 		t.Fatal("KBAK_REPO must be set by the test bed's env.sh")

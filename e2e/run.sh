@@ -28,8 +28,9 @@ echo "e2e: test bed up in $(( $(date +%s) - start ))s"
 
 trap 'teardown; exit 130' INT TERM
 # -parallel 8: the tests that mostly wait (a CronJob's minute, a deadman,
-# a slow snapshot deletion; t.Parallel, each in its own namespaces) wait
-# together, after the others.
+# a slow snapshot deletion) and the round trips that only touch their own
+# namespaces and backups (t.Parallel) run together, after the others: those
+# that change what all share (the repository's data, a prune of it, gc -A).
 # The output also goes to $log: its summary of failures comes last, where a
 # reader of a long log looks first.
 log=${KBAK_E2E_LOG:-/var/tmp/kbak-e2e-last.log}

@@ -213,6 +213,7 @@ func allocatedUnder(t *testing.T, dir string) (alloc, apparent int64) {
 // restored: the restored file has the same content and stays sparse, and
 // the snapshot costs the bed's disk its data, not its apparent size.
 func TestSparseFileSnapshotRoundTrip(t *testing.T) {
+	t.Parallel() // its own namespace and backups: runs beside the others
 	const gib = 1 << 30
 	e := newEnv(t)
 	ns := createNamespace(t, e, "sparse-snap")

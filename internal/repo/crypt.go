@@ -252,8 +252,10 @@ func (r *Repo) dataKey(ctx context.Context, id seal.DataKeyID) (*seal.DataKey, e
 	return dk, nil
 }
 
-// openBlob returns the stored blob of chunk id as encodeBlob made it.
-func (r *Repo) openBlob(ctx context.Context, dst, blob []byte, id ID) ([]byte, error) {
+// openBlob returns the stored blob of chunk id as encodeBlob made it. It
+// decrypts in place: an encrypted blob's memory holds its plain bytes
+// afterwards, and the result is a part of it.
+func (r *Repo) openBlob(ctx context.Context, blob []byte, id ID) ([]byte, error) {
 	if r.keys == nil {
 		return blob, nil
 	}
@@ -265,7 +267,7 @@ func (r *Repo) openBlob(ctx context.Context, dst, blob []byte, id ID) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
-	return dk.Open(dst, blob, id[:])
+	return dk.OpenInPlace(blob, id[:])
 }
 
 // openKeys opens an encrypted repository's keys with key.

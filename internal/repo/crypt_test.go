@@ -89,6 +89,20 @@ func TestEncryptedRoles(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("the read key reads back %d bytes (want %d): %v", len(got), len(data), err)
 	}
+	// Zeros make the same chunk again and again, which one fetch reads
+	// once and decrypts in place once.
+	zeros := append(make([]byte, 6<<20), marker...)
+	zrefs, _ := write(t, w, zeros)
+	distinct := map[repo.ID]bool{}
+	for _, ref := range zrefs[0] {
+		distinct[ref.ID] = true
+	}
+	if len(distinct) >= len(zrefs[0]) {
+		t.Fatalf("zeros made %d chunks, %d distinct: want repeats", len(zrefs[0]), len(distinct))
+	}
+	if got, err := read(t.Context(), r, zrefs[0]); err != nil || !bytes.Equal(got, zeros) {
+		t.Fatalf("the read key reads back a stream of repeated chunks: %d bytes (want %d): %v", len(got), len(zeros), err)
+	}
 	pol := w.Config().Chunker.Polynomial
 	if pol != 0 {
 		t.Errorf("Config shows the polynomial %v", pol)

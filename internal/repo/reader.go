@@ -260,10 +260,10 @@ type batch struct {
 	done  chan struct{}
 }
 
-// fetchScratch is a fetch worker's memory for what it reads and decrypts,
-// kept from one batch to the next.
+// fetchScratch is a fetch worker's memory for what it reads (and decrypts
+// in place), kept from one batch to the next.
 type fetchScratch struct {
-	span, plain []byte
+	span []byte
 }
 
 // fetchBatch reads every blob of b, grouping neighbours in a pack into one
@@ -302,13 +302,18 @@ func (rd *Reader) fetchBatch(ctx context.Context, dec decoder, b *batch, s *fetc
 			return err
 		}
 		s.span = span
-		for _, i := range idx[start:stop] {
+		for k, i := range idx[start:stop] {
 			l := b.locs[i]
-			rel := int64(l.off) - int64(first.off)
-			blob, err := rd.r.openBlob(ctx, s.plain[:0], span[rel:rel+int64(l.length)], b.refs[i].ID)
-			if rd.r.keys != nil && cap(blob) > cap(s.plain) {
-				s.plain = blob
+			if k > 0 {
+				// A chunk twice in the batch (a file's zero pages): its
+				// blob was decrypted in place already, and decoded.
+				if p := idx[start+k-1]; b.locs[p].pack == l.pack && b.locs[p].off == l.off {
+					b.data[i] = b.data[p]
+					continue
+				}
 			}
+			rel := int64(l.off) - int64(first.off)
+			blob, err := rd.r.openBlob(ctx, span[rel:rel+int64(l.length)], b.refs[i].ID)
 			if errors.Is(err, seal.ErrNoReadKey) {
 				return err
 			}

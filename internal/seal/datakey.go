@@ -77,13 +77,18 @@ func BlobKeyID(blob []byte) (DataKeyID, error) {
 	return id, nil
 }
 
-// Open appends to dst the plain bytes of a blob k sealed with ad.
-func (k *DataKey) Open(dst, blob, ad []byte) ([]byte, error) {
+// OpenInPlace returns the plain bytes of a blob k sealed with ad. It
+// decrypts into blob's own memory, whose bytes it overwrites (also when the
+// blob does not authenticate), and returns a part of it: a restore saves a
+// copy of every blob.
+func (k *DataKey) OpenInPlace(blob, ad []byte) ([]byte, error) {
 	if len(blob) < BlobOverhead {
 		return nil, fmt.Errorf("%w: a sealed blob of %d bytes", ErrTampered, len(blob))
 	}
 	nonce := blob[len(k.ID) : len(k.ID)+nonceSize]
-	out, err := k.aead.Open(dst, nonce, blob[len(k.ID)+len(nonce):], ad)
+	sealed := blob[len(k.ID)+nonceSize:]
+	// sealed[:0] is the one overlap of output and input AEAD.Open allows.
+	out, err := k.aead.Open(sealed[:0], nonce, sealed, ad)
 	if err != nil {
 		return nil, fmt.Errorf("%w: blob of data key %x", ErrTampered, k.ID)
 	}

@@ -47,16 +47,19 @@ func TestDataKey(t *testing.T) {
 	if id, _ := BlobKeyID(blob); id != k.ID {
 		t.Fatal("key id not at the start of the blob")
 	}
+	if bytes.Contains(blob, []byte("chunk")) {
+		t.Fatal("plaintext in the sealed blob")
+	}
 	k2, _ := DataKeyFrom(k.ID, raw)
-	out, err := k2.Open(nil, blob, []byte("id1"))
+	if _, err := k2.OpenInPlace(bytes.Clone(blob), []byte("id2")); !errors.Is(err, ErrTampered) {
+		t.Fatalf("a blob passed off as another chunk opened: %v", err)
+	}
+	out, err := k2.OpenInPlace(blob, []byte("id1"))
 	if err != nil || string(out) != "chunk" {
 		t.Fatalf("open: %q %v", out, err)
 	}
-	if _, err := k2.Open(nil, blob, []byte("id2")); !errors.Is(err, ErrTampered) {
-		t.Fatalf("a blob passed off as another chunk opened: %v", err)
-	}
-	if bytes.Contains(blob, []byte("chunk")) {
-		t.Fatal("plaintext in the sealed blob")
+	if &out[0] != &blob[len(blob)-len(out)-16] {
+		t.Error("the plain bytes are not in the blob's own memory")
 	}
 }
 

@@ -311,6 +311,7 @@ func (c *Catalog) List(ctx context.Context, f Filter) ([]Summary, error) {
 	}
 
 	out := make([]Summary, len(keys))
+	gone := make([]bool, len(keys))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(readConcurrency)
 	for i, k := range keys {
@@ -318,6 +319,11 @@ func (c *Catalog) List(ctx context.Context, f Filter) ([]Summary, error) {
 			m, err := c.readManifest(gctx, k.ManifestKey())
 			if err == nil {
 				out[i] = summarize(m)
+				return nil
+			}
+			if errors.Is(err, uploader.ErrNotFound) {
+				// Deleted since it was listed (a prune running beside).
+				gone[i] = true
 				return nil
 			}
 			if !errors.Is(err, ErrCorruptManifest) && !errors.Is(err, ErrManifestTooNew) {
@@ -331,6 +337,8 @@ func (c *Catalog) List(ctx context.Context, f Filter) ([]Summary, error) {
 	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("list backups: %w", err)
 	}
+	i := 0
+	out = slices.DeleteFunc(out, func(Summary) bool { i++; return gone[i-1] })
 	sortNewestFirst(out)
 	return out, nil
 }

@@ -302,6 +302,41 @@ func TestListFailsOnStoreErrors(t *testing.T) {
 	}
 }
 
+// vanishingStore deletes one key just before it is read: what a prune
+// running beside a listing does.
+type vanishingStore struct {
+	catalog.Store
+	key string
+}
+
+func (v *vanishingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if key == v.key {
+		if err := v.Store.Delete(ctx, key); err != nil {
+			return nil, err
+		}
+	}
+	return v.Store.Get(ctx, key)
+}
+
+// A backup deleted between the listing of the manifests and the read of
+// its own is no longer there: it is left out, and the listing goes on.
+func TestListSkipsBackupsDeletedMeanwhile(t *testing.T) {
+	s, _, bs := repo(t)
+	all, err := catalog.New(s, seal.Key{}).List(context.Background(), catalog.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := bs["db-mid"].layout()
+	list, err := catalog.New(&vanishingStore{Store: s, key: gone.ManifestKey()}, seal.Key{}).List(context.Background(), catalog.Filter{})
+	if err != nil {
+		t.Fatalf("List while a backup is deleted: %v", err)
+	}
+	want := slices.DeleteFunc(ids(all), func(id string) bool { return id == gone.ID })
+	if got := ids(list); !slices.Equal(got, want) || len(want) != len(all)-1 {
+		t.Errorf("listed %q, want %q (all but %s)", got, want, gone.ID)
+	}
+}
+
 func TestGet(t *testing.T) {
 	ctx := context.Background()
 	s, _, bs := repo(t)

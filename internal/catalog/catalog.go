@@ -337,8 +337,13 @@ func (c *Catalog) List(ctx context.Context, f Filter) ([]Summary, error) {
 	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("list backups: %w", err)
 	}
-	i := 0
-	out = slices.DeleteFunc(out, func(Summary) bool { i++; return gone[i-1] })
+	kept := out[:0]
+	for i, s := range out {
+		if !gone[i] {
+			kept = append(kept, s)
+		}
+	}
+	out = kept
 	sortNewestFirst(out)
 	return out, nil
 }

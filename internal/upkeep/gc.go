@@ -113,10 +113,10 @@ func (r GCResult) Locked() repo.LockedObjects {
 // credential Secrets of runs whose newest object is older. Kept snapshots
 // and anything without a run's labels stay. VolumeSnapshots already being
 // deleted are listed apart (GCResult.Deleting), never deleted again. With
-// o.Uploads it also aborts the store's stale multipart uploads. It goes on past errors and returns
-// what it found with every error joined; with DryRun it removes nothing.
-// What S3 Object Lock keeps stays and is reported (GCResult.Locked), which
-// is no error.
+// o.Uploads it also aborts the store's stale multipart uploads. It goes on
+// past errors and returns what it found with every error joined; with
+// DryRun it removes nothing. What S3 Object Lock keeps stays and is
+// reported (GCResult.Locked), which is no error.
 func GC(ctx context.Context, cat GCCatalog, o GCOptions) (GCResult, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()

@@ -164,8 +164,10 @@ const heldLock = 300 * time.Millisecond
 // holding exactly the rows committed before the lock, not the one that
 // waited for it nor any after. The lock ends with the backup: the blocked
 // INSERT then commits and the writer goes on.
+// Not parallel: it compares how long the writer's INSERTs waited with how
+// long kbak held the lock, and under the parallel tests' load the writer's
+// next INSERT came late in the hold (once: 367 ms of a 1.2 s hold).
 func TestMariaDBHeldLockAcrossTheCut(t *testing.T) {
-	t.Parallel() // waits more than it works: beside the other waiters
 	e := newEnv(t)
 	if e.MariaDBImage == "" {
 		t.Fatal("the test bed has no MariaDB image (KBAK_E2E_MARIADB_IMAGE): see e2e/testbed/build.sh's log")
